@@ -1,0 +1,3 @@
+"""Patchwave: agentless patch and configuration management for Linux fleets."""
+
+__version__ = "0.1.0"

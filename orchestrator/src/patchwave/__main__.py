@@ -1,0 +1,3 @@
+from patchwave.cli import main
+
+main()

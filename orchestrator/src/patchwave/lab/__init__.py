@@ -1,0 +1,1 @@
+"""The lab: a real test fleet of Debian containers with a signed apt repository."""
