@@ -208,6 +208,8 @@ class Lab:
             "create", "--name", host.container, "--hostname", host.name,
             "--label", f"io.patchwave.lab={self.prefix}", "--network", self.network,
             "--publish", f"127.0.0.1:{host.ssh_port}:22", "--restart=always",
+            # /run is a tmpfs, as on a real host: a reboot clears /run/reboot-required
+            "--tmpfs", "/run:rw,nosuid,nodev,mode=755",
             "--volume", f"{self.repo_dir}:{REPO_MOUNT}:ro", image,
         )
         self._inject_files(host)

@@ -1,0 +1,238 @@
+# -*- coding: utf-8 -*-
+# Copyright: Patchwave contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""apt/dpkg backend. Works without python3-apt: it drives apt-get, apt-mark and dpkg-query."""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+
+from ansible_collections.patchwave.endpoint.plugins.module_utils.pkgmgr.base import CommandError, PackageManager
+
+ENV = {
+    "LC_ALL": "C",
+    "DEBIAN_FRONTEND": "noninteractive",
+    "NEEDRESTART_MODE": "a",
+    "APT_LISTCHANGES_FRONTEND": "none",
+}
+ARCHIVES = "/var/cache/apt/archives"
+REBOOT_REQUIRED = "/var/run/reboot-required"
+
+# "Inst pw-tools [1.0-1] (2.0-1 Patchwave Lab Security:patchwave-lab-security [all])"
+_INST_RE = re.compile(r"^Inst (?P<name>\S+) (?:\[(?P<installed>[^\]]+)\] )?\((?P<candidate>\S+) (?P<origins>.*?) \[(?P<arch>[^\]]+)\]\)")
+_REMV_RE = re.compile(r"^Remv (?P<name>\S+) \[(?P<installed>[^\]]+)\]")
+
+
+def parse_origins(text):
+    """'Debian:12.5/stable, Debian-Security:12/stable-security' → [{'label':..., 'suite':...}]."""
+    origins = []
+    for part in text.split(", "):
+        label, _sep, rest = part.partition(":")
+        suite = rest.split("/")[-1] if rest else ""
+        origins.append({"label": label.strip(), "suite": suite.strip()})
+    return origins
+
+
+def is_security_origin(origins):
+    return any(o["suite"].endswith("-security") or "security" in o["label"].lower() for o in origins)
+
+
+def parse_simulation(output):
+    """Parse `apt-get -s dist-upgrade` into (upgrades/new installs, removals)."""
+    updates, removals = [], []
+    for line in output.splitlines():
+        match = _INST_RE.match(line)
+        if match:
+            origins = parse_origins(match.group("origins"))
+            updates.append({
+                "name": match.group("name"),
+                "installed": match.group("installed"),
+                "candidate": match.group("candidate"),
+                "arch": match.group("arch"),
+                "origins": origins,
+                "security": is_security_origin(origins),
+                "new_install": match.group("installed") is None,
+                "held": False,
+            })
+            continue
+        match = _REMV_RE.match(line)
+        if match:
+            removals.append({"name": match.group("name"), "installed": match.group("installed")})
+    return updates, removals
+
+
+def parse_policy_candidate(output):
+    """Installed and candidate version from `apt-cache policy NAME`."""
+    installed = re.search(r"^\s*Installed: (\S+)", output, re.M)
+    candidate = re.search(r"^\s*Candidate: (\S+)", output, re.M)
+    return (installed.group(1) if installed else None, candidate.group(1) if candidate else None)
+
+
+def deb_filename(name, version, arch):
+    """apt's file name in the cache: the epoch colon is written as %3a."""
+    return "%s_%s_%s.deb" % (name, version.replace(":", "%3a"), arch)
+
+
+class AptManager(PackageManager):
+    name = "apt"
+
+    def _run(self, argv, check=True, env=None):
+        merged = dict(ENV)
+        merged.update(env or {})
+        rc, out, err = self.module.run_command(argv, environ_update=merged, check_rc=False)
+        if check and rc != 0:
+            raise CommandError("%s failed with rc=%s" % (argv[0], rc), cmd=argv, rc=rc, stdout=out, stderr=err)
+        return rc, out, err
+
+    def bin(self, name):
+        return self.module.get_bin_path(name, required=True)
+
+    def refresh(self):
+        self._run([self.bin("apt-get"), "-q", "update"])
+
+    def installed_versions(self, names=None):
+        argv = [self.bin("dpkg-query"), "-W", "-f", "${Package}\t${Version}\t${db:Status-Abbrev}\t${source:Package}\n"]
+        if names:
+            argv += list(names)
+        # dpkg-query exits 1 when a named package is unknown; that is an answer, not a failure
+        rc, out, err = self._run(argv, check=False)
+        if rc not in (0, 1):
+            raise CommandError("dpkg-query failed", cmd=argv, rc=rc, stdout=out, stderr=err)
+        versions = {}
+        for line in out.splitlines():
+            fields = line.split("\t")
+            if len(fields) >= 3 and fields[2].startswith("ii") and fields[1]:
+                versions[fields[0]] = fields[1]
+        return versions
+
+    def source_packages(self):
+        _rc, out, _err = self._run([self.bin("dpkg-query"), "-W", "-f", "${Package}\t${source:Package}\n"])
+        return dict(line.split("\t", 1) for line in out.splitlines() if "\t" in line)
+
+    def held_packages(self):
+        _rc, out, _err = self._run([self.bin("apt-mark"), "showhold"])
+        return sorted(line.strip() for line in out.splitlines() if line.strip())
+
+    def pending_updates(self):
+        _rc, out, _err = self._run([self.bin("apt-get"), "-s", "-q", "-o", "Debug::NoLocking=1", "dist-upgrade"])
+        updates, removals = parse_simulation(out)
+        sources = self.source_packages()
+        listed = set(u["name"] for u in updates)
+        for name in self.held_packages():
+            if name in listed:
+                continue
+            _rc, policy, _err = self._run([self.bin("apt-cache"), "policy", name])
+            installed, candidate = parse_policy_candidate(policy)
+            if installed and candidate and installed not in ("(none)",) and candidate != installed:
+                origins = self._policy_origins(policy, candidate)
+                updates.append({"name": name, "installed": installed, "candidate": candidate, "arch": "",
+                                "origins": origins, "security": is_security_origin(origins),
+                                "new_install": False, "held": True})
+        for update in updates:
+            update["source"] = sources.get(update["name"]) or update["name"]
+            update["new_packages"] = []
+            update["required_by"] = []
+        new_names = set(u["name"] for u in updates if u["new_install"])
+        if new_names:
+            # only then is it worth asking, per upgrade, which new packages it pulls in
+            by_name = dict((u["name"], u) for u in updates)
+            for update in updates:
+                if update["new_install"] or update["held"]:
+                    continue
+                _rc, sim, _err = self._run([self.bin("apt-get"), "-s", "-q", "-o", "Debug::NoLocking=1",
+                                            "install", update["name"]])
+                pulled = sorted(u["name"] for u in parse_simulation(sim)[0] if u["new_install"])
+                update["new_packages"] = pulled
+                for name in pulled:
+                    if name in by_name:
+                        by_name[name]["required_by"].append(update["name"])
+        for update in updates:
+            update["needs_new_packages"] = bool(update["new_packages"])
+        return sorted(updates, key=lambda u: u["name"]), removals
+
+    @staticmethod
+    def _policy_origins(policy, candidate):
+        lines = policy.splitlines()
+        for index, line in enumerate(lines):
+            if re.match(r"^\s*(\*\*\*)?\s*%s\s+\d+" % re.escape(candidate), line):
+                for follow in lines[index + 1:]:
+                    match = re.match(r"^\s+\d+\s+\S+\s+(\S+)/\S+", follow)
+                    if not match:
+                        break
+                    return [{"label": "", "suite": match.group(1)}]
+        return []
+
+    def reboot_required(self):
+        packages = []
+        if os.path.exists(REBOOT_REQUIRED + ".pkgs"):
+            with open(REBOOT_REQUIRED + ".pkgs") as handle:
+                packages = sorted(set(line.strip() for line in handle if line.strip()))
+        required = os.path.exists(REBOOT_REQUIRED)
+        return {"required": required, "packages": packages,
+                "signals": ["reboot-required-file"] if required else []}
+
+    def health(self):
+        _rc, out, err = self._run([self.bin("dpkg"), "--audit"], check=False)
+        text = (out + err).strip()
+        return {"clean": not text, "output": text}
+
+    def arch(self):
+        _rc, out, _err = self._run([self.bin("dpkg"), "--print-architecture"])
+        return out.strip()
+
+    def cached_deb(self, name, version):
+        """Path of the cached .deb for name=version, if apt has it (any architecture)."""
+        pattern = os.path.join(ARCHIVES, "%s_%s_*.deb" % (glob.escape(name), glob.escape(version.replace(":", "%3a"))))
+        found = sorted(glob.glob(pattern))
+        return found[0] if found else None
+
+    def deb_fields(self, path):
+        _rc, out, _err = self._run([self.bin("dpkg-deb"), "-f", path, "Package", "Version"])
+        fields = dict(line.split(": ", 1) for line in out.splitlines() if ": " in line)
+        return fields.get("Package"), fields.get("Version")
+
+    def _install_argv(self, lock_timeout, conffile_policy, allow_held):
+        argv = [self.bin("apt-get"), "-q", "-y", "--no-install-recommends",
+                "-o", "DPkg::Lock::Timeout=%d" % lock_timeout]
+        if conffile_policy == "keep_local":
+            argv += ["-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold"]
+        else:
+            argv += ["-o", "Dpkg::Options::=--force-confnew"]
+        if allow_held:
+            argv.append("--allow-change-held-packages")
+        return argv
+
+    def download(self, wanted, lock_timeout=300):
+        argv = self._install_argv(lock_timeout, "keep_local", True) + ["--download-only", "install"]
+        argv += ["%s=%s" % (name, version) for name, version in wanted.items()]
+        self._run(argv)
+
+    def download_to(self, name, version, directory):
+        """Fetch name=version from the configured repositories into `directory`; False if gone."""
+        rc, _out, _err = self.module.run_command(
+            [self.bin("apt-get"), "-q", "download", "%s=%s" % (name, version)],
+            environ_update=dict(ENV), check_rc=False, cwd=directory)
+        return rc == 0
+
+    def repack(self, name, directory):
+        self.module.get_bin_path("dpkg-repack", required=True)
+        rc, out, err = self.module.run_command([self.bin("dpkg-repack"), name], environ_update=dict(ENV),
+                                               check_rc=False, cwd=directory)
+        if rc != 0:
+            raise CommandError("dpkg-repack %s failed" % name, cmd=["dpkg-repack", name], rc=rc, stdout=out, stderr=err)
+
+    def repair_interrupted(self):
+        """`dpkg --configure -a` when dpkg --audit reports half-configured packages."""
+        state = self.health()
+        if state["clean"]:
+            return None
+        rc, out, err = self._run([self.bin("dpkg"), "--configure", "-a"], check=False)
+        return {"before": state["output"], "rc": rc, "output": (out + err).strip()}
+
+    def install(self, wanted, allow_held=False, lock_timeout=300, conffile_policy="keep_local"):
+        argv = self._install_argv(lock_timeout, conffile_policy, allow_held) + ["install"]
+        argv += ["%s=%s" % (name, version) for name, version in wanted.items()]
+        return self._run(argv, check=False)

@@ -1,0 +1,91 @@
+# -*- coding: utf-8 -*-
+# Copyright: Patchwave contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The package-manager interface the patch modules are written against.
+
+apt is the first backend; dnf plugs in beside it by implementing the same methods. Nothing here
+runs at import time and nothing talks to the host directly: backends do, through the module's
+run_command with argv lists.
+"""
+
+from __future__ import annotations
+
+import re
+
+# Debian policy names; rpm names fit the same shape. Versions may carry an epoch ("1:2.3-4").
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9+.\-]*$")
+VERSION_RE = re.compile(r"^(?:[0-9]+:)?[0-9A-Za-z][0-9A-Za-z.+~\-]*$")
+
+
+class PackageSpecError(ValueError):
+    """A requested `name=version` is malformed (and is refused before any command runs)."""
+
+
+def parse_specs(specs):
+    """Turn ['name=version', ...] into an ordered {name: version}; refuse anything that is not one.
+
+    The strict patterns also make it impossible to smuggle options or shell syntax through a
+    package name ("-o", ";", spaces, "$(...)").
+    """
+    wanted = {}
+    for spec in specs:
+        if not isinstance(spec, str) or "=" not in spec:
+            raise PackageSpecError("%r is not of the form name=version" % (spec,))
+        name, version = spec.split("=", 1)
+        if not NAME_RE.match(name):
+            raise PackageSpecError("%r: invalid package name %r" % (spec, name))
+        if not VERSION_RE.match(version):
+            raise PackageSpecError("%r: invalid version %r" % (spec, version))
+        if name in wanted and wanted[name] != version:
+            raise PackageSpecError("%s is asked for at two versions: %s and %s" % (name, wanted[name], version))
+        wanted[name] = version
+    return wanted
+
+
+class CommandError(Exception):
+    """A package-manager command failed; carries the evidence."""
+
+    def __init__(self, msg, cmd=None, rc=None, stdout="", stderr=""):
+        super(CommandError, self).__init__(msg)
+        self.msg = msg
+        self.cmd = cmd
+        self.rc = rc
+        self.stdout = stdout
+        self.stderr = stderr
+
+    def as_result(self):
+        return {"msg": self.msg, "cmd": self.cmd, "rc": self.rc, "stdout": self.stdout, "stderr": self.stderr}
+
+
+class PackageManager(object):
+    """What every backend provides. Methods return plain data (dicts/lists) for module results."""
+
+    name = "base"
+
+    def __init__(self, module):
+        self.module = module
+
+    def refresh(self):
+        raise NotImplementedError
+
+    def installed_versions(self, names=None):
+        """{name: version} of installed packages (all, or only `names`)."""
+        raise NotImplementedError
+
+    def pending_updates(self):
+        """List of dicts: name, installed, candidate, source, origins, security, held, new_install."""
+        raise NotImplementedError
+
+    def held_packages(self):
+        raise NotImplementedError
+
+    def download(self, wanted):
+        raise NotImplementedError
+
+    def install(self, wanted, allow_held=False, lock_timeout=300, conffile_policy="keep_local"):
+        raise NotImplementedError
+
+    def health(self):
+        """dpkg/rpm database health: {'clean': bool, 'output': str}."""
+        raise NotImplementedError

@@ -1,0 +1,229 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: Patchwave contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: stage_updates
+short_description: Download exact package versions and save rollback material before a patch
+version_added: "0.1.0"
+description:
+  - Given an exact C(name=version) list, checks free space first, downloads only those versions
+    into the package cache and verifies that each downloaded file is the version asked for.
+  - Saves rollback material for every installed package that will change (the installed
+    version's C(.deb) from the cache, the repository, or rebuilt with C(dpkg-repack)) and a
+    JSON journal of before-versions in a per-cycle directory on the host.
+  - Idempotent; in check mode reports what would be downloaded and saved.
+options:
+  packages:
+    description: Exact versions to stage, each C(name=version).
+    type: list
+    elements: str
+    required: true
+  cycle_id:
+    description: Identifier of the patch cycle; names the directory that holds rollback material.
+    type: str
+    required: true
+  state_dir:
+    description: Where per-cycle directories are kept on the host.
+    type: path
+    default: /var/lib/patchwave
+  min_free_mb:
+    description: Free space (MiB) that must remain after staging, in the cache and in I(state_dir).
+    type: int
+    default: 100
+  lock_timeout:
+    description: Seconds to wait for the dpkg/apt lock.
+    type: int
+    default: 300
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+  platform:
+    platforms: debian
+author:
+  - Patchwave contributors
+"""
+
+EXAMPLES = r"""
+- name: Stage the manifest's packages
+  patchwave.endpoint.stage_updates:
+    cycle_id: "2026-11-29-001"
+    packages:
+      - pw-libssl=1.0-2
+      - pw-tools=2.0-1
+"""
+
+RETURN = r"""
+staged:
+  description: One entry per requested package.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{name: pw-libssl, version: 1.0-2, file: /var/cache/apt/archives/pw-libssl_1.0-2_all.deb, downloaded: true}]
+rollback:
+  description: Rollback material per package that will change, with how it was obtained.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{name: pw-libssl, version: 1.0-1, file: /var/lib/patchwave/cycles/c1/rollback/pw-libssl_1.0-1_all.deb, method: cache}]
+journal:
+  description: Path of the cycle's journal on the host.
+  returned: always
+  type: str
+cycle_dir:
+  description: The per-cycle directory on the host.
+  returned: always
+  type: str
+"""
+
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.patchwave.endpoint.plugins.module_utils.pkgmgr.apt import ARCHIVES, AptManager
+from ansible_collections.patchwave.endpoint.plugins.module_utils.pkgmgr.base import CommandError, PackageSpecError, parse_specs
+
+CYCLE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def free_mb(path):
+    stat = os.statvfs(path)
+    return stat.f_bavail * stat.f_frsize // (1024 * 1024)
+
+
+def package_size(manager, name, version):
+    _rc, out, _err = manager._run([manager.bin("apt-cache"), "show", "%s=%s" % (name, version)])
+    match = re.search(r"^Size: (\d+)", out, re.M)
+    return int(match.group(1)) if match else 0
+
+
+def write_json(path, data):
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".journal-")
+    with os.fdopen(fd, "w") as handle:
+        json.dump(data, handle, indent=2, sort_keys=True)
+    os.rename(tmp, path)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            packages=dict(type="list", elements="str", required=True),
+            cycle_id=dict(type="str", required=True),
+            state_dir=dict(type="path", default="/var/lib/patchwave"),
+            min_free_mb=dict(type="int", default=100),
+            lock_timeout=dict(type="int", default=300),
+        ),
+        supports_check_mode=True,
+    )
+    params = module.params
+    if not CYCLE_RE.match(params["cycle_id"]):
+        module.fail_json(msg="cycle_id %r: use letters, digits, '.', '_' or '-' (at most 64)" % params["cycle_id"])
+    try:
+        wanted = parse_specs(params["packages"])
+    except PackageSpecError as exc:
+        module.fail_json(msg="packages: %s" % exc)
+
+    manager = AptManager(module)
+    cycle_dir = os.path.join(params["state_dir"], "cycles", params["cycle_id"])
+    rollback_dir = os.path.join(cycle_dir, "rollback")
+    journal_path = os.path.join(cycle_dir, "journal.json")
+    try:
+        installed = manager.installed_versions(list(wanted))
+        changing = dict((n, v) for n, v in wanted.items() if installed.get(n) != v)
+        to_download = dict((n, v) for n, v in changing.items() if not manager.cached_deb(n, v))
+
+        journal = {}
+        if os.path.exists(journal_path):
+            with open(journal_path) as handle:
+                journal = json.load(handle)
+        saved = journal.get("packages", {})
+        need_rollback = dict((n, installed[n]) for n in changing if n in installed and n not in saved)
+
+        needed_mb = sum(package_size(manager, n, v) for n, v in to_download.items()) // (1024 * 1024)
+        needed_mb += 2 * sum(package_size(manager, n, v) for n, v in need_rollback.items()) // (1024 * 1024)
+        for path in (ARCHIVES, params["state_dir"] if os.path.isdir(params["state_dir"]) else "/var/lib"):
+            available = free_mb(path)
+            if available - needed_mb < params["min_free_mb"]:
+                module.fail_json(msg="not enough free space in %s: %d MiB free, %d MiB needed plus %d MiB reserve"
+                                 % (path, available, needed_mb, params["min_free_mb"]))
+
+        plan = dict(
+            staged=[dict(name=n, version=v, file=manager.cached_deb(n, v), downloaded=n in to_download)
+                    for n, v in wanted.items()],
+            rollback=[dict(name=n, version=e["before"], file=e.get("file"), method=e.get("method"))
+                      for n, e in sorted(saved.items())]
+            + [dict(name=n, version=v, file=None, method="planned") for n, v in sorted(need_rollback.items())],
+            journal=journal_path, cycle_dir=cycle_dir,
+        )
+        if module.check_mode:
+            module.exit_json(changed=bool(to_download or need_rollback), **plan)
+
+        if to_download:
+            manager.download(to_download, lock_timeout=params["lock_timeout"])
+        staged = []
+        for name, version in wanted.items():
+            path = manager.cached_deb(name, version)
+            if name in changing:
+                if not path:
+                    module.fail_json(msg="%s=%s is not in the package cache after download" % (name, version))
+                got = manager.deb_fields(path)
+                if got != (name, version):
+                    module.fail_json(msg="downloaded %s is %s=%s, not the %s=%s asked for" % (path, got[0], got[1], name, version))
+            staged.append(dict(name=name, version=version, file=path, downloaded=name in to_download))
+
+        if need_rollback:
+            if not os.path.isdir(rollback_dir):
+                os.makedirs(rollback_dir, 0o700)
+            for name, version in sorted(need_rollback.items()):
+                saved[name] = save_rollback(manager, name, version, rollback_dir)
+        changed = bool(to_download or need_rollback)
+        if changed or not os.path.exists(journal_path):
+            if not os.path.isdir(cycle_dir):
+                os.makedirs(cycle_dir, 0o700)
+            journal = dict(cycle_id=params["cycle_id"], updated=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                           packages=saved, requested=wanted)
+            write_json(journal_path, journal)
+            changed = True
+    except CommandError as exc:
+        module.fail_json(**exc.as_result())
+    rollback = [dict(name=n, version=e["before"], file=e["file"], method=e["method"]) for n, e in sorted(saved.items())]
+    module.exit_json(changed=changed, staged=staged, rollback=rollback, journal=journal_path, cycle_dir=cycle_dir)
+
+
+def save_rollback(manager, name, version, rollback_dir):
+    """Keep the installed version's .deb: from the cache, the repository, or rebuilt from the system."""
+    cached = manager.cached_deb(name, version)
+    method = "cache"
+    if cached:
+        target = os.path.join(rollback_dir, os.path.basename(cached))
+        shutil.copy2(cached, target)
+    else:
+        before = set(os.listdir(rollback_dir))
+        if manager.download_to(name, version, rollback_dir):
+            method = "repository"
+        else:
+            manager.repack(name, rollback_dir)
+            method = "dpkg-repack"
+        new = sorted(set(os.listdir(rollback_dir)) - before)
+        if not new:
+            raise CommandError("no rollback package was produced for %s=%s" % (name, version))
+        target = os.path.join(rollback_dir, new[0])
+    got = manager.deb_fields(target)
+    if got != (name, version):
+        raise CommandError("rollback file %s holds %s=%s, not %s=%s" % (target, got[0], got[1], name, version))
+    return dict(before=version, file=target, method=method)
+
+
+if __name__ == "__main__":
+    main()
