@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -19,7 +20,7 @@ cycle_app = typer.Typer(no_args_is_help=True, help="Patch cycles: plan, run in w
 app.add_typer(lab_app, name="lab")
 app.add_typer(cycle_app, name="cycle")
 
-err = Console(stderr=True)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
 
 
@@ -85,6 +86,109 @@ def _print_hosts(hosts: list[dict[str, Any]]) -> None:
                       f"127.0.0.1:{h['ssh_port']}", ",".join(h["groups"]), h["device_type"], h["owner"],
                       h.get("state", ""))
     err.print(table)
+
+
+StoreOpt = Annotated[str | None, typer.Option("--store", envvar="PATCHWAVE_STORE",
+                                             help="SQLAlchemy URL of the store (default: SQLite in .patchwave/).")]
+InventoryOpt = Annotated[Path | None, typer.Option("--inventory", "-i", help="Inventory (default: the lab's).")]
+AdvisoriesOpt = Annotated[Path | None, typer.Option("--advisories", help="OSV advisory file or directory.")]
+
+
+def _store(url: str | None) -> Any:
+    from patchwave.store import Store
+
+    return Store(url or project_paths().store_url)
+
+
+def _progress(msg: str) -> None:
+    err.print(f"[dim]{msg}[/dim]", highlight=False)
+
+
+def _run_cycle(store_url: str | None, inventory: Path | None, advisories: Path | None,
+               canary: int) -> tuple[Any, str, Path]:
+    from patchwave.cycle import Cycle
+    from patchwave.inventory import load_hosts
+    from patchwave.reporting.workbook import write_cycle_workbook
+
+    paths = project_paths()
+    store = _store(store_url)
+    inv = inventory or paths.lab_inventory
+    if advisories is None and inventory is None:
+        advisories = paths.lab / "advisories"
+    cycle_id = Cycle(paths, store, inv, progress=_progress).run(advisories, canary_size=canary)
+    from patchwave.cycle import status_report
+
+    status = status_report(store, cycle_id)
+    book = write_cycle_workbook(status, load_hosts(inv), paths.output / f"patch-cycle-{cycle_id}.xlsx")
+    return status, cycle_id, book
+
+
+def _print_cycle(status: dict[str, Any]) -> None:
+    table = Table("host", "end state", "packages (before → after)", "detail",
+                  title=f"cycle {status['cycle_id']}: {status['status']}")
+    for h in status["hosts"]:
+        pkgs = "\n".join(f"{p['name']} {p['before'] or '-'} → {p['after'] or '-'}" for p in h["packages"])
+        table.add_row(h["host"], h["state"], pkgs, h["detail"])
+    err.print(table)
+
+
+def _exit_for(status: dict[str, Any]) -> None:
+    if any(h["state"] in ("failed", "not-reached") for h in status["hosts"]):
+        raise typer.Exit(1)
+
+
+@cycle_app.command("run")
+def cycle_run(
+    store: StoreOpt = None, inventory: InventoryOpt = None, advisories: AdvisoriesOpt = None,
+    canary: Annotated[int, typer.Option(help="Hosts in the canary wave.", min=0)] = 1,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run a whole patch cycle: scan, approve, stage, deploy in waves, confirm, workbook."""
+    status, _cycle_id, book = _run_cycle(store, inventory, advisories, canary)
+    status["workbook"] = str(book)
+    if as_json:
+        _emit_json(status)
+    else:
+        _print_cycle(status)
+        err.print(f"workbook: {book}")
+    _exit_for(status)
+
+
+@cycle_app.command("status")
+def cycle_status(
+    cycle_id: Annotated[str | None, typer.Argument(help="Cycle id (default: the latest).")] = None,
+    store: StoreOpt = None, as_json: JsonOpt = False,
+) -> None:
+    """Per host: end state and each package's before and after version."""
+    from patchwave.cycle import status_report
+
+    st = _store(store)
+    cycle_id = cycle_id or st.latest_cycle_id()
+    if cycle_id is None:
+        raise PatchwaveError("the store has no cycles yet: run `patchwave cycle run` or `patchwave demo`")
+    status = status_report(st, cycle_id)
+    if as_json:
+        _emit_json(status)
+    else:
+        _print_cycle(status)
+    _exit_for(status)
+
+
+@app.command("demo")
+def demo(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
+    """Lab up, then a full patch cycle in two waves on it, stored and written to a workbook."""
+    lab = _lab()
+    result = lab.up()
+    err.print(f"lab ready in {result['seconds']}s: {len(result['hosts'])} hosts")
+    status, _cycle_id, book = _run_cycle(store, None, None, 1)
+    status["workbook"] = str(book)
+    if as_json:
+        _emit_json(status)
+    else:
+        _print_cycle(status)
+        err.print(f"workbook: [bold]{book}[/bold]")
+        err.print("the lab stays up for a look around (inventories/lab/hosts.yml); `patchwave lab down` removes it")
+    _exit_for(status)
 
 
 def main() -> None:

@@ -1,0 +1,219 @@
+"""One patch cycle, end to end: scan → approve (frozen manifest) → stage → deploy in waves with
+a gate after each → confirm by rescan → a truthful end state per host.
+
+Every step's results are written to the store before the next step acts on them.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Callable
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from patchwave import advisories as advisories_mod
+from patchwave import manifest as manifest_mod
+from patchwave import waves as waves_mod
+from patchwave.inventory import load_hosts
+from patchwave.manifest import ApprovalPolicy
+from patchwave.models import Host, Manifest, PendingUpdate
+from patchwave.paths import Paths
+from patchwave.runner import PlaybookRunner, RunResult
+from patchwave.store import Store
+
+SCAN = "patchwave.endpoint.pending_updates"
+STAGE = "patchwave.endpoint.stage_updates"
+APPLY = "patchwave.endpoint.apply_updates"
+REBOOT = "ansible.builtin.reboot"
+Progress = Callable[[str], None]
+
+
+def new_cycle_id() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(2)
+
+
+def updates_from_scan(host: str, result: dict[str, Any]) -> list[PendingUpdate]:
+    return [
+        PendingUpdate(
+            host=host, name=u["name"], installed=u.get("installed"), candidate=u["candidate"],
+            source=u.get("source") or u["name"], security=bool(u.get("security")), held=bool(u.get("held")),
+            new_install=bool(u.get("new_install")),
+            suites=tuple(o.get("suite", "") for o in u.get("origins", [])),
+            required_by=tuple(u.get("required_by", [])),
+        )
+        for u in result.get("updates", [])
+    ]
+
+
+class Cycle:
+    def __init__(self, paths: Paths, store: Store, inventory: Path, progress: Progress | None = None) -> None:
+        self.paths = paths
+        self.store = store
+        self.inventory = inventory
+        self.say: Progress = progress or (lambda _m: None)
+
+    def run(self, advisories_path: Path | None, policy: ApprovalPolicy = manifest_mod.DEFAULT_POLICY,
+            canary_size: int = 1) -> str:
+        hosts = load_hosts(self.inventory)
+        cycle_id = new_cycle_id()
+        work = self.paths.state / "cycles" / cycle_id
+        work.mkdir(parents=True, exist_ok=True)
+        runner = PlaybookRunner(self.paths.root, work / "runs", progress=self.say)
+        self.store.create_cycle(cycle_id, str(self.inventory), asdict(policy))
+        self.store.log(cycle_id, "start", f"cycle started on {len(hosts)} host(s)")
+        advisories = advisories_mod.load_dir(advisories_path) if advisories_path else []
+
+        # 2 scan
+        self.say(f"[{cycle_id}] scanning {len(hosts)} host(s)")
+        scan = runner.run("scan.yml", self.inventory, ident="01-scan", limit=[h.name for h in hosts])
+        updates: list[PendingUpdate] = []
+        scan_failed: dict[str, str] = {}
+        for host in hosts:
+            res = scan.result(SCAN, host.name)
+            outcome = scan.hosts.get(host.name)
+            ok = res is not None and not res.get("failed") and (outcome is None or outcome.ok)
+            found = updates_from_scan(host.name, res) if ok and res else []
+            self.store.add_scan(cycle_id, host.name, "scan", ok, res or {}, found)
+            if ok:
+                updates.extend(found)
+            else:
+                scan_failed[host.name] = outcome.message if outcome else "no scan result"
+
+        # 3 approve: one frozen manifest for the whole cycle
+        manifest = manifest_mod.build(cycle_id, updates, advisories, policy)
+        self.store.save_manifest(manifest)
+        manifest_file = work / "manifest.json"
+        manifest_file.write_text(json.dumps(manifest.as_playbook_vars(), indent=2, sort_keys=True) + "\n")
+        manifest_file.chmod(0o444)
+        targets = [h for h in hosts if h.name in manifest.hosts_with_packages()]
+        self.say(f"[{cycle_id}] manifest: {sum(d.approved for d in manifest.decisions)} approved update(s) "
+                 f"on {len(targets)} host(s)")
+        extravars = {"patchwave_manifest_file": str(manifest_file)}
+
+        # 4 stage
+        stage_failed: dict[str, str] = {}
+        if targets:
+            staged = runner.run("stage.yml", self.inventory, ident="02-stage", limit=[h.name for h in targets],
+                                extravars=extravars)
+            stage_failed = self._record(cycle_id, "stage", STAGE, staged, targets)
+
+        # 5 deploy, wave by wave
+        deployable = [h for h in targets if h.name not in stage_failed]
+        deploy_failed: dict[str, str] = {}
+        reached: set[str] = set()
+        halted = False
+        for wave in waves_mod.plan(deployable, canary_size):
+            if halted:
+                self.store.finish_wave(self.store.start_wave(cycle_id, wave.index, wave.name, list(wave.hosts)),
+                                       "skipped", {"reason": "an earlier wave failed its gate"})
+                continue
+            self.say(f"[{cycle_id}] wave {wave.index} ({wave.name}): {', '.join(wave.hosts)}")
+            wave_id = self.store.start_wave(cycle_id, wave.index, wave.name, list(wave.hosts))
+            wave_hosts = [h for h in deployable if h.name in wave.hosts]
+            result = runner.run("deploy.yml", self.inventory, ident=f"03-deploy-wave{wave.index}",
+                                limit=list(wave.hosts), extravars=extravars)
+            failed = self._record(cycle_id, "deploy", APPLY, result, wave_hosts, wave=wave.index)
+            deploy_failed.update(failed)
+            reached.update(wave.hosts)
+            outcomes = {h: h not in failed for h in wave.hosts}
+            passed = waves_mod.gate_passes(outcomes)
+            gate = {"passed": passed, "failed": sorted(failed), "budget": 0}
+            self.store.finish_wave(wave_id, "passed" if passed else "failed", gate)
+            self.store.log(cycle_id, "gate", f"wave {wave.name}: {'passed' if passed else 'FAILED'} {gate}")
+            if not passed:
+                self.say(f"[{cycle_id}] wave {wave.name} failed its gate: stopping the rollout")
+                halted = True
+
+        # 6 confirm by rescan
+        confirmed: dict[str, dict[str, Any]] = {}
+        if reached:
+            confirm = runner.run("confirm.yml", self.inventory, ident="04-confirm", limit=sorted(reached),
+                                 extravars=extravars)
+            for name in sorted(reached):
+                res = confirm.result(SCAN, name)
+                ok = res is not None and not res.get("failed")
+                self.store.add_scan(cycle_id, name, "confirm", ok, res or {},
+                                    updates_from_scan(name, res) if ok and res else [])
+                if ok and res:
+                    confirmed[name] = res
+        status = self._end_states(cycle_id, hosts, manifest, scan_failed, stage_failed, deploy_failed, confirmed)
+        self.store.set_cycle_status(cycle_id, status, finished=True)
+        self.store.log(cycle_id, "finish", f"cycle {status}")
+        return cycle_id
+
+    def _record(self, cycle_id: str, stage: str, action: str, result: RunResult, hosts: list[Host],
+                wave: int | None = None) -> dict[str, str]:
+        failed: dict[str, str] = {}
+        for host in hosts:
+            data = result.result(action, host.name) or {}
+            outcome = result.hosts.get(host.name)
+            ok = bool(data) and not data.get("failed") and (outcome is None or outcome.ok)
+            message = (outcome.message if outcome and outcome.message else str(data.get("msg", "")))
+            if not data and not message:
+                message = "no result from the host"
+            reboot = result.result(REBOOT, host.name)
+            payload = dict(data)
+            if reboot is not None:
+                payload["reboot"] = {"rebooted": reboot.get("rebooted"), "elapsed": reboot.get("elapsed")}
+            payload.pop("stdout_lines", None)
+            self.store.add_host_result(cycle_id, host.name, stage, ok,
+                                       bool(outcome and outcome.unreachable), message, payload, wave=wave)
+            if not ok:
+                failed[host.name] = message
+        return failed
+
+    def _end_states(self, cycle_id: str, hosts: list[Host], manifest: Manifest, scan_failed: dict[str, str],
+                    stage_failed: dict[str, str], deploy_failed: dict[str, str],
+                    confirmed: dict[str, dict[str, Any]]) -> str:
+        worst = "completed"
+        for host in hosts:
+            approved = [d for d in manifest.decisions if d.host == host.name and d.approved]
+            after = (confirmed.get(host.name) or {}).get("installed", {})
+            packages = [{"name": d.name, "before": d.installed, "wanted": d.version, "after": after.get(d.name),
+                         "advisories": list(d.advisories), "reason": d.reason} for d in approved]
+            if host.name in scan_failed:
+                state, detail = "failed", f"scan failed: {scan_failed[host.name]}"
+            elif not approved:
+                state, detail = "excluded", "no approved updates"
+            elif host.name in stage_failed:
+                state, detail = "failed", f"staging failed: {stage_failed[host.name]}"
+            elif host.name in deploy_failed:
+                state, detail = "failed", f"deploy failed: {deploy_failed[host.name]}"
+            elif host.name not in confirmed:
+                reached = any(host.name in w["hosts"] and w["status"] != "skipped" for w in self.store.waves(cycle_id))
+                state, detail = ("failed", "confirm rescan failed") if reached else ("not-reached", "rollout halted before its wave")
+            else:
+                wrong = [p["name"] for p in packages if p["after"] != p["wanted"]]
+                reboot = confirmed[host.name].get("reboot_required", {}).get("required", False)
+                if wrong:
+                    state, detail = "failed", f"not at the manifest version after deploy: {', '.join(wrong)}"
+                elif reboot:
+                    state, detail = "pending-reboot", "installed; the host still asks for a reboot"
+                else:
+                    state, detail = "installed", f"{len(packages)} package(s) at the manifest version"
+            self.store.add_end_state(cycle_id, host.name, state, packages, detail)
+            if state in ("failed", "not-reached"):
+                worst = "failed"
+        return worst
+
+
+def status_report(store: Store, cycle_id: str) -> dict[str, Any]:
+    cycle = store.cycle(cycle_id)
+    if cycle is None:
+        from patchwave.errors import InputError
+
+        raise InputError(f"no cycle {cycle_id!r} in the store")
+    states = store.end_states(cycle_id)
+    return {
+        "cycle_id": cycle_id,
+        "status": cycle["status"],
+        "created_at": cycle["created_at"],
+        "finished_at": cycle["finished_at"],
+        "waves": [{"index": w["idx"], "name": w["name"], "hosts": w["hosts"], "status": w["status"]}
+                  for w in store.waves(cycle_id)],
+        "hosts": [{"host": h, "state": s["state"], "detail": s["detail"], "packages": s["packages"]}
+                  for h, s in sorted(states.items())],
+    }

@@ -1,0 +1,1 @@
+"""Workbooks for managers and auditors. The only importer of openpyxl."""

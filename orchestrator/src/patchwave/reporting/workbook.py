@@ -1,0 +1,98 @@
+"""The patch cycle workbook: a summary, one row per host, and one sheet per host."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from openpyxl import Workbook
+from openpyxl.styles import Font, PatternFill
+from openpyxl.utils import get_column_letter
+from openpyxl.worksheet.worksheet import Worksheet
+
+from patchwave.models import Host
+
+STATE_FILL = {
+    "installed": "C6EFCE",
+    "pending-reboot": "FFEB9C",
+    "failed": "FFC7CE",
+    "not-reached": "FFC7CE",
+    "rolled-back": "FFEB9C",
+    "excluded": "EDEDED",
+}
+_BOLD = Font(bold=True)
+
+
+def _sheet_title(name: str, used: set[str]) -> str:
+    base = re.sub(r"[\[\]:*?/\\]", "_", name)[:28] or "host"
+    title, n = base, 2
+    while title.lower() in used:
+        title, n = f"{base[:25]}~{n}", n + 1
+    used.add(title.lower())
+    return title
+
+
+def _table(ws: Worksheet, header: list[str], rows: list[list[Any]]) -> None:
+    ws.append(header)
+    for cell in ws[ws.max_row]:
+        cell.font = _BOLD
+    for row in rows:
+        ws.append(row)
+    for index, column in enumerate(header, start=1):
+        width = max([len(str(column))] + [len(str(r[index - 1] or "")) for r in rows]) + 2
+        ws.column_dimensions[get_column_letter(index)].width = min(width, 70)
+    ws.freeze_panes = ws.cell(row=ws.max_row - len(rows) + 1, column=1)
+
+
+def write_cycle_workbook(status: dict[str, Any], hosts: list[Host], path: Path) -> Path:
+    by_name = {h.name: h for h in hosts}
+    wb = Workbook()
+    summary = wb.active
+    assert summary is not None
+    summary.title = "Summary"
+    summary.append(["Patchwave patch cycle"])
+    summary["A1"].font = Font(bold=True, size=14)
+    counts: dict[str, int] = {}
+    for item in status["hosts"]:
+        counts[item["state"]] = counts.get(item["state"], 0) + 1
+    rows: list[list[Any]] = [
+        ["Cycle", status["cycle_id"]],
+        ["Status", status["status"]],
+        ["Started", str(status["created_at"])],
+        ["Finished", str(status["finished_at"])],
+        ["Hosts", len(status["hosts"])],
+    ]
+    rows += [[f"Hosts {state}", n] for state, n in sorted(counts.items())]
+    rows += [[f"Wave {w['index']} ({w['name']})", f"{w['status']}: {', '.join(w['hosts'])}"] for w in status["waves"]]
+    for row in rows:
+        summary.append(row)
+        summary.cell(row=summary.max_row, column=1).font = _BOLD
+    summary.column_dimensions["A"].width = 24
+    summary.column_dimensions["B"].width = 60
+
+    overview = wb.create_sheet("Hosts")
+    host_rows = []
+    for item in status["hosts"]:
+        host = by_name.get(item["host"], Host(item["host"]))
+        host_rows.append([item["host"], ", ".join(host.groups), host.device_type, host.owner, host.release,
+                          item["state"], len(item["packages"]), item["detail"]])
+    _table(overview, ["Host", "Groups", "Device type", "Owner", "Release", "End state", "Packages", "Detail"], host_rows)
+    for row in overview.iter_rows(min_row=2, min_col=6, max_col=6):
+        for cell in row:
+            fill = STATE_FILL.get(str(cell.value))
+            if fill:
+                cell.fill = PatternFill("solid", start_color=fill, end_color=fill)
+
+    used = {"summary", "hosts"}
+    for item in status["hosts"]:
+        ws = wb.create_sheet(_sheet_title(item["host"], used))
+        ws.append([f"Host {item['host']}: {item['state']}", item["detail"]])
+        ws["A1"].font = Font(bold=True, size=12)
+        ws.append([])
+        _table(ws, ["Package", "Before", "Wanted", "After", "Advisories", "Decision"],
+               [[p["name"], p["before"], p["wanted"], p["after"], ", ".join(p["advisories"]), p["reason"]]
+                for p in item["packages"]])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    wb.save(path)
+    return path

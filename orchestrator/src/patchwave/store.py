@@ -1,0 +1,275 @@
+"""The store: every scan, decision, wave and host result, appended with timestamps.
+
+SQLAlchemy 2 Core; a SQLite file by default, any SQLAlchemy URL through --store/PATCHWAVE_STORE.
+This is the only module that speaks SQL. Rows are never updated except a cycle's or wave's
+status; history is what trends and mean-time-to-patch are computed from.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.engine import Engine
+
+from patchwave.errors import PatchwaveError
+from patchwave.models import Decision, Manifest, PendingUpdate
+
+SCHEMA_VERSION = 1
+metadata = MetaData()
+
+schema_info = Table("schema_info", metadata, Column("version", Integer, nullable=False))
+
+cycles = Table(
+    "cycles", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("status", String(32), nullable=False),
+    Column("inventory", Text, nullable=False),
+    Column("policy", JSON, nullable=False),
+    Column("manifest", JSON),
+)
+
+scans = Table(
+    "scans", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("cycle_id", String(64), ForeignKey("cycles.id")),
+    Column("host", String(255), nullable=False, index=True),
+    Column("kind", String(16), nullable=False),  # scan | confirm
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("ok", Boolean, nullable=False),
+    Column("result", JSON, nullable=False),
+)
+
+pending = Table(
+    "pending_updates", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("scan_id", Integer, ForeignKey("scans.id"), nullable=False, index=True),
+    Column("host", String(255), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("installed", String(255)),
+    Column("candidate", String(255), nullable=False),
+    Column("source", String(255), nullable=False),
+    Column("security", Boolean, nullable=False),
+    Column("held", Boolean, nullable=False),
+    Column("new_install", Boolean, nullable=False),
+)
+
+decisions = Table(
+    "decisions", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("cycle_id", String(64), ForeignKey("cycles.id"), nullable=False, index=True),
+    Column("host", String(255), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("installed", String(255)),
+    Column("version", String(255), nullable=False),
+    Column("approved", Boolean, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("advisories", JSON, nullable=False),
+    Column("severity", String(16), nullable=False),
+)
+
+waves = Table(
+    "waves", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("cycle_id", String(64), ForeignKey("cycles.id"), nullable=False, index=True),
+    Column("idx", Integer, nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("hosts", JSON, nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("started_at", DateTime(timezone=True)),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("gate", JSON),
+)
+
+host_results = Table(
+    "host_results", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("cycle_id", String(64), ForeignKey("cycles.id"), nullable=False, index=True),
+    Column("host", String(255), nullable=False, index=True),
+    Column("stage", String(32), nullable=False),  # stage | deploy | confirm
+    Column("wave", Integer),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("ok", Boolean, nullable=False),
+    Column("unreachable", Boolean, nullable=False),
+    Column("message", Text, nullable=False),
+    Column("data", JSON, nullable=False),
+)
+
+end_states = Table(
+    "end_states", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("cycle_id", String(64), ForeignKey("cycles.id"), nullable=False, index=True),
+    Column("host", String(255), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("state", String(32), nullable=False),
+    Column("packages", JSON, nullable=False),
+    Column("detail", Text, nullable=False),
+)
+
+events = Table(
+    "events", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("cycle_id", String(64), index=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("message", Text, nullable=False),
+)
+
+# Migrations: index i upgrades schema version i to i+1. Version 1 is the initial create_all.
+MIGRATIONS: list[Any] = []
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Store:
+    def __init__(self, url: str) -> None:
+        if url.startswith("sqlite:///"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.engine: Engine = create_engine(url, future=True)
+        except Exception as exc:  # noqa: BLE001 - SQLAlchemy raises several types for a bad URL
+            raise PatchwaveError(f"store URL {url!r} is not usable: {exc}") from exc
+        if url.startswith("sqlite"):
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        metadata.create_all(self.engine)
+        with self.engine.begin() as conn:
+            version = conn.execute(select(schema_info.c.version)).scalar()
+            if version is None:
+                conn.execute(insert(schema_info).values(version=SCHEMA_VERSION))
+                return
+            if version > SCHEMA_VERSION:
+                raise PatchwaveError(f"the store has schema version {version}; this Patchwave knows {SCHEMA_VERSION}: upgrade Patchwave")
+            for step in MIGRATIONS[version - 1:]:
+                step(conn)
+            conn.execute(update(schema_info).values(version=SCHEMA_VERSION))
+
+    # --- writes ---------------------------------------------------------------------------
+    def create_cycle(self, cycle_id: str, inventory: str, policy: dict[str, Any]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(insert(cycles).values(id=cycle_id, created_at=now(), status="started",
+                                               inventory=inventory, policy=policy))
+
+    def set_cycle_status(self, cycle_id: str, status: str, finished: bool = False) -> None:
+        values: dict[str, Any] = {"status": status}
+        if finished:
+            values["finished_at"] = now()
+        with self.engine.begin() as conn:
+            conn.execute(update(cycles).where(cycles.c.id == cycle_id).values(**values))
+
+    def log(self, cycle_id: str | None, kind: str, message: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(insert(events).values(cycle_id=cycle_id, at=now(), kind=kind, message=message))
+
+    def add_scan(self, cycle_id: str | None, host: str, kind: str, ok: bool, result: dict[str, Any],
+                 updates: list[PendingUpdate]) -> int:
+        with self.engine.begin() as conn:
+            scan_id = int(conn.execute(insert(scans).values(
+                cycle_id=cycle_id, host=host, kind=kind, at=now(), ok=ok, result=result)).inserted_primary_key[0])
+            if updates:
+                conn.execute(insert(pending), [
+                    dict(scan_id=scan_id, host=u.host, name=u.name, installed=u.installed, candidate=u.candidate,
+                         source=u.source, security=u.security, held=u.held, new_install=u.new_install)
+                    for u in updates])
+        return scan_id
+
+    def save_manifest(self, manifest: Manifest) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(cycles).where(cycles.c.id == manifest.cycle_id).values(
+                manifest=manifest.as_playbook_vars(), status="approved"))
+            if manifest.decisions:
+                conn.execute(insert(decisions), [
+                    dict(cycle_id=manifest.cycle_id, host=d.host, name=d.name, installed=d.installed,
+                         version=d.version, approved=d.approved, reason=d.reason,
+                         advisories=list(d.advisories), severity=d.severity)
+                    for d in manifest.decisions])
+
+    def start_wave(self, cycle_id: str, idx: int, name: str, hosts: list[str]) -> int:
+        with self.engine.begin() as conn:
+            return int(conn.execute(insert(waves).values(
+                cycle_id=cycle_id, idx=idx, name=name, hosts=hosts, status="running",
+                started_at=now())).inserted_primary_key[0])
+
+    def finish_wave(self, wave_id: int, status: str, gate: dict[str, Any]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(waves).where(waves.c.id == wave_id).values(status=status, finished_at=now(), gate=gate))
+
+    def add_host_result(self, cycle_id: str, host: str, stage: str, ok: bool, unreachable: bool, message: str,
+                        data: dict[str, Any], wave: int | None = None) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(insert(host_results).values(
+                cycle_id=cycle_id, host=host, stage=stage, wave=wave, at=now(), ok=ok,
+                unreachable=unreachable, message=message, data=json.loads(json.dumps(data, default=str))))
+
+    def add_end_state(self, cycle_id: str, host: str, state: str, packages: list[dict[str, Any]], detail: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(insert(end_states).values(cycle_id=cycle_id, host=host, at=now(), state=state,
+                                                   packages=packages, detail=detail))
+
+    # --- reads ----------------------------------------------------------------------------
+    def latest_cycle_id(self) -> str | None:
+        with self.engine.connect() as conn:
+            return conn.execute(select(cycles.c.id).order_by(cycles.c.created_at.desc()).limit(1)).scalar()
+
+    def cycle(self, cycle_id: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(cycles).where(cycles.c.id == cycle_id)).mappings().first()
+            return dict(row) if row else None
+
+    def decisions(self, cycle_id: str) -> list[Decision]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(decisions).where(decisions.c.cycle_id == cycle_id)
+                                .order_by(decisions.c.host, decisions.c.name)).mappings().all()
+        return [Decision(host=r["host"], name=r["name"], installed=r["installed"], version=r["version"],
+                         approved=r["approved"], reason=r["reason"], advisories=tuple(r["advisories"]),
+                         severity=r["severity"]) for r in rows]
+
+    def waves(self, cycle_id: str) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(select(waves).where(waves.c.cycle_id == cycle_id)
+                                                  .order_by(waves.c.idx, waves.c.id)).mappings()]
+
+    def end_states(self, cycle_id: str) -> dict[str, dict[str, Any]]:
+        """The latest end state per host (later rows win: history is kept, not overwritten)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(end_states).where(end_states.c.cycle_id == cycle_id)
+                                .order_by(end_states.c.id)).mappings().all()
+        return {r["host"]: dict(r) for r in rows}
+
+    def host_results(self, cycle_id: str) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(select(host_results).where(host_results.c.cycle_id == cycle_id)
+                                                  .order_by(host_results.c.id)).mappings()]
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
