@@ -183,8 +183,12 @@ class Cycle:
             elif host.name in deploy_failed:
                 state, detail = "failed", f"deploy failed: {deploy_failed[host.name]}"
             elif host.name not in confirmed:
-                reached = any(host.name in w["hosts"] and w["status"] != "skipped" for w in self.store.waves(cycle_id))
-                state, detail = ("failed", "confirm rescan failed") if reached else ("not-reached", "rollout halted before its wave")
+                waves = self.store.waves(cycle_id)
+                reached = any(host.name in w["hosts"] and w["status"] != "skipped" for w in waves)
+                if reached:
+                    state, detail = "failed", "confirm rescan failed"
+                else:
+                    state, detail = "not-reached", "rollout halted before its wave"
             else:
                 wrong = [p["name"] for p in packages if p["after"] != p["wanted"]]
                 reboot = confirmed[host.name].get("reboot_required", {}).get("required", False)

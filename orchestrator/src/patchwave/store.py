@@ -150,7 +150,7 @@ class Store:
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         try:
             self.engine: Engine = create_engine(url, future=True)
-        except Exception as exc:  # noqa: BLE001 - SQLAlchemy raises several types for a bad URL
+        except Exception as exc:
             raise PatchwaveError(f"store URL {url!r} is not usable: {exc}") from exc
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
@@ -164,7 +164,8 @@ class Store:
                 conn.execute(insert(schema_info).values(version=SCHEMA_VERSION))
                 return
             if version > SCHEMA_VERSION:
-                raise PatchwaveError(f"the store has schema version {version}; this Patchwave knows {SCHEMA_VERSION}: upgrade Patchwave")
+                raise PatchwaveError(
+                    f"the store has schema version {version}; this Patchwave knows {SCHEMA_VERSION}: upgrade Patchwave")
             for step in MIGRATIONS[version - 1:]:
                 step(conn)
             conn.execute(update(schema_info).values(version=SCHEMA_VERSION))
@@ -189,8 +190,9 @@ class Store:
     def add_scan(self, cycle_id: str | None, host: str, kind: str, ok: bool, result: dict[str, Any],
                  updates: list[PendingUpdate]) -> int:
         with self.engine.begin() as conn:
-            scan_id = int(conn.execute(insert(scans).values(
-                cycle_id=cycle_id, host=host, kind=kind, at=now(), ok=ok, result=result)).inserted_primary_key[0])
+            inserted = conn.execute(insert(scans).values(
+                cycle_id=cycle_id, host=host, kind=kind, at=now(), ok=ok, result=result))
+            scan_id = int(_primary_key(inserted))
             if updates:
                 conn.execute(insert(pending), [
                     dict(scan_id=scan_id, host=u.host, name=u.name, installed=u.installed, candidate=u.candidate,
@@ -211,9 +213,9 @@ class Store:
 
     def start_wave(self, cycle_id: str, idx: int, name: str, hosts: list[str]) -> int:
         with self.engine.begin() as conn:
-            return int(conn.execute(insert(waves).values(
-                cycle_id=cycle_id, idx=idx, name=name, hosts=hosts, status="running",
-                started_at=now())).inserted_primary_key[0])
+            inserted = conn.execute(insert(waves).values(
+                cycle_id=cycle_id, idx=idx, name=name, hosts=hosts, status="running", started_at=now()))
+            return int(_primary_key(inserted))
 
     def finish_wave(self, wave_id: int, status: str, gate: dict[str, Any]) -> None:
         with self.engine.begin() as conn:
@@ -265,6 +267,13 @@ class Store:
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(select(host_results).where(host_results.c.cycle_id == cycle_id)
                                                   .order_by(host_results.c.id)).mappings()]
+
+
+def _primary_key(result: Any) -> Any:
+    key = result.inserted_primary_key
+    if key is None:
+        raise PatchwaveError("the store did not return the new row's id")
+    return key[0]
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

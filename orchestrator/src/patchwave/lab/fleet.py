@@ -113,7 +113,8 @@ class Lab:
         releases = sorted({h.release for h in hosts})
         build_log: list[str] = []
         with ThreadPoolExecutor(max_workers=len(releases)) as pool:
-            refs = dict(zip(releases, pool.map(lambda r: images.ensure_image(r, self.paths.cache, build_log), releases)))
+            built = pool.map(lambda r: images.ensure_image(r, self.paths.cache, build_log), releases)
+            refs = dict(zip(releases, built, strict=True))
         changes.extend(build_log)
         if not podman.network_exists(self.network):
             podman.podman("network", "create", "--label", f"io.patchwave.lab={self.prefix}", self.network)

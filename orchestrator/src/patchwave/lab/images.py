@@ -91,12 +91,12 @@ def ensure_image(release: str, cache_dir: Path, log: list[str]) -> str:
         )
         _customise(rootfs)
         tar = subprocess.Popen(["tar", "-C", str(rootfs), "--numeric-owner", "-c", "."], stdout=subprocess.PIPE)
-        assert tar.stdout is not None
         imp = subprocess.run(
             ["podman", "import", "--change", f"CMD {BOOT_CMD}", "-", ref],
             stdin=tar.stdout, capture_output=True, text=True, env=podman._env(), check=False,
         )
-        tar.stdout.close()
+        if tar.stdout is not None:
+            tar.stdout.close()
         if tar.wait() != 0 or imp.returncode != 0:
             raise PatchwaveError(f"podman import of {ref} failed: {imp.stderr.strip()}")
     return ref

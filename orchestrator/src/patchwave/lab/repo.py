@@ -7,7 +7,6 @@ generates (InRelease and Release.gpg); hosts trust only that key through `signed
 from __future__ import annotations
 
 import gzip
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -108,9 +107,9 @@ def build_repository(repo: Path, gnupghome: Path, keyring: Path) -> None:
              "--output", str(release_file.with_name("InRelease")), str(release_file))
         _gpg(gnupghome, "--yes", "--local-user", KEY_UID, "--armor", "--detach-sign",
              "--output", str(release_file.with_name("Release.gpg")), str(release_file))
-    for path in repo.rglob("*"):
-        os.chmod(path, 0o755 if path.is_dir() else 0o644)
-    os.chmod(repo, 0o755)
+    # world-readable on purpose: apt reads the mounted repository as its unprivileged _apt user
+    for path in [repo, *repo.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
 
 
 def sources_entry(mount_point: str) -> str:

@@ -42,14 +42,15 @@ def _table(ws: Worksheet, header: list[str], rows: list[list[Any]]) -> None:
     for index, column in enumerate(header, start=1):
         width = max([len(str(column))] + [len(str(r[index - 1] or "")) for r in rows]) + 2
         ws.column_dimensions[get_column_letter(index)].width = min(width, 70)
-    ws.freeze_panes = ws.cell(row=ws.max_row - len(rows) + 1, column=1)
+    ws.freeze_panes = f"A{ws.max_row - len(rows) + 1}"
 
 
 def write_cycle_workbook(status: dict[str, Any], hosts: list[Host], path: Path) -> Path:
     by_name = {h.name: h for h in hosts}
     wb = Workbook()
     summary = wb.active
-    assert summary is not None
+    if summary is None:  # a new Workbook always has one sheet; this keeps the type checker honest
+        summary = wb.create_sheet("Summary")
     summary.title = "Summary"
     summary.append(["Patchwave patch cycle"])
     summary["A1"].font = Font(bold=True, size=14)
