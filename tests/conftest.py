@@ -1,0 +1,62 @@
+"""Shared fixtures. Integration and end-to-end tests run against the real lab: if it cannot be
+brought up or reached, they fail (they are never skipped)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+COLLECTION = ROOT / "collections" / "ansible_collections" / "patchwave" / "endpoint"
+# module_utils are plain Python: unit tests import them through the collection's package path
+sys.path.insert(0, str(ROOT / "collections"))
+
+
+@pytest.fixture(scope="session")
+def paths():  # type: ignore[no-untyped-def]
+    from patchwave.paths import Paths
+
+    return Paths(ROOT)
+
+
+@pytest.fixture(scope="session")
+def lab(paths) -> Iterator[object]:  # type: ignore[no-untyped-def]
+    """A fresh lab for the test session: hosts start at the old package versions."""
+    from patchwave.lab.fleet import Lab
+
+    fleet = Lab(paths)
+    if os.environ.get("PATCHWAVE_TEST_REUSE_LAB") != "1":
+        fleet.down()
+    fleet.up()
+    yield fleet
+    if os.environ.get("PATCHWAVE_TEST_KEEP_LAB") != "1":
+        fleet.down()
+
+
+def podman_exec(container: str, *argv: str) -> str:
+    """Read a host's state independently of Patchwave (no ssh, no ansible)."""
+    env = dict(os.environ, CONTAINERS_CONF=str(ROOT / "orchestrator/src/patchwave/lab/data/containers.conf"))
+    return subprocess.run(["podman", "exec", container, *argv], capture_output=True, text=True, check=True,
+                          env=env).stdout
+
+
+def installed_versions(container: str) -> dict[str, str]:
+    out = podman_exec(container, "dpkg-query", "-W", "-f", "${Package}\t${Version}\t${db:Status-Abbrev}\n")
+    versions = {}
+    for line in out.splitlines():
+        name, version, status = line.split("\t")
+        if status.startswith("ii"):
+            versions[name] = version
+    return versions
+
+
+def ansible(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_FORCE_COLOR="0")
+    bindir = Path(sys.executable).parent
+    return subprocess.run([str(bindir / args[0]), *args[1:]], capture_output=True, text=True, cwd=ROOT, env=env,
+                          check=check)

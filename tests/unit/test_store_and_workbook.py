@@ -1,0 +1,54 @@
+"""The store keeps history; the workbook reads back with openpyxl."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from openpyxl import load_workbook
+
+from patchwave.cycle import status_report
+from patchwave.manifest import build
+from patchwave.models import Host, PendingUpdate
+from patchwave.reporting.workbook import write_cycle_workbook
+from patchwave.store import Store
+
+
+def _store_with_cycle(tmp_path: Path) -> Store:
+    store = Store(f"sqlite:///{tmp_path / 'pw.db'}")
+    store.create_cycle("c1", "inv.yml", {"approve_security": True})
+    up = PendingUpdate("web1", "pw-libssl", "1.0-1", "1.0-2", "pw-libssl", True, False, False)
+    store.add_scan("c1", "web1", "scan", True, {"updates": []}, [up])
+    store.save_manifest(build("c1", [up], []))
+    wave = store.start_wave("c1", 0, "canary", ["web1"])
+    store.finish_wave(wave, "passed", {"passed": True})
+    store.add_end_state("c1", "web1", "failed", [], "first try")
+    store.add_end_state("c1", "web1", "installed",
+                        [{"name": "pw-libssl", "before": "1.0-1", "wanted": "1.0-2", "after": "1.0-2",
+                          "advisories": [], "reason": "approved"}], "ok")
+    store.set_cycle_status("c1", "completed", finished=True)
+    return store
+
+
+def test_store_round_trip_and_latest_state_wins(tmp_path: Path) -> None:
+    store = _store_with_cycle(tmp_path)
+    assert store.latest_cycle_id() == "c1"
+    status = status_report(store, "c1")
+    assert status["status"] == "completed"
+    assert status["hosts"][0]["state"] == "installed"
+    assert status["waves"] == [{"index": 0, "name": "canary", "hosts": ["web1"], "status": "passed"}]
+    assert [d.name for d in store.decisions("c1")] == ["pw-libssl"]
+    # reopening the same file migrates nothing and keeps everything
+    again = Store(f"sqlite:///{tmp_path / 'pw.db'}")
+    assert again.latest_cycle_id() == "c1"
+
+
+def test_workbook_has_summary_hosts_and_one_sheet_per_host(tmp_path: Path) -> None:
+    store = _store_with_cycle(tmp_path)
+    path = write_cycle_workbook(status_report(store, "c1"), [Host("web1", ("web",), "server", "team-web")],
+                                tmp_path / "out" / "c1.xlsx")
+    wb = load_workbook(path)
+    assert wb.sheetnames == ["Summary", "Hosts", "web1"]
+    hosts = list(wb["Hosts"].iter_rows(values_only=True))
+    assert hosts[1][:6] == ("web1", "web", "server", "team-web", None, "installed")
+    rows = list(wb["web1"].iter_rows(values_only=True))
+    assert ("pw-libssl", "1.0-1", "1.0-2", "1.0-2", "", "approved") in rows
