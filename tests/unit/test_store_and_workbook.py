@@ -51,4 +51,4 @@ def test_workbook_has_summary_hosts_and_one_sheet_per_host(tmp_path: Path) -> No
     hosts = list(wb["Hosts"].iter_rows(values_only=True))
     assert hosts[1][:6] == ("web1", "web", "server", "team-web", None, "installed")
     rows = list(wb["web1"].iter_rows(values_only=True))
-    assert ("pw-libssl", "1.0-1", "1.0-2", "1.0-2", "", "approved") in rows
+    assert ("pw-libssl", "1.0-1", "1.0-2", "1.0-2", None, "approved") in rows
