@@ -50,7 +50,7 @@ def installed_versions(container: str) -> dict[str, str]:
     versions = {}
     for line in out.splitlines():
         name, version, status = line.split("\t")
-        if status.startswith("ii"):
+        if status[1:2] == "i":  # installed ("ii"), also when held ("hi")
             versions[name] = version
     return versions
 
@@ -60,3 +60,34 @@ def ansible(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     bindir = Path(sys.executable).parent
     return subprocess.run([str(bindir / args[0]), *args[1:]], capture_output=True, text=True, cwd=ROOT, env=env,
                           check=check)
+
+
+def run_module(host: str, module: str, args: dict[str, object], check: bool = False) -> dict[str, object]:
+    """Run one module on one lab host through ansible-runner; return its result (with 'failed')."""
+    import json
+    import tempfile
+
+    import ansible_runner
+
+    results: dict[str, object] = {}
+
+    def keep(event: dict[str, object]) -> bool:
+        data = event.get("event_data", {})
+        if isinstance(data, dict) and event.get("event") in ("runner_on_ok", "runner_on_failed", "runner_on_unreachable"):
+            res = dict(data.get("res", {}))
+            res.setdefault("failed", event.get("event") != "runner_on_ok")
+            res["_event"] = event.get("event")
+            results.update(res)
+        return False
+
+    with tempfile.TemporaryDirectory(prefix="pw-test-runner-") as tmp:
+        ansible_runner.run(
+            private_data_dir=tmp, host_pattern=host, module=module, module_args=json.dumps(args) if args else "",
+            inventory=str(ROOT / "inventories/lab/hosts.yml"), quiet=True, event_handler=keep,
+            envvars={"ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_BECOME": "true",
+                     "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"},
+            cmdline="--check" if check else None,
+        )
+    if not results:
+        raise AssertionError(f"no result from {host} for {module}: is the lab reachable?")
+    return results

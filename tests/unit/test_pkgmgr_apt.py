@@ -89,9 +89,9 @@ def test_install_changes_held_packages_only_when_asked() -> None:
 
 
 def test_installed_versions_ignores_removed_but_configured_packages() -> None:
-    out = "pw-a\t1.0\tii \tpw-a\npw-b\t2.0\trc \tpw-b\n"
+    out = "pw-a\t1.0\tii \tpw-a\npw-b\t2.0\trc \tpw-b\npw-held\t3.0\thi \tpw-held\n"
     module = FakeModule({"dpkg-query": (0, out, "")})
-    assert apt.AptManager(module).installed_versions() == {"pw-a": "1.0"}
+    assert apt.AptManager(module).installed_versions() == {"pw-a": "1.0", "pw-held": "3.0"}
 
 
 def test_failed_command_carries_evidence() -> None:

@@ -4,6 +4,7 @@ events — never from parsing stdout."""
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,7 +73,8 @@ class PlaybookRunner:
             "ANSIBLE_CONFIG": str(self.root / "ansible.cfg"),
             "ANSIBLE_COLLECTIONS_PATH": str(self.root / "collections"),
             "ANSIBLE_FORCE_COLOR": "0",
-            "PATH": os.environ.get("PATH", ""),
+            # the virtualenv's ansible-playbook, even when `patchwave` was called by its full path
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         }
         runner = ansible_runner.run(
             private_data_dir=str(private),

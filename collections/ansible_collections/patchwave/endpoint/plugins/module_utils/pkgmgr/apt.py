@@ -91,7 +91,9 @@ class AptManager(PackageManager):
         return self.module.get_bin_path(name, required=True)
 
     def refresh(self):
-        self._run([self.bin("apt-get"), "-q", "update"])
+        # apt-get update exits 0 when a signature fails and it falls back to old lists;
+        # --error-on=any (apt >= 2.1.16) turns that into a failure, as it must be
+        self._run([self.bin("apt-get"), "-q", "--error-on=any", "update"])
 
     def installed_versions(self, names=None):
         argv = [self.bin("dpkg-query"), "-W", "-f", "${Package}\t${Version}\t${db:Status-Abbrev}\t${source:Package}\n"]
@@ -104,7 +106,8 @@ class AptManager(PackageManager):
         versions = {}
         for line in out.splitlines():
             fields = line.split("\t")
-            if len(fields) >= 3 and fields[2].startswith("ii") and fields[1]:
+            # Status-Abbrev: desired action, then state; "ii" and held "hi" are both installed
+            if len(fields) >= 3 and fields[2][1:2] == "i" and fields[1]:
                 versions[fields[0]] = fields[1]
         return versions
 

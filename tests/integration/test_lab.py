@@ -1,0 +1,104 @@
+"""The lab is real: containers, loopback sshd with checked host keys, a signed repository,
+hosts at the old versions, real reboots."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from conftest import ROOT, ansible, installed_versions, podman_exec
+
+PATCHWAVE = str(Path(sys.executable).parent / "patchwave")
+
+
+def patchwave(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([PATCHWAVE, *args], capture_output=True, text=True, cwd=ROOT, check=False)
+
+
+def test_status_json_lists_every_host(lab) -> None:  # type: ignore[no-untyped-def]
+    proc = patchwave("lab", "status", "--json")
+    assert proc.returncode == 0, proc.stderr
+    status = json.loads(proc.stdout)
+    assert status["up"] is True
+    hosts = status["hosts"]
+    assert len(hosts) == 6
+    for host in hosts:
+        assert {"name", "container", "release", "ssh_port", "groups", "device_type", "owner"} <= set(host)
+        assert host["state"] == "running"
+    assert {h["release"] for h in hosts} == {"bullseye", "bookworm", "trixie"}
+
+
+def test_second_up_changes_nothing_and_is_fast(lab) -> None:  # type: ignore[no-untyped-def]
+    inventory = (ROOT / "inventories/lab/hosts.yml").read_text()
+    started = time.monotonic()
+    proc = patchwave("lab", "up", "--json")
+    elapsed = time.monotonic() - started
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["changed"] is False, result["changes"]
+    assert elapsed < 60
+    assert (ROOT / "inventories/lab/hosts.yml").read_text() == inventory
+
+
+def test_asking_for_another_size_while_up_is_refused(lab) -> None:  # type: ignore[no-untyped-def]
+    proc = patchwave("lab", "up", "--hosts", "3")
+    assert proc.returncode == 2
+    assert "already up with 6 hosts" in proc.stderr
+
+
+def _ssh(lab, host, known_hosts: Path) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
+    return subprocess.run(
+        ["ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={known_hosts}",
+         "-o", "IdentitiesOnly=yes", "-i", str(lab.ssh_key), "-p", str(host.ssh_port), "patchwave@127.0.0.1",
+         "true"], capture_output=True, text=True, timeout=30, check=False)
+
+
+def test_host_keys_are_checked(lab, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    host = lab.hosts()[0]
+    assert _ssh(lab, host, lab.known_hosts).returncode == 0
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    refused = _ssh(lab, host, empty)
+    assert refused.returncode != 0
+    assert "Host key verification failed" in refused.stderr
+
+
+def test_hosts_start_at_the_old_versions_with_a_hold_and_an_edited_conffile(lab) -> None:  # type: ignore[no-untyped-def]
+    for host in lab.hosts():
+        versions = installed_versions(host.container)
+        assert versions["pw-libssl"] == "1.0-1"
+        assert versions["pw-tools"] == "1.0-1"
+        assert "pw-tools-common" not in versions
+        assert podman_exec(host.container, "apt-mark", "showhold").split() == ["pw-pinned"]
+        assert "edited by the lab admin" in podman_exec(host.container, "cat", "/etc/pw-config/pw.conf")
+
+
+def test_repository_signature_is_enforced(lab) -> None:  # type: ignore[no-untyped-def]
+    host = lab.hosts()[-1]
+    keyring = "/etc/apt/keyrings/patchwave-lab.gpg"
+    podman_exec(host.container, "mv", keyring, keyring + ".away")
+    try:
+        proc = subprocess.run(["podman", "exec", host.container, "apt-get", "--error-on=any", "update"],
+                              capture_output=True, text=True, check=False)
+        assert proc.returncode != 0
+        assert "NO_PUBKEY" in proc.stdout + proc.stderr or "signature verification failed" in proc.stdout + proc.stderr
+    finally:
+        podman_exec(host.container, "mv", keyring + ".away", keyring)
+    podman_exec(host.container, "apt-get", "-q", "update")
+
+
+def test_reboot_really_restarts_the_host(lab) -> None:  # type: ignore[no-untyped-def]
+    host = lab.hosts()[4]
+    before = podman_exec(host.container, "cut", "-d", " ", "-f22", "/proc/1/stat").strip()
+    podman_exec(host.container, "touch", "/run/reboot-required", "/var/tmp/survives")
+    proc = ansible("ansible", host.name, "-i", "inventories/lab/hosts.yml", "-b", "-m", "ansible.builtin.include_role",
+                   "-a", "name=patchwave.endpoint.reboot")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    after = podman_exec(host.container, "cut", "-d", " ", "-f22", "/proc/1/stat").strip()
+    assert after != before
+    assert podman_exec(host.container, "ls", "/var/tmp/survives").strip() == "/var/tmp/survives"
+    gone = subprocess.run(["podman", "exec", host.container, "test", "-e", "/run/reboot-required"], check=False)
+    assert gone.returncode == 1  # /run is a tmpfs, as on a real host
