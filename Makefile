@@ -5,6 +5,8 @@ VENV := $(CURDIR)/.venv
 export PATH := $(VENV)/bin:$(PATH)
 export CONTAINERS_CONF := $(CURDIR)/orchestrator/src/patchwave/lab/data/containers.conf
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+# ssh control sockets inside the checkout too (ansible.cfg keeps Ansible's home there)
+export ANSIBLE_SSH_CONTROL_PATH_DIR := $(CURDIR)/.patchwave/ansible/cp
 
 .PHONY: setup demo test lint unit integration sanity molecule lab-down clean
 

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The test command behind `make test`: static gates, then pytest (unit, integration on the real
+# lab, end to end), then molecule. Stops at the first failing stage.
+#   scripts/test.sh            everything
+#   scripts/test.sh lint       static gates only
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+export PATH="$root/.venv/bin:$PATH"
+export CONTAINERS_CONF="$root/orchestrator/src/patchwave/lab/data/containers.conf"
+export ANSIBLE_CONFIG="$root/ansible.cfg"
+export ANSIBLE_SSH_CONTROL_PATH_DIR="$root/.patchwave/ansible/cp"
+export PATCHWAVE_ROOT="$root"
+what="${1:-all}"
+stage() { printf '\n=== %s ===\n' "$*" >&2; }
+
+stage "ruff"
+ruff check --config orchestrator/pyproject.toml orchestrator/src tests
+stage "mypy (strict) on orchestrator/src"
+mypy --config-file orchestrator/pyproject.toml orchestrator/src
+stage "ansible-lint (production profile)"
+ansible-lint --nocolor -q
+stage "ansible-test sanity"
+scripts/sanity.sh
+[[ "$what" == lint ]] && exit 0
+
+stage "pytest: unit, integration (lab), end to end"
+set +e
+pytest -p no:cacheprovider tests/unit tests/integration tests/e2e
+rc=$?
+set -e
+if [[ $rc -eq 5 ]]; then
+  echo "pytest collected no tests: that is a failure here" >&2
+  exit 1
+fi
+[[ $rc -eq 0 ]] || exit $rc
+
+stage "molecule: deploy role (check, converge, idempotence, verify) on the lab"
+(
+  cd collections/ansible_collections/patchwave/endpoint
+  # molecule keeps its ephemeral state under $HOME: keep that inside the checkout
+  HOME="$root/.patchwave/molecule-home" molecule test --all
+)
