@@ -29,7 +29,9 @@ want="$(cat requirements.txt orchestrator/pyproject.toml | sha256sum | cut -d' '
 if [[ ! -x "$venv/bin/python" || "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
   echo "setup: building virtualenv $venv" >&2
   "$python" -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check -r requirements.txt
-  "$venv/bin/pip" install -q --disable-pip-version-check --no-deps -e orchestrator
+  # (this machine's pip configuration names local indexes that may not exist: hide that noise only)
+  quiet() { "$@" 2> >(grep -v 'is ignored: it is neither a file nor a directory' >&2); }
+  quiet "$venv/bin/pip" install -q --disable-pip-version-check -r requirements.txt
+  quiet "$venv/bin/pip" install -q --disable-pip-version-check --no-deps -e orchestrator
   echo "$want" > "$stamp"
 fi

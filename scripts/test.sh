@@ -1,16 +1,12 @@
 #!/usr/bin/env bash
-# The test command behind `make test`: static gates, then pytest (unit, integration on the real
+# The test command (README, .ci/run): installs what is missing, then static gates, then pytest (unit, integration on the real
 # lab, end to end), then molecule. Stops at the first failing stage.
 #   scripts/test.sh            everything
 #   scripts/test.sh lint       static gates only
 set -euo pipefail
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+"$root/scripts/setup.sh"
 cd "$root"
-export PATH="$root/.venv/bin:$PATH"
-export CONTAINERS_CONF="$root/orchestrator/src/patchwave/lab/data/containers.conf"
-export ANSIBLE_CONFIG="$root/ansible.cfg"
-export ANSIBLE_SSH_CONTROL_PATH_DIR="$root/.patchwave/ansible/cp"
-export PATCHWAVE_ROOT="$root"
 what="${1:-all}"
 stage() { printf '\n=== %s ===\n' "$*" >&2; }
 

@@ -102,3 +102,23 @@ def test_reboot_really_restarts_the_host(lab) -> None:  # type: ignore[no-untype
     assert podman_exec(host.container, "ls", "/var/tmp/survives").strip() == "/var/tmp/survives"
     gone = subprocess.run(["podman", "exec", host.container, "test", "-e", "/run/reboot-required"], check=False)
     assert gone.returncode == 1  # /run is a tmpfs, as on a real host
+
+
+def test_down_removes_everything_and_up_from_cached_images_is_fast(lab) -> None:  # type: ignore[no-untyped-def]
+    containers = [h.container for h in lab.hosts()]
+    proc = patchwave("lab", "down", "--json")
+    assert proc.returncode == 0, proc.stderr
+    for name in containers:
+        gone = subprocess.run(["podman", "container", "exists", name], check=False)
+        assert gone.returncode == 1, name
+    assert subprocess.run(["podman", "network", "exists", lab.network], check=False).returncode == 1
+    assert not lab.dir.exists()
+    assert not (ROOT / "inventories/lab/hosts.yml").exists()
+    assert patchwave("lab", "status", "--json").stdout.count('"hosts": []') == 1
+
+    started = time.monotonic()
+    proc = patchwave("lab", "up", "--json")
+    elapsed = time.monotonic() - started
+    assert proc.returncode == 0, proc.stderr
+    assert not any("building image" in c for c in json.loads(proc.stdout)["changes"])
+    assert elapsed < 60, f"lab up from cached images took {elapsed:.1f}s"

@@ -17,6 +17,8 @@ _URGENCY = {"critical": "critical", "emergency": "critical", "high": "high", "me
 
 
 def load_dir(path: Path) -> list[Advisory]:
+    if not path.exists():
+        raise InputError(f"{path}: no such advisory file or directory")
     files = sorted(path.glob("*.json")) if path.is_dir() else [path]
     return [parse(f, _read(f)) for f in files]
 

@@ -132,6 +132,16 @@ def _print_cycle(status: dict[str, Any]) -> None:
     err.print(table)
 
 
+def _report(status: dict[str, Any], book: Path, as_json: bool) -> None:
+    status["workbook"] = str(book)
+    if as_json:
+        _emit_json(status)
+    else:
+        _print_cycle(status)
+        err.print(f"workbook: [bold]{book}[/bold]")
+    _exit_for(status)
+
+
 def _exit_for(status: dict[str, Any]) -> None:
     if any(h["state"] in ("failed", "not-reached") for h in status["hosts"]):
         raise typer.Exit(1)
@@ -145,13 +155,7 @@ def cycle_run(
 ) -> None:
     """Run a whole patch cycle: scan, approve, stage, deploy in waves, confirm, workbook."""
     status, _cycle_id, book = _run_cycle(store, inventory, advisories, canary)
-    status["workbook"] = str(book)
-    if as_json:
-        _emit_json(status)
-    else:
-        _print_cycle(status)
-        err.print(f"workbook: {book}")
-    _exit_for(status)
+    _report(status, book, as_json)
 
 
 @cycle_app.command("status")
@@ -176,19 +180,17 @@ def cycle_status(
 
 @app.command("demo")
 def demo(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
-    """Lab up, then a full patch cycle in two waves on it, stored and written to a workbook."""
+    """A fresh lab, then a full patch cycle in two waves on it, stored and written to a workbook.
+
+    The lab is recreated (images stay cached) so that every demo starts from the old versions."""
     lab = _lab()
+    lab.down()
     result = lab.up()
     err.print(f"lab ready in {result['seconds']}s: {len(result['hosts'])} hosts")
     status, _cycle_id, book = _run_cycle(store, None, None, 1)
-    status["workbook"] = str(book)
-    if as_json:
-        _emit_json(status)
-    else:
-        _print_cycle(status)
-        err.print(f"workbook: [bold]{book}[/bold]")
+    if not as_json:
         err.print("the lab stays up for a look around (inventories/lab/hosts.yml); `patchwave lab down` removes it")
-    _exit_for(status)
+    _report(status, book, as_json)
 
 
 def main() -> None:

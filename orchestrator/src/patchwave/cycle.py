@@ -57,14 +57,15 @@ class Cycle:
 
     def run(self, advisories_path: Path | None, policy: ApprovalPolicy = manifest_mod.DEFAULT_POLICY,
             canary_size: int = 1) -> str:
+        # all input is read and validated before anything is stored or any host is touched
         hosts = load_hosts(self.inventory)
+        advisories = advisories_mod.load_dir(advisories_path) if advisories_path else []
         cycle_id = new_cycle_id()
         work = self.paths.state / "cycles" / cycle_id
         work.mkdir(parents=True, exist_ok=True)
         runner = PlaybookRunner(self.paths.root, work / "runs", progress=self.say)
         self.store.create_cycle(cycle_id, str(self.inventory), asdict(policy))
         self.store.log(cycle_id, "start", f"cycle started on {len(hosts)} host(s)")
-        advisories = advisories_mod.load_dir(advisories_path) if advisories_path else []
 
         # 2 scan
         self.say(f"[{cycle_id}] scanning {len(hosts)} host(s)")

@@ -24,6 +24,16 @@ TRACKED_ACTIONS = {
 Progress = Callable[[str], None]
 
 
+def _tools_on_path() -> str:
+    """PATH with this interpreter's bin first, so ansible-runner finds the virtualenv's
+    ansible-playbook and ansible-inventory even when `patchwave` was called by its full path."""
+    bindir = str(Path(sys.executable).parent)
+    current = os.environ.get("PATH", "")
+    if bindir not in current.split(os.pathsep):
+        os.environ["PATH"] = f"{bindir}{os.pathsep}{current}"
+    return os.environ["PATH"]
+
+
 @dataclass
 class RunResult:
     status: str
@@ -73,8 +83,7 @@ class PlaybookRunner:
             "ANSIBLE_CONFIG": str(self.root / "ansible.cfg"),
             "ANSIBLE_COLLECTIONS_PATH": str(self.root / "collections"),
             "ANSIBLE_FORCE_COLOR": "0",
-            # the virtualenv's ansible-playbook, even when `patchwave` was called by its full path
-            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+            "PATH": _tools_on_path(),
         }
         runner = ansible_runner.run(
             private_data_dir=str(private),
@@ -111,6 +120,7 @@ def read_inventory(inventory: Path) -> dict[str, Any]:
 
     if not inventory.is_file() and not inventory.is_dir():
         raise InputError(f"{inventory}: inventory not found (for the lab, run `patchwave lab up`)")
+    _tools_on_path()
     out, err = ansible_runner.get_inventory(action="list", inventories=[str(inventory)], response_format="json",
                                             quiet=True)
     if not isinstance(out, dict):

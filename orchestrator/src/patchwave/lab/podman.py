@@ -28,7 +28,7 @@ def run(argv: Sequence[str], *, check: bool = True, stdin: bytes | None = None,
             text=True, env=_env(), timeout=timeout, cwd=cwd, check=False,
         )
     except FileNotFoundError as exc:
-        raise PatchwaveError(f"{argv[0]} is not installed: run `make setup` (scripts/setup.sh)") from exc
+        raise PatchwaveError(f"{argv[0]} is not installed: run scripts/setup.sh") from exc
     except subprocess.TimeoutExpired as exc:
         raise PatchwaveError(f"timed out after {timeout}s: {' '.join(argv)}") from exc
     if check and proc.returncode != 0:

@@ -41,17 +41,12 @@ options:
     type: str
     choices: [keep_local, use_new]
     default: keep_local
+extends_documentation_fragment:
+  - patchwave.endpoint.attributes
 attributes:
-  check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
-    support: full
   diff_mode:
     description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
-  platform:
-    description: Target OS/families that can be operated against.
-    support: N/A
-    platforms: debian
 author:
   - Patchwave contributors (@patchwave)
 """
