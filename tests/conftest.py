@@ -91,3 +91,31 @@ def run_module(host: str, module: str, args: dict[str, object], check: bool = Fa
     if not results:
         raise AssertionError(f"no result from {host} for {module}: is the lab reachable?")
     return results
+
+
+def run_playbook(playbook: str, limit: str, extravars: dict[str, object] | None = None,
+                 check: bool = False) -> tuple[str, dict[str, dict[str, int]], dict[str, dict[str, object]]]:
+    """Run one of playbooks/ through ansible-runner: (status, stats, {action: last result})."""
+    import tempfile
+
+    import ansible_runner
+
+    results: dict[str, dict[str, object]] = {}
+
+    def keep(event: dict[str, object]) -> bool:
+        data = event.get("event_data", {})
+        if isinstance(data, dict) and event.get("event") in ("runner_on_ok", "runner_on_failed"):
+            res = dict(data.get("res", {}))
+            res.setdefault("failed", event.get("event") == "runner_on_failed")
+            results[str(data.get("task_action"))] = res
+        return False
+
+    with tempfile.TemporaryDirectory(prefix="pw-test-runner-") as tmp:
+        runner = ansible_runner.run(
+            private_data_dir=tmp, playbook=str(ROOT / "playbooks" / playbook),
+            inventory=str(ROOT / "inventories/lab/hosts.yml"), limit=limit, extravars=extravars or {},
+            quiet=True, event_handler=keep, cmdline="--check" if check else None,
+            envvars={"ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+                     "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"},
+        )
+        return str(runner.status), dict(runner.stats or {}), results

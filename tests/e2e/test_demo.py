@@ -36,7 +36,7 @@ def test_demo_patches_the_fleet_in_two_waves(lab, tmp_path: Path) -> None:  # ty
             assert on_host.get(package["name"]) == package["wanted"] == package["after"], (host.name, package)
             patched += 1
         if result["packages"]:
-            assert result["state"] == "installed"
+            assert result["state"] == "patched"
         assert on_host["pw-pinned"] == "1.0-1"  # held: never touched
         assert on_host["pw-tzdata"] == "2026a-1"  # regular update: not approved by the default policy
     assert patched >= len(by_host)  # every host had something to patch

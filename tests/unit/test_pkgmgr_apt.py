@@ -89,9 +89,64 @@ def test_install_changes_held_packages_only_when_asked() -> None:
 
 
 def test_installed_versions_ignores_removed_but_configured_packages() -> None:
-    out = "pw-a\t1.0\tii \tpw-a\npw-b\t2.0\trc \tpw-b\npw-held\t3.0\thi \tpw-held\n"
-    module = FakeModule({"dpkg-query": (0, out, "")})
+    out = "pw-a\t1.0\tii \tall\npw-b\t2.0\trc \tamd64\npw-held\t3.0\thi \tamd64\n"
+    module = FakeModule({"dpkg-query": (0, out, ""), "dpkg": (0, "amd64\n", "")})
     assert apt.AptManager(module).installed_versions() == {"pw-a": "1.0", "pw-held": "3.0"}
+    argv = module.calls[0][0]
+    assert argv == ["/usr/bin/dpkg-query", "-W", "-f", "${Package}\t${Version}\t${db:Status-Abbrev}\t${Architecture}\n"]
+
+
+def test_installed_versions_names_foreign_architectures_like_apt() -> None:
+    out = "libc6\t2.36-9+deb12u4\tii \tamd64\nlibc6\t2.36-9+deb12u4\tii \ti386\nopenssl\t1:3.0.11-1~deb12u2\tii \tamd64\n"
+    assert apt.parse_installed(out, "amd64") == {"libc6": "2.36-9+deb12u4", "libc6:i386": "2.36-9+deb12u4",
+                                                 "openssl": "1:3.0.11-1~deb12u2"}
+
+
+def test_simulation_with_multiarch_epoch_and_tilde_versions() -> None:
+    text = ("Inst libc6:i386 [2.36-9] (2.36-9+deb12u4 Debian-Security:12/stable-security [i386])\n"
+            "Inst openssl [1:3.0.11-1~deb12u1] (1:3.0.11-1~deb12u2 Debian:12.5/stable [amd64])\n")
+    updates, _removals = apt.parse_simulation(text)
+    assert [(u["name"], u["installed"], u["candidate"], u["arch"]) for u in updates] == [
+        ("libc6:i386", "2.36-9", "2.36-9+deb12u4", "i386"),
+        ("openssl", "1:3.0.11-1~deb12u1", "1:3.0.11-1~deb12u2", "amd64")]
+    assert base.parse_specs(["libc6:i386=2.36-9+deb12u4"]) == {"libc6:i386": "2.36-9+deb12u4"}
+
+
+def test_every_command_runs_with_lc_all_c() -> None:
+    module = FakeModule({"apt-get": (0, "", "")})
+    manager = apt.AptManager(module)
+    manager.refresh()
+    manager.held_packages()
+    manager.health()
+    for argv, env in module.calls:
+        assert env["LC_ALL"] == "C", argv
+    assert module.calls[0][0] == ["/usr/bin/apt-get", "-q", "--error-on=any", "update"]
+    assert module.calls[1][0] == ["/usr/bin/apt-mark", "showhold"]
+    assert module.calls[2][0] == ["/usr/bin/dpkg", "--audit"]
+
+
+def test_rollback_and_repair_argv() -> None:
+    module = FakeModule({"dpkg": (0, "", "")})
+    manager = apt.AptManager(module)
+    manager.install_files(["/c/rollback/a_1_all.deb", "/c/rollback/b_2_all.deb"])
+    manager.remove(["pw-tools-common"])
+    assert module.calls[0][0] == ["/usr/bin/dpkg", "--force-confdef", "--force-confold", "--install",
+                                  "/c/rollback/a_1_all.deb", "/c/rollback/b_2_all.deb"]
+    assert module.calls[1][0] == ["/usr/bin/dpkg", "--remove", "pw-tools-common"]
+    broken = FakeModule({"dpkg": (0, "The following packages are only half configured\n pw-agent\n", "")})
+    apt.AptManager(broken).repair_interrupted()
+    assert broken.calls[-1][0] == ["/usr/bin/dpkg", "--force-confdef", "--force-confold", "--configure", "-a"]
+
+
+def test_download_and_simulation_argv() -> None:
+    module = FakeModule({"apt-get": (0, "", ""), "dpkg-query": (0, "", ""), "apt-mark": (0, "", "")})
+    manager = apt.AptManager(module)
+    manager.download({"pw-libssl": "1.0-2"}, lock_timeout=7)
+    assert module.calls[0][0] == ["/usr/bin/apt-get", "-q", "-y", "--no-install-recommends", "-o", "DPkg::Lock::Timeout=7",
+                                  "-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold",
+                                  "--allow-change-held-packages", "--download-only", "install", "pw-libssl=1.0-2"]
+    manager.pending_updates()
+    assert ["/usr/bin/apt-get", "-s", "-q", "-o", "Debug::NoLocking=1", "dist-upgrade"] in [c[0] for c in module.calls]
 
 
 def test_failed_command_carries_evidence() -> None:

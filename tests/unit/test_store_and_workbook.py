@@ -22,9 +22,10 @@ def _store_with_cycle(tmp_path: Path) -> Store:
     wave = store.start_wave("c1", 0, "canary", ["web1"])
     store.finish_wave(wave, "passed", {"passed": True})
     store.add_end_state("c1", "web1", "failed", [], "first try")
-    store.add_end_state("c1", "web1", "installed",
+    store.add_end_state("c1", "web1", "patched",
                         [{"name": "pw-libssl", "before": "1.0-1", "wanted": "1.0-2", "after": "1.0-2",
-                          "advisories": [], "reason": "approved"}], "ok")
+                          "severity": "critical", "advisories": ["PWSA-1"], "cves": ["CVE-2026-1"],
+                          "reason": "approved"}], "ok")
     store.set_cycle_status("c1", "completed", finished=True)
     return store
 
@@ -34,7 +35,7 @@ def test_store_round_trip_and_latest_state_wins(tmp_path: Path) -> None:
     assert store.latest_cycle_id() == "c1"
     status = status_report(store, "c1")
     assert status["status"] == "completed"
-    assert status["hosts"][0]["state"] == "installed"
+    assert status["hosts"][0]["state"] == "patched"
     assert status["waves"] == [{"index": 0, "name": "canary", "hosts": ["web1"], "status": "passed"}]
     assert [d.name for d in store.decisions("c1")] == ["pw-libssl"]
     # reopening the same file migrates nothing and keeps everything
@@ -49,6 +50,27 @@ def test_workbook_has_summary_hosts_and_one_sheet_per_host(tmp_path: Path) -> No
     wb = load_workbook(path)
     assert wb.sheetnames == ["Summary", "Hosts", "web1"]
     hosts = list(wb["Hosts"].iter_rows(values_only=True))
-    assert hosts[1][:6] == ("web1", "web", "server", "team-web", None, "installed")
+    assert hosts[1][:6] == ("web1", "web", "server", "team-web", None, "patched")
     rows = list(wb["web1"].iter_rows(values_only=True))
-    assert ("pw-libssl", "1.0-1", "1.0-2", "1.0-2", None, "approved") in rows
+    assert ("pw-libssl", "1.0-1", "1.0-2", "1.0-2", "critical", "PWSA-1", "CVE-2026-1", "approved") in rows
+
+
+def test_a_schema_1_store_is_migrated_in_place(tmp_path: Path) -> None:
+    from sqlalchemy import create_engine, inspect
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE schema_info (version INTEGER NOT NULL)")
+        conn.exec_driver_sql("INSERT INTO schema_info VALUES (1)")
+        conn.exec_driver_sql(
+            "CREATE TABLE decisions (id INTEGER PRIMARY KEY, cycle_id VARCHAR(64) NOT NULL, host VARCHAR(255) NOT NULL,"
+            " name VARCHAR(255) NOT NULL, installed VARCHAR(255), version VARCHAR(255) NOT NULL,"
+            " approved BOOLEAN NOT NULL, reason TEXT NOT NULL, advisories JSON NOT NULL, severity VARCHAR(16) NOT NULL)")
+        conn.exec_driver_sql("INSERT INTO decisions VALUES (1, 'old', 'h', 'p', '1', '2', 1, 'approved', '[]', '')")
+    store = Store(url)
+    assert {"cves", "published"} <= {c["name"] for c in inspect(store.engine).get_columns("decisions")}
+    (old,) = store.decisions("old")
+    assert old.name == "p" and old.cves == () and old.published == ""
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT version FROM schema_info").scalar() == 2

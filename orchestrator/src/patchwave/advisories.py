@@ -1,11 +1,21 @@
-"""OSV advisories (the JSON format Debian, Ubuntu and others publish) → Advisory records."""
+"""OSV advisories (the JSON format Debian, Ubuntu and others publish) → Advisory records, and
+matching of pending updates against them.
+
+Sources are a file, a directory of files, or an http(s)/file URL; a document may hold one
+record or a list of records. Severity comes from the CVSS base score when the record has a
+vector (v3.x or v4.0), else from the Debian urgency, else from `database_specific.severity`.
+"""
 
 from __future__ import annotations
 
 import json
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
+from cvss import CVSS3, CVSS4
+from cvss.exceptions import CVSSError
 from debian.debian_support import Version
 
 from patchwave.errors import InputError
@@ -13,28 +23,66 @@ from patchwave.models import Advisory, PendingUpdate
 
 SEVERITIES = ("critical", "high", "medium", "low", "unknown")
 _URGENCY = {"critical": "critical", "emergency": "critical", "high": "high", "medium": "medium",
-            "low": "low", "negligible": "low", "unimportant": "low", "not yet assigned": "unknown"}
+            "low": "low", "negligible": "low", "unimportant": "low", "moderate": "medium", "important": "high"}
 
 
-def load_dir(path: Path) -> list[Advisory]:
+def severity_from_score(score: float) -> str:
+    """CVSS v3/v4 qualitative rating."""
+    if score >= 9.0:
+        return "critical"
+    if score >= 7.0:
+        return "high"
+    if score >= 4.0:
+        return "medium"
+    if score > 0:
+        return "low"
+    return "unknown"
+
+
+def rank(severity: str) -> int:
+    return SEVERITIES.index(severity) if severity in SEVERITIES else len(SEVERITIES)
+
+
+def load(source: str | Path, timeout: float = 30) -> list[Advisory]:
+    """Every advisory in a file, a directory (*.json) or an http(s)/file URL."""
+    text = str(source)
+    if text.startswith(("http://", "https://", "file://")):
+        try:
+            with urllib.request.urlopen(text, timeout=timeout) as response:  # noqa: S310 - scheme checked above
+                body = response.read().decode("utf-8")
+        except (urllib.error.URLError, OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"{text}: cannot fetch advisories: {exc}") from exc
+        return _parse_document(text, body)
+    path = Path(text)
     if not path.exists():
         raise InputError(f"{path}: no such advisory file or directory")
     files = sorted(path.glob("*.json")) if path.is_dir() else [path]
-    return [parse(f, _read(f)) for f in files]
+    found: list[Advisory] = []
+    for file in files:
+        try:
+            body = file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"{file}: cannot read advisory: {exc}") from exc
+        found.extend(_parse_document(str(file), body))
+    return found
 
 
-def _read(path: Path) -> Any:
+# kept for callers that think in directories
+load_dir = load
+
+
+def _parse_document(where: str, body: str) -> list[Advisory]:
     try:
-        return json.loads(path.read_text())
+        data = json.loads(body)
     except json.JSONDecodeError as exc:
-        raise InputError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from exc
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read advisory: {exc.strerror}") from exc
+        raise InputError(f"{where}:{exc.lineno}: invalid JSON: {exc.msg}") from exc
+    records = data if isinstance(data, list) else [data]
+    return [parse(where, record, index if isinstance(data, list) else None) for index, record in enumerate(records)]
 
 
-def parse(source: Path, record: Any) -> Advisory:
-    where = f"{source}"
-    if not isinstance(record, dict) or not isinstance(record.get("id"), str):
+def parse(source: str | Path, record: Any, index: int | None = None) -> Advisory:
+    where = f"{source}" if index is None else f"{source}: record {index}"
+    if not isinstance(record, dict) or not isinstance(record.get("id"), str) or not record["id"]:
         raise InputError(f"{where}: OSV record without a string 'id'")
     where = f"{source}: advisory {record['id']}"
     affected = record.get("affected")
@@ -42,30 +90,69 @@ def parse(source: Path, record: Any) -> Advisory:
         raise InputError(f"{where}: 'affected' must be a non-empty list")
     fixed: dict[str, str] = {}
     urgencies: list[str] = []
-    for index, entry in enumerate(affected):
+    for position, entry in enumerate(affected):
         package = entry.get("package") if isinstance(entry, dict) else None
         if not isinstance(package, dict) or not isinstance(package.get("name"), str):
-            raise InputError(f"{where}: affected[{index}].package.name is missing")
-        for rng in entry.get("ranges", []):
-            for event in rng.get("events", []):
-                if "fixed" in event:
-                    fixed[package["name"]] = str(event["fixed"])
-        urgency = (entry.get("ecosystem_specific") or {}).get("urgency")
-        if isinstance(urgency, str):
-            urgencies.append(urgency.lower())
-    severity = "unknown"
-    for urgency in urgencies:
-        mapped = _URGENCY.get(urgency, "unknown")
-        if SEVERITIES.index(mapped) < SEVERITIES.index(severity):
-            severity = mapped
+            raise InputError(f"{where}: affected[{position}].package.name is missing")
+        ranges = entry.get("ranges", [])
+        if not isinstance(ranges, list):
+            raise InputError(f"{where}: affected[{position}].ranges must be a list")
+        for rng in ranges:
+            events = rng.get("events", []) if isinstance(rng, dict) else None
+            if not isinstance(events, list):
+                raise InputError(f"{where}: affected[{position}].ranges[].events must be a list")
+            for event in events:
+                if isinstance(event, dict) and "fixed" in event:
+                    version = str(event["fixed"])
+                    try:
+                        Version(version)
+                    except ValueError as exc:
+                        raise InputError(f"{where}: affected[{position}]: fixed version {version!r} is not a "
+                                         f"Debian version") from exc
+                    fixed[package["name"]] = version
+        for block in ("ecosystem_specific", "database_specific"):
+            extra = entry.get(block) or {}
+            for key in ("urgency", "severity"):
+                if isinstance(extra.get(key), str):
+                    urgencies.append(extra[key].lower())
+    database = record.get("database_specific") or {}
+    if isinstance(database.get("severity"), str):
+        urgencies.append(database["severity"].lower())
+    score, vector = _cvss(where, record.get("severity"))
+    if score is not None:
+        severity = severity_from_score(score)
+    else:
+        severity = min((_URGENCY.get(u, "unknown") for u in urgencies), key=rank, default="unknown")
     aliases = record.get("aliases") or []
+    if not isinstance(aliases, list):
+        raise InputError(f"{where}: 'aliases' must be a list")
     return Advisory(id=record["id"], aliases=tuple(str(a) for a in aliases), severity=severity,
                     published=str(record.get("published", "")), summary=str(record.get("summary", "")),
-                    fixed=fixed)
+                    fixed=fixed, cvss_score=score, cvss_vector=vector)
+
+
+def _cvss(where: str, severities: Any) -> tuple[float | None, str | None]:
+    if severities is None:
+        return None, None
+    if not isinstance(severities, list):
+        raise InputError(f"{where}: 'severity' must be a list")
+    best: tuple[float | None, str | None] = (None, None)
+    for item in severities:
+        kind = item.get("type") if isinstance(item, dict) else None
+        vector = item.get("score") if isinstance(item, dict) else None
+        if kind not in ("CVSS_V3", "CVSS_V4") or not isinstance(vector, str):
+            continue
+        try:
+            score = float(CVSS4(vector).base_score) if kind == "CVSS_V4" else float(CVSS3(vector).base_score)
+        except (CVSSError, ValueError, KeyError) as exc:
+            raise InputError(f"{where}: invalid {kind} vector {vector!r}: {exc}") from exc
+        if best[0] is None or score > best[0]:
+            best = (score, vector)
+    return best
 
 
 def matching(update: PendingUpdate, advisories: list[Advisory]) -> list[Advisory]:
-    """Advisories this update fixes: installed < fixed <= candidate."""
+    """Advisories this update fixes: installed < fixed <= candidate (Debian version order)."""
     found = []
     for advisory in advisories:
         fixed = advisory.fixed.get(update.name) or advisory.fixed.get(update.source)

@@ -143,7 +143,9 @@ def _report(status: dict[str, Any], book: Path, as_json: bool) -> None:
 
 
 def _exit_for(status: dict[str, Any]) -> None:
-    if any(h["state"] in ("failed", "not-reached") for h in status["hosts"]):
+    from patchwave.cycle import FAILED_STATES
+
+    if any(h["state"] in FAILED_STATES for h in status["hosts"]):
         raise typer.Exit(1)
 
 

@@ -29,6 +29,7 @@ STAGE = "patchwave.endpoint.stage_updates"
 APPLY = "patchwave.endpoint.apply_updates"
 REBOOT = "ansible.builtin.reboot"
 Progress = Callable[[str], None]
+FAILED_STATES = ("failed", "partially-patched", "unreachable", "not-reached")
 
 
 def new_cycle_id() -> str:
@@ -72,6 +73,7 @@ class Cycle:
         scan = runner.run("scan.yml", self.inventory, ident="01-scan", limit=[h.name for h in hosts])
         updates: list[PendingUpdate] = []
         scan_failed: dict[str, str] = {}
+        unreachable: set[str] = set()
         for host in hosts:
             res = scan.result(SCAN, host.name)
             outcome = scan.hosts.get(host.name)
@@ -82,6 +84,8 @@ class Cycle:
                 updates.extend(found)
             else:
                 scan_failed[host.name] = outcome.message if outcome else "no scan result"
+                if outcome is not None and outcome.unreachable:
+                    unreachable.add(host.name)
 
         # 3 approve: one frozen manifest for the whole cycle
         manifest = manifest_mod.build(cycle_id, updates, advisories, policy)
@@ -136,11 +140,15 @@ class Cycle:
             for name in sorted(reached):
                 res = confirm.result(SCAN, name)
                 ok = res is not None and not res.get("failed")
+                outcome = confirm.hosts.get(name)
+                if outcome is not None and outcome.unreachable:
+                    unreachable.add(name)
                 self.store.add_scan(cycle_id, name, "confirm", ok, res or {},
                                     updates_from_scan(name, res) if ok and res else [])
                 if ok and res:
                     confirmed[name] = res
-        status = self._end_states(cycle_id, hosts, manifest, scan_failed, stage_failed, deploy_failed, confirmed)
+        status = self._end_states(cycle_id, hosts, manifest, scan_failed, stage_failed, deploy_failed, confirmed,
+                                  unreachable)
         self.store.set_cycle_status(cycle_id, status, finished=True)
         self.store.log(cycle_id, "finish", f"cycle {status}")
         return cycle_id
@@ -168,39 +176,39 @@ class Cycle:
 
     def _end_states(self, cycle_id: str, hosts: list[Host], manifest: Manifest, scan_failed: dict[str, str],
                     stage_failed: dict[str, str], deploy_failed: dict[str, str],
-                    confirmed: dict[str, dict[str, Any]]) -> str:
+                    confirmed: dict[str, dict[str, Any]], unreachable: set[str]) -> str:
+        """One end state per host. Versions come from the confirm rescan, never from what a
+        command claimed; the orchestrator adds only what a host cannot say about itself."""
+        skipped = {h for w in self.store.waves(cycle_id) if w["status"] == "skipped" for h in w["hosts"]}
         worst = "completed"
         for host in hosts:
             approved = [d for d in manifest.decisions if d.host == host.name and d.approved]
-            after = (confirmed.get(host.name) or {}).get("installed", {})
+            rescan = confirmed.get(host.name) or {}
+            after = rescan.get("installed", {})
             packages = [{"name": d.name, "before": d.installed, "wanted": d.version, "after": after.get(d.name),
-                         "advisories": list(d.advisories), "reason": d.reason} for d in approved]
-            if host.name in scan_failed:
+                         "severity": d.severity, "advisories": list(d.advisories), "cves": list(d.cves),
+                         "reason": d.reason} for d in approved]
+            confirmation = rescan.get("confirmation", {})
+            if host.name in unreachable:
+                state, detail = "unreachable", scan_failed.get(host.name) or "host could not be reached"
+            elif host.name in scan_failed:
                 state, detail = "failed", f"scan failed: {scan_failed[host.name]}"
             elif not approved:
                 state, detail = "excluded", "no approved updates"
             elif host.name in stage_failed:
-                state, detail = "failed", f"staging failed: {stage_failed[host.name]}"
-            elif host.name in deploy_failed:
-                state, detail = "failed", f"deploy failed: {deploy_failed[host.name]}"
-            elif host.name not in confirmed:
-                waves = self.store.waves(cycle_id)
-                reached = any(host.name in w["hosts"] and w["status"] != "skipped" for w in waves)
-                if reached:
-                    state, detail = "failed", "confirm rescan failed"
-                else:
-                    state, detail = "not-reached", "rollout halted before its wave"
+                state, detail = "failed", f"staging failed (nothing installed): {stage_failed[host.name]}"
+            elif host.name in skipped:
+                state, detail = "not-reached", "the rollout stopped before this host's wave"
+            elif not confirmation:
+                state, detail = "failed", "no confirm rescan result"
             else:
-                wrong = [p["name"] for p in packages if p["after"] != p["wanted"]]
-                reboot = confirmed[host.name].get("reboot_required", {}).get("required", False)
-                if wrong:
-                    state, detail = "failed", f"not at the manifest version after deploy: {', '.join(wrong)}"
-                elif reboot:
-                    state, detail = "pending-reboot", "installed; the host still asks for a reboot"
-                else:
-                    state, detail = "installed", f"{len(packages)} package(s) at the manifest version"
+                state, detail = confirmation["state"], confirmation["detail"]
+                if host.name in deploy_failed and state in ("patched", "patched-pending-reboot"):
+                    state, detail = "failed", f"deploy failed: {deploy_failed[host.name]}"
+                elif host.name in deploy_failed:
+                    detail = f"{detail}; deploy failed: {deploy_failed[host.name]}"
             self.store.add_end_state(cycle_id, host.name, state, packages, detail)
-            if state in ("failed", "not-reached"):
+            if state in FAILED_STATES:
                 worst = "failed"
         return worst
 

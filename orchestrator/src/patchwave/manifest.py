@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from patchwave.advisories import matching
+from patchwave.advisories import matching, rank
 from patchwave.models import Advisory, Decision, Manifest, PendingUpdate
 
 
@@ -27,13 +27,16 @@ DEFAULT_POLICY = ApprovalPolicy()
 
 def decide(update: PendingUpdate, advisories: list[Advisory], policy: ApprovalPolicy) -> Decision:
     fixes = matching(update, advisories)
-    severity = min((a.severity for a in fixes), key=_rank, default="")
+    severity = min((a.severity for a in fixes), key=rank, default="")
     ids = tuple(a.id for a in fixes)
+    cves = tuple(sorted({c for a in fixes for c in a.cves}))
+    published = min((a.published for a in fixes if a.published), default="")
     security = update.security or bool(fixes)
 
     def make(approved: bool, reason: str) -> Decision:
         return Decision(host=update.host, name=update.name, installed=update.installed, version=update.candidate,
-                        approved=approved, reason=reason, advisories=ids, severity=severity)
+                        approved=approved, reason=reason, advisories=ids, severity=severity, cves=cves,
+                        published=published)
 
     if update.held and not policy.allow_held:
         return make(False, "excluded: package is held on the host (apt-mark hold)")
@@ -63,8 +66,3 @@ def build(cycle_id: str, updates: list[PendingUpdate], advisories: list[Advisory
     ordered = tuple(sorted(decisions.values(), key=lambda d: (d.host, d.name)))
     created = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
     return Manifest(cycle_id=cycle_id, created=created, decisions=ordered)
-
-
-def _rank(severity: str) -> int:
-    order = ("critical", "high", "medium", "low", "unknown")
-    return order.index(severity) if severity in order else len(order)

@@ -6,7 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-END_STATES = ("installed", "pending-reboot", "failed", "rolled-back", "excluded", "not-reached")
+# What the confirm rescan proves (the first six, from the collection's confirm role), plus what
+# only the orchestrator knows: a host it could not reach, and one whose wave never ran.
+END_STATES = ("patched", "patched-pending-reboot", "partially-patched", "failed", "rolled-back", "excluded",
+              "unreachable", "not-reached")
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,12 @@ class Advisory:
     published: str
     summary: str
     fixed: dict[str, str] = field(default_factory=dict)  # package name -> first fixed version
+    cvss_score: float | None = None
+    cvss_vector: str | None = None
+
+    @property
+    def cves(self) -> tuple[str, ...]:
+        return tuple(a for a in (self.id, *self.aliases) if a.startswith("CVE-"))
 
 
 @dataclass(frozen=True)
@@ -53,6 +62,8 @@ class Decision:
     reason: str
     advisories: tuple[str, ...] = ()
     severity: str = ""
+    cves: tuple[str, ...] = ()
+    published: str = ""  # earliest publication date of the advisories it fixes
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ from sqlalchemy.engine import Engine
 from patchwave.errors import PatchwaveError
 from patchwave.models import Decision, Manifest, PendingUpdate
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 metadata = MetaData()
 
 schema_info = Table("schema_info", metadata, Column("version", Integer, nullable=False))
@@ -87,6 +87,8 @@ decisions = Table(
     Column("reason", Text, nullable=False),
     Column("advisories", JSON, nullable=False),
     Column("severity", String(16), nullable=False),
+    Column("cves", JSON),  # schema 2
+    Column("published", String(32)),  # schema 2
 )
 
 waves = Table(
@@ -136,8 +138,15 @@ events = Table(
     Column("message", Text, nullable=False),
 )
 
-# Migrations: index i upgrades schema version i to i+1. Version 1 is the initial create_all.
-MIGRATIONS: list[Any] = []
+def _v1_to_v2(conn: Any) -> None:
+    """Decisions record the CVE ids and publication date of the advisories they rest on."""
+    conn.exec_driver_sql("ALTER TABLE decisions ADD COLUMN cves JSON")
+    conn.exec_driver_sql("ALTER TABLE decisions ADD COLUMN published VARCHAR(32)")
+
+
+# Migrations: index i upgrades schema version i+1 to i+2. A new store is created at the current
+# version by create_all; an older one is brought forward step by step, in one transaction.
+MIGRATIONS: list[Any] = [_v1_to_v2]
 
 
 def now() -> datetime:
@@ -208,7 +217,8 @@ class Store:
                 conn.execute(insert(decisions), [
                     dict(cycle_id=manifest.cycle_id, host=d.host, name=d.name, installed=d.installed,
                          version=d.version, approved=d.approved, reason=d.reason,
-                         advisories=list(d.advisories), severity=d.severity)
+                         advisories=list(d.advisories), severity=d.severity, cves=list(d.cves),
+                         published=d.published)
                     for d in manifest.decisions])
 
     def start_wave(self, cycle_id: str, idx: int, name: str, hosts: list[str]) -> int:
@@ -249,7 +259,8 @@ class Store:
                                 .order_by(decisions.c.host, decisions.c.name)).mappings().all()
         return [Decision(host=r["host"], name=r["name"], installed=r["installed"], version=r["version"],
                          approved=r["approved"], reason=r["reason"], advisories=tuple(r["advisories"]),
-                         severity=r["severity"]) for r in rows]
+                         severity=r["severity"], cves=tuple(r["cves"] or ()), published=r["published"] or "")
+                for r in rows]
 
     def waves(self, cycle_id: str) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:

@@ -14,9 +14,11 @@ from openpyxl.worksheet.worksheet import Worksheet
 from patchwave.models import Host
 
 STATE_FILL = {
-    "installed": "C6EFCE",
-    "pending-reboot": "FFEB9C",
+    "patched": "C6EFCE",
+    "patched-pending-reboot": "FFEB9C",
+    "partially-patched": "FFC7CE",
     "failed": "FFC7CE",
+    "unreachable": "FFC7CE",
     "not-reached": "FFC7CE",
     "rolled-back": "FFEB9C",
     "excluded": "EDEDED",
@@ -91,8 +93,9 @@ def write_cycle_workbook(status: dict[str, Any], hosts: list[Host], path: Path) 
         ws.append([f"Host {item['host']}: {item['state']}", item["detail"]])
         ws["A1"].font = Font(bold=True, size=12)
         ws.append([])
-        _table(ws, ["Package", "Before", "Wanted", "After", "Advisories", "Decision"],
-               [[p["name"], p["before"], p["wanted"], p["after"], ", ".join(p["advisories"]), p["reason"]]
+        _table(ws, ["Package", "Before", "Wanted", "After", "Severity", "Advisories", "CVEs", "Decision"],
+               [[p["name"], p["before"], p["wanted"], p["after"], p.get("severity") or None,
+                 ", ".join(p["advisories"]) or None, ", ".join(p.get("cves", [])) or None, p["reason"]]
                 for p in item["packages"]])
     path.parent.mkdir(parents=True, exist_ok=True)
     wb.save(path)

@@ -31,7 +31,7 @@ options:
     type: bool
     default: false
   lock_timeout:
-    description: Seconds to wait for the dpkg/apt lock before failing.
+    description: Seconds to wait for the dpkg/apt locks before failing with the holder's pid and command.
     type: int
     default: 300
   conffile_policy:
@@ -71,6 +71,10 @@ reboot_required:
   description: Whether the host asks for a reboot afterwards, and why.
   returned: always
   type: dict
+lock_waited:
+  description: Seconds spent waiting for the dpkg/apt locks.
+  returned: when an install ran
+  type: float
 repaired:
   description: Output of the C(dpkg --configure -a) repair, when dpkg had been interrupted.
   returned: when a repair ran
@@ -121,9 +125,13 @@ def main():
         if module.check_mode:
             module.exit_json(changed=True, packages=entries(wanted, before, dict(before, **changing)),
                              reboot_required=manager.reboot_required(), diff=result["diff"])
+        result["lock_waited"] = manager.wait_for_lock(params["lock_timeout"])
         repaired = manager.repair_interrupted()
         if repaired:
             result["repaired"] = repaired
+            if repaired["rc"] != 0:
+                module.fail_json(msg="dpkg was interrupted and `dpkg --configure -a` could not repair it; "
+                                 "nothing was installed", dpkg=manager.health(), **result)
         rc, out, err = manager.install(changing, allow_held=params["allow_held"], lock_timeout=params["lock_timeout"],
                                        conffile_policy=params["conffile_policy"])
         after = manager.installed_versions(list(wanted))

@@ -15,8 +15,11 @@ description:
   - Lists every upgradable package with installed and candidate version, source package,
     origin and suite (security pocket or regular), whether it is held and whether it is a new
     package pulled in by an upgrade.
-  - Reports reboot-required signals, dpkg health and free space in the package cache.
-  - Read-only. Does not need python3-apt.
+  - Reports reboot-required signals (the reboot-required file and its package list, a newer
+    installed kernel than the running one, needrestart when present) and which one fired,
+    dpkg health (C(dpkg --audit)), who holds the dpkg/apt locks, and free space in the package cache.
+  - With O(expect), it also confirms a patch and reports one truthful end state for the host.
+  - Read-only. Does not need python3-apt; every command runs with C(LC_ALL=C).
 options:
   update_cache:
     description:
@@ -29,6 +32,19 @@ options:
     type: list
     elements: str
     default: []
+  expect:
+    description:
+      - The C(name=version) list a patch was meant to install; when given, RV(confirmation)
+        reports the host's end state. An empty list means the host had nothing approved.
+    type: list
+    elements: str
+  cycle_id:
+    description: Patch cycle whose journal tells whether the host was rolled back (with O(expect)).
+    type: str
+  state_dir:
+    description: Where per-cycle directories are kept on the host.
+    type: path
+    default: /var/lib/patchwave
 extends_documentation_fragment:
   - patchwave.endpoint.attributes
 attributes:
@@ -75,9 +91,16 @@ reboot_required:
   returned: always
   type: dict
 dpkg:
-  description: dpkg database health (C(dpkg --audit)).
+  description: dpkg database health (C(dpkg --audit)) and the processes holding dpkg/apt locks.
   returned: always
   type: dict
+  sample: {clean: true, output: "", lock_holders: [{pid: 4242, command: "apt-get install foo", file: /var/lib/dpkg/lock-frontend}]}
+confirmation:
+  description: The host's end state against O(expect)
+    (patched, patched-pending-reboot, partially-patched, failed, rolled-back, excluded).
+  returned: when O(expect) is given
+  type: dict
+  sample: {state: patched, detail: "all 2 package(s) at the approved version", packages: []}
 free_space_mb:
   description: Free space where packages are downloaded, in MiB.
   returned: always
@@ -94,11 +117,21 @@ package_manager:
   sample: apt
 """
 
+import json
 import os
+import re
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.patchwave.endpoint.plugins.module_utils.pkgmgr.apt import ARCHIVES, AptManager
-from ansible_collections.patchwave.endpoint.plugins.module_utils.pkgmgr.base import NAME_RE, CommandError
+from ansible_collections.patchwave.endpoint.plugins.module_utils.pkgmgr.base import (
+    NAME_RE,
+    CommandError,
+    PackageSpecError,
+    end_state,
+    parse_specs,
+)
+
+CYCLE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 def free_space_mb(path):
@@ -106,11 +139,27 @@ def free_space_mb(path):
     return int(stat.f_bavail * stat.f_frsize // (1024 * 1024))
 
 
+def read_rollback(state_dir, cycle_id):
+    """The journal's before-versions when this cycle was rolled back on the host, else None."""
+    path = os.path.join(state_dir, "cycles", cycle_id, "journal.json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as handle:
+        journal = json.load(handle)
+    if not journal.get("rolled_back"):
+        return None
+    before = dict((n, e["before"]) for n, e in journal.get("packages", {}).items())
+    return {"before": before, "new": journal.get("new", [])}
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
             update_cache=dict(type="bool", default=True),
             query=dict(type="list", elements="str", default=[]),
+            expect=dict(type="list", elements="str"),
+            cycle_id=dict(type="str"),
+            state_dir=dict(type="path", default="/var/lib/patchwave"),
         ),
         supports_check_mode=True,
     )
@@ -118,21 +167,39 @@ def main():
     bad = [n for n in names if not NAME_RE.match(n)]
     if bad:
         module.fail_json(msg="query: invalid package name(s): %s" % ", ".join(repr(n) for n in bad))
+    expected = None
+    if module.params["expect"] is not None:
+        try:
+            expected = parse_specs(module.params["expect"])
+        except PackageSpecError as exc:
+            module.fail_json(msg="expect: %s" % exc)
+        names = sorted(set(names) | set(expected))
+    cycle_id = module.params["cycle_id"]
+    if cycle_id is not None and not CYCLE_RE.match(cycle_id):
+        module.fail_json(msg="cycle_id %r: use letters, digits, '.', '_' or '-' (at most 64)" % cycle_id)
     manager = AptManager(module)
     try:
         if module.params["update_cache"]:
             manager.refresh()
         updates, removals = manager.pending_updates()
+        dpkg = manager.health()
+        dpkg["lock_holders"] = manager.lock_holders()
+        reboot = manager.reboot_required()
+        installed = manager.installed_versions(names) if names else {}
         result = dict(
             changed=False,
             updates=updates,
             removals=removals,
-            reboot_required=manager.reboot_required(),
-            dpkg=manager.health(),
+            reboot_required=reboot,
+            dpkg=dpkg,
             free_space_mb=free_space_mb(ARCHIVES),
-            installed=manager.installed_versions(names) if names else {},
+            installed=installed,
             package_manager=manager.name,
         )
+        if expected is not None:
+            rolled_back = read_rollback(module.params["state_dir"], cycle_id) if cycle_id else None
+            state, detail, packages = end_state(expected, installed, reboot["required"], rolled_back)
+            result["confirmation"] = dict(state=state, detail=detail, packages=packages)
     except CommandError as exc:
         module.fail_json(**exc.as_result())
     module.exit_json(**result)

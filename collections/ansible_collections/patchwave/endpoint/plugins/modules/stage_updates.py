@@ -16,7 +16,9 @@ description:
     into the package cache and verifies that each downloaded file is the version asked for.
   - Saves rollback material for every installed package that will change (the installed
     version's C(.deb) from the cache, the repository, or rebuilt with C(dpkg-repack)) and a
-    JSON journal of before-versions in a per-cycle directory on the host.
+    JSON journal of before-versions and of the packages the cycle newly installs, in a per-cycle
+    directory on the host (used by M(patchwave.endpoint.rollback_updates)).
+  - Waits for the dpkg/apt locks (O(lock_timeout)) and fails naming the holder.
   - Idempotent; in check mode reports what would be downloaded and saved.
 options:
   packages:
@@ -148,6 +150,9 @@ def main():
                 journal = json.load(handle)
         saved = journal.get("packages", {})
         need_rollback = dict((n, installed[n]) for n in changing if n in installed and n not in saved)
+        # packages the cycle will newly install: a rollback removes them again
+        recorded_new = set(journal.get("new", []))
+        new_names = sorted(recorded_new | set(n for n in changing if n not in installed))
 
         needed_mb = sum(package_size(manager, n, v) for n, v in to_download.items()) // (1024 * 1024)
         needed_mb += 2 * sum(package_size(manager, n, v) for n, v in need_rollback.items()) // (1024 * 1024)
@@ -165,10 +170,12 @@ def main():
             + [dict(name=n, version=v, file=None, method="planned") for n, v in sorted(need_rollback.items())],
             journal=journal_path, cycle_dir=cycle_dir,
         )
+        journal_changes = bool(need_rollback) or set(new_names) != recorded_new
         if module.check_mode:
-            module.exit_json(changed=bool(to_download or need_rollback), **plan)
+            module.exit_json(changed=bool(to_download or journal_changes), **plan)
 
         if to_download:
+            manager.wait_for_lock(params["lock_timeout"])
             manager.download(to_download, lock_timeout=params["lock_timeout"])
         staged = []
         for name, version in wanted.items():
@@ -186,12 +193,12 @@ def main():
                 os.makedirs(rollback_dir, 0o700)
             for name, version in sorted(need_rollback.items()):
                 saved[name] = save_rollback(manager, name, version, rollback_dir)
-        changed = bool(to_download or need_rollback)
-        if changed or not os.path.exists(journal_path):
+        changed = bool(to_download or journal_changes)
+        if journal_changes or not os.path.exists(journal_path):
             if not os.path.isdir(cycle_dir):
                 os.makedirs(cycle_dir, 0o700)
-            journal = dict(cycle_id=params["cycle_id"], updated=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                           packages=saved, requested=wanted)
+            journal.update(cycle_id=params["cycle_id"], updated=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                           packages=saved, new=new_names, requested=dict(journal.get("requested", {}), **wanted))
             write_json(journal_path, journal)
             changed = True
     except CommandError as exc:

@@ -10,6 +10,7 @@ import glob
 import os
 import re
 
+from ansible_collections.patchwave.endpoint.plugins.module_utils import hoststate
 from ansible_collections.patchwave.endpoint.plugins.module_utils.pkgmgr.base import CommandError, PackageManager
 
 ENV = {
@@ -20,6 +21,12 @@ ENV = {
 }
 ARCHIVES = "/var/cache/apt/archives"
 REBOOT_REQUIRED = "/var/run/reboot-required"
+LOCK_FILES = (
+    "/var/lib/dpkg/lock-frontend",
+    "/var/lib/dpkg/lock",
+    "/var/cache/apt/archives/lock",
+    "/var/lib/apt/lists/lock",
+)
 
 # "Inst pw-tools [1.0-1] (2.0-1 Patchwave Lab Security:patchwave-lab-security [all])"
 _INST_RE = re.compile(r"^Inst (?P<name>\S+) (?:\[(?P<installed>[^\]]+)\] )?\((?P<candidate>\S+) (?P<origins>.*?) \[(?P<arch>[^\]]+)\]\)")
@@ -71,6 +78,22 @@ def parse_policy_candidate(output):
     return (installed.group(1) if installed else None, candidate.group(1) if candidate else None)
 
 
+def parse_installed(output, native_arch):
+    """dpkg-query `Package, Version, Status-Abbrev, Architecture` lines → {name: version}.
+
+    Status-Abbrev is the desired action then the state: "ii" and a held "hi" are installed,
+    "rc" (removed, config files left) is not."""
+    versions = {}
+    for line in output.splitlines():
+        fields = line.split("\t")
+        if len(fields) < 4 or fields[2][1:2] != "i" or not fields[1]:
+            continue
+        name, arch = fields[0], fields[3]
+        key = name if arch in (native_arch, "all", "") else "%s:%s" % (name, arch)
+        versions[key] = fields[1]
+    return versions
+
+
 def deb_filename(name, version, arch):
     """apt's file name in the cache: the epoch colon is written as %3a."""
     return "%s_%s_%s.deb" % (name, version.replace(":", "%3a"), arch)
@@ -96,20 +119,16 @@ class AptManager(PackageManager):
         self._run([self.bin("apt-get"), "-q", "--error-on=any", "update"])
 
     def installed_versions(self, names=None):
-        argv = [self.bin("dpkg-query"), "-W", "-f", "${Package}\t${Version}\t${db:Status-Abbrev}\t${source:Package}\n"]
+        """{name: version} of installed packages; a package of a foreign architecture is named
+        `name:arch`, as apt-get prints it."""
+        argv = [self.bin("dpkg-query"), "-W", "-f", "${Package}\t${Version}\t${db:Status-Abbrev}\t${Architecture}\n"]
         if names:
             argv += list(names)
         # dpkg-query exits 1 when a named package is unknown; that is an answer, not a failure
         rc, out, err = self._run(argv, check=False)
         if rc not in (0, 1):
             raise CommandError("dpkg-query failed", cmd=argv, rc=rc, stdout=out, stderr=err)
-        versions = {}
-        for line in out.splitlines():
-            fields = line.split("\t")
-            # Status-Abbrev: desired action, then state; "ii" and held "hi" are both installed
-            if len(fields) >= 3 and fields[2][1:2] == "i" and fields[1]:
-                versions[fields[0]] = fields[1]
-        return versions
+        return parse_installed(out, self.arch())
 
     def source_packages(self):
         _rc, out, _err = self._run([self.bin("dpkg-query"), "-W", "-f", "${Package}\t${source:Package}\n"])
@@ -168,14 +187,46 @@ class AptManager(PackageManager):
                     return [{"label": "", "suite": match.group(1)}]
         return []
 
+    def compare_versions(self, left, right):
+        """<0, 0, >0 as dpkg orders the two versions (epochs, ~, revisions)."""
+        if left == right:
+            return 0
+        rc, _out, _err = self._run([self.bin("dpkg"), "--compare-versions", left, "gt", right], check=False)
+        return 1 if rc == 0 else -1
+
     def reboot_required(self):
+        """Every signal that says the host must reboot, and which one fired."""
+        signals, details = [], {}
         packages = []
         if os.path.exists(REBOOT_REQUIRED + ".pkgs"):
             with open(REBOOT_REQUIRED + ".pkgs") as handle:
                 packages = sorted(set(line.strip() for line in handle if line.strip()))
-        required = os.path.exists(REBOOT_REQUIRED)
-        return {"required": required, "packages": packages,
-                "signals": ["reboot-required-file"] if required else []}
+        if os.path.exists(REBOOT_REQUIRED):
+            signals.append("reboot-required-file")
+        kernel = hoststate.kernel_signal(os.uname()[2], hoststate.installed_kernels(), self.compare_versions)
+        if kernel:
+            signals.append(kernel["signal"])
+            details["kernel"] = kernel
+        needrestart = self.module.get_bin_path("needrestart")
+        if needrestart:
+            rc, out, _err = self._run([needrestart, "-b", "-r", "l"], check=False)
+            if rc == 0:
+                state = hoststate.parse_needrestart(out)
+                details["needrestart"] = state
+                if state["kernel_status"] in (2, 3):
+                    signals.append("needrestart-kernel")
+        return {"required": bool(signals), "packages": packages, "signals": signals, "details": details}
+
+    def lock_holders(self):
+        return hoststate.lock_holders(LOCK_FILES)
+
+    def wait_for_lock(self, timeout):
+        """Wait for the dpkg/apt locks; a clear failure naming the holder after `timeout` seconds."""
+        holders, waited = hoststate.wait_for_unlocked(LOCK_FILES, timeout)
+        if holders:
+            who = ", ".join("pid %d (%s) holds %s" % (h["pid"], h["command"], h["file"]) for h in holders)
+            raise CommandError("the dpkg lock is still held after %ss: %s" % (waited, who))
+        return waited
 
     def health(self):
         _rc, out, err = self._run([self.bin("dpkg"), "--audit"], check=False)
@@ -183,8 +234,10 @@ class AptManager(PackageManager):
         return {"clean": not text, "output": text}
 
     def arch(self):
-        _rc, out, _err = self._run([self.bin("dpkg"), "--print-architecture"])
-        return out.strip()
+        if not getattr(self, "_arch", None):
+            _rc, out, _err = self._run([self.bin("dpkg"), "--print-architecture"])
+            self._arch = out.strip()
+        return self._arch
 
     def cached_deb(self, name, version):
         """Path of the cached .deb for name=version, if apt has it (any architecture)."""
@@ -232,10 +285,24 @@ class AptManager(PackageManager):
         state = self.health()
         if state["clean"]:
             return None
-        rc, out, err = self._run([self.bin("dpkg"), "--configure", "-a"], check=False)
+        rc, out, err = self._run([self.bin("dpkg"), "--force-confdef", "--force-confold", "--configure", "-a"],
+                                 check=False)
         return {"before": state["output"], "rc": rc, "output": (out + err).strip()}
 
     def install(self, wanted, allow_held=False, lock_timeout=300, conffile_policy="keep_local"):
         argv = self._install_argv(lock_timeout, conffile_policy, allow_held) + ["install"]
         argv += ["%s=%s" % (name, version) for name, version in wanted.items()]
         return self._run(argv, check=False)
+
+    def install_files(self, paths, conffile_policy="keep_local"):
+        """dpkg -i of saved .deb files: exact versions, downgrades included, no resolver."""
+        argv = [self.bin("dpkg")]
+        if conffile_policy == "keep_local":
+            argv += ["--force-confdef", "--force-confold"]
+        else:
+            argv += ["--force-confnew"]
+        return self._run(argv + ["--install"] + list(paths), check=False)
+
+    def remove(self, names):
+        """dpkg --remove: refuses (rather than cascades) when another package depends on one."""
+        return self._run([self.bin("dpkg"), "--remove"] + list(names), check=False)

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import re
 
-# Debian policy names; rpm names fit the same shape. Versions may carry an epoch ("1:2.3-4").
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9+.\-]*$")
+# Debian policy names, optionally with a foreign architecture ("libc6:i386"); rpm names fit the
+# same shape. Versions may carry an epoch ("1:2.3-4") and "~" ("1.0~rc1-1").
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9+.\-]*(?::[a-z0-9][a-z0-9\-]*)?$")
 VERSION_RE = re.compile(r"^(?:[0-9]+:)?[0-9A-Za-z][0-9A-Za-z.+~\-]*$")
 
 
@@ -89,3 +90,32 @@ class PackageManager(object):
     def health(self):
         """dpkg/rpm database health: {'clean': bool, 'output': str}."""
         raise NotImplementedError
+
+
+END_STATES = ("patched", "patched-pending-reboot", "partially-patched", "failed", "rolled-back", "excluded")
+
+
+def end_state(expected, installed, reboot_required, rolled_back=None):
+    """One truthful end state for a host from what is installed now.
+
+    expected: {name: wanted version}; installed: {name: version}; rolled_back: None, or the
+    journal's {'before': {name: version}, 'new': [names]} when the cycle was rolled back.
+    Returns (state, detail, packages)."""
+    packages = [dict(name=n, wanted=v, installed=installed.get(n)) for n, v in sorted(expected.items())]
+    if rolled_back is not None:
+        wrong = [n for n, v in sorted(rolled_back.get("before", {}).items()) if installed.get(n) != v]
+        wrong += [n for n in sorted(rolled_back.get("new", [])) if n in installed]
+        if not wrong:
+            return "rolled-back", "every package is back at its version before the cycle", packages
+        return "failed", "rollback incomplete: %s" % ", ".join(wrong), packages
+    if not expected:
+        return "excluded", "no approved updates for this host", packages
+    done = [p["name"] for p in packages if p["installed"] == p["wanted"]]
+    missing = [p["name"] for p in packages if p["installed"] != p["wanted"]]
+    if not missing:
+        if reboot_required:
+            return "patched-pending-reboot", "all %d package(s) installed; a reboot is pending" % len(done), packages
+        return "patched", "all %d package(s) at the approved version" % len(done), packages
+    if done:
+        return "partially-patched", "not at the approved version: %s" % ", ".join(missing), packages
+    return "failed", "no package at the approved version: %s" % ", ".join(missing), packages
