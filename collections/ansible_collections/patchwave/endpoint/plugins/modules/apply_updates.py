@@ -41,6 +41,12 @@ options:
     type: str
     choices: [keep_local, use_new]
     default: keep_local
+  notify_message:
+    description:
+      - A message sent to logged-in users (C(wall)) just before the install, only when something
+        will change. Nothing is sent when empty or when C(wall) is not installed.
+    type: str
+    default: ""
 extends_documentation_fragment:
   - patchwave.endpoint.attributes
 attributes:
@@ -75,6 +81,10 @@ lock_waited:
   description: Seconds spent waiting for the dpkg/apt locks.
   returned: when an install ran
   type: float
+notified:
+  description: Whether logged-in users were sent O(notify_message).
+  returned: when an install ran
+  type: bool
 repaired:
   description: Output of the C(dpkg --configure -a) repair, when dpkg had been interrupted.
   returned: when a repair ran
@@ -101,6 +111,7 @@ def main():
             allow_held=dict(type="bool", default=False),
             lock_timeout=dict(type="int", default=300),
             conffile_policy=dict(type="str", default="keep_local", choices=["keep_local", "use_new"]),
+            notify_message=dict(type="str", default=""),
         ),
         supports_check_mode=True,
     )
@@ -132,6 +143,7 @@ def main():
             if repaired["rc"] != 0:
                 module.fail_json(msg="dpkg was interrupted and `dpkg --configure -a` could not repair it; "
                                  "nothing was installed", dpkg=manager.health(), **result)
+        result["notified"] = notify(module, params["notify_message"])
         rc, out, err = manager.install(changing, allow_held=params["allow_held"], lock_timeout=params["lock_timeout"],
                                        conffile_policy=params["conffile_policy"])
         after = manager.installed_versions(list(wanted))
@@ -146,6 +158,15 @@ def main():
     except CommandError as exc:
         module.fail_json(**dict(exc.as_result(), **result))
     module.exit_json(**result)
+
+
+def notify(module, message):
+    """Tell logged-in users; a missing wall or a failed broadcast never blocks the patch."""
+    wall = module.get_bin_path("wall")
+    if not message or not wall:
+        return False
+    rc, _out, _err = module.run_command([wall, message], check_rc=False, environ_update={"LC_ALL": "C"})
+    return rc == 0
 
 
 def entries(wanted, before, after):

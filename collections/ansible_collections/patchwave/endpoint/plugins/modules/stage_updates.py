@@ -103,12 +103,6 @@ def free_mb(path):
     return stat.f_bavail * stat.f_frsize // (1024 * 1024)
 
 
-def package_size(manager, name, version):
-    _rc, out, _err = manager._run([manager.bin("apt-cache"), "show", "%s=%s" % (name, version)])
-    match = re.search(r"^Size: (\d+)", out, re.M)
-    return int(match.group(1)) if match else 0
-
-
 def write_json(path, data):
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".journal-")
     with os.fdopen(fd, "w") as handle:
@@ -154,8 +148,8 @@ def main():
         recorded_new = set(journal.get("new", []))
         new_names = sorted(recorded_new | set(n for n in changing if n not in installed))
 
-        needed_mb = sum(package_size(manager, n, v) for n, v in to_download.items()) // (1024 * 1024)
-        needed_mb += 2 * sum(package_size(manager, n, v) for n, v in need_rollback.items()) // (1024 * 1024)
+        needed_mb = sum(manager.sizes(to_download).values()) // (1024 * 1024)
+        needed_mb += 2 * sum(manager.sizes(need_rollback).values()) // (1024 * 1024)
         for path in (ARCHIVES, params["state_dir"] if os.path.isdir(params["state_dir"]) else "/var/lib"):
             available = free_mb(path)
             if available - needed_mb < params["min_free_mb"]:
@@ -191,8 +185,7 @@ def main():
         if need_rollback:
             if not os.path.isdir(rollback_dir):
                 os.makedirs(rollback_dir, 0o700)
-            for name, version in sorted(need_rollback.items()):
-                saved[name] = save_rollback(manager, name, version, rollback_dir)
+            saved.update(save_rollback(manager, need_rollback, rollback_dir))
         changed = bool(to_download or journal_changes)
         if journal_changes or not os.path.exists(journal_path):
             if not os.path.isdir(cycle_dir):
@@ -207,28 +200,45 @@ def main():
     module.exit_json(changed=changed, staged=staged, rollback=rollback, journal=journal_path, cycle_dir=cycle_dir)
 
 
-def save_rollback(manager, name, version, rollback_dir):
-    """Keep the installed version's .deb: from the cache, the repository, or rebuilt from the system."""
-    cached = manager.cached_deb(name, version)
-    method = "cache"
-    if cached:
-        target = os.path.join(rollback_dir, os.path.basename(cached))
-        shutil.copy2(cached, target)
-    else:
-        before = set(os.listdir(rollback_dir))
-        if manager.download_to(name, version, rollback_dir):
-            method = "repository"
+def save_rollback(manager, versions, rollback_dir):
+    """Keep the installed version's .deb of every package: copied from apt's cache, else fetched
+    from the repositories (one apt-get call for all), else rebuilt from the system (dpkg-repack).
+    Each file is checked to hold exactly that name=version."""
+    saved, fetch = {}, {}
+    for name, version in sorted(versions.items()):
+        cached = manager.cached_deb(name, version)
+        if cached:
+            target = os.path.join(rollback_dir, os.path.basename(cached))
+            shutil.copy2(cached, target)
+            saved[name] = dict(before=version, file=target, method="cache")
         else:
+            fetch[name] = version
+    if fetch and not manager.download_to(fetch, rollback_dir):
+        # one of them is gone from the repositories: fetch one by one, repack what is missing
+        for name, version in sorted(fetch.items()):
+            manager.download_to({name: version}, rollback_dir)
+    for name, version in sorted(fetch.items()):
+        found = find_deb(rollback_dir, name, version)
+        method = "repository"
+        if not found:
+            before = set(os.listdir(rollback_dir))
             manager.repack(name, rollback_dir)
-            method = "dpkg-repack"
-        new = sorted(set(os.listdir(rollback_dir)) - before)
-        if not new:
-            raise CommandError("no rollback package was produced for %s=%s" % (name, version))
-        target = os.path.join(rollback_dir, new[0])
-    got = manager.deb_fields(target)
-    if got != (name, version):
-        raise CommandError("rollback file %s holds %s=%s, not %s=%s" % (target, got[0], got[1], name, version))
-    return dict(before=version, file=target, method=method)
+            new = sorted(set(os.listdir(rollback_dir)) - before)
+            if not new:
+                raise CommandError("dpkg-repack produced no package for %s=%s" % (name, version))
+            found, method = os.path.join(rollback_dir, new[0]), "dpkg-repack"
+        saved[name] = dict(before=version, file=found, method=method)
+    for name, entry in saved.items():
+        got = manager.deb_fields(entry["file"])
+        if got != (name, entry["before"]):
+            raise CommandError("rollback file %s holds %s=%s, not %s=%s" % (entry["file"], got[0], got[1], name, entry["before"]))
+    return saved
+
+
+def find_deb(directory, name, version):
+    prefix = "%s_%s_" % (name, version.replace(":", "%3a"))
+    matches = sorted(f for f in os.listdir(directory) if f.startswith(prefix) and f.endswith(".deb"))
+    return os.path.join(directory, matches[0]) if matches else None
 
 
 if __name__ == "__main__":

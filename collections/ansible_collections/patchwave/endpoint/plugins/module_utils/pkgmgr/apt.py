@@ -266,12 +266,25 @@ class AptManager(PackageManager):
         argv += ["%s=%s" % (name, version) for name, version in wanted.items()]
         self._run(argv)
 
-    def download_to(self, name, version, directory):
-        """Fetch name=version from the configured repositories into `directory`; False if gone."""
+    def download_to(self, wanted, directory):
+        """Fetch every name=version of `wanted` from the repositories into `directory` with one
+        apt-get call; False when any of them is gone (apt-get then fetches none)."""
         rc, _out, _err = self.module.run_command(
-            [self.bin("apt-get"), "-q", "download", "%s=%s" % (name, version)],
+            [self.bin("apt-get"), "-q", "download"] + ["%s=%s" % (n, v) for n, v in sorted(wanted.items())],
             environ_update=dict(ENV), check_rc=False, cwd=directory)
         return rc == 0
+
+    def sizes(self, wanted):
+        """{name: bytes} of the .deb of each name=version, from one apt-cache call."""
+        if not wanted:
+            return {}
+        _rc, out, _err = self._run([self.bin("apt-cache"), "show"] + ["%s=%s" % (n, v) for n, v in sorted(wanted.items())])
+        found = {}
+        for stanza in out.split("\n\n"):
+            fields = dict(re.findall(r"^(Package|Version|Size): (.+)$", stanza, re.M))
+            if wanted.get(fields.get("Package")) == fields.get("Version") and "Size" in fields:
+                found[fields["Package"]] = int(fields["Size"])
+        return found
 
     def repack(self, name, directory):
         self.module.get_bin_path("dpkg-repack", required=True)
