@@ -13,8 +13,8 @@ short_description: Report every pending package update of a host in one call
 version_added: "0.1.0"
 description:
   - Lists every upgradable package with installed and candidate version, source package,
-    origin and suite (security pocket or regular), whether it is held and whether it is a new
-    package pulled in by an upgrade.
+    origin and suite (security pocket or regular), whether it is held, which new packages it
+    needs and which packages it would remove, and for a new package which upgrades need it.
   - Reports reboot-required signals (the reboot-required file and its package list, a newer
     installed kernel than the running one, needrestart when present) and which one fired,
     dpkg health (C(dpkg --audit)), who holds the dpkg/apt locks, and free space in the package cache.
@@ -81,6 +81,9 @@ updates:
       held: false
       new_install: false
       needs_new_packages: false
+      new_packages: []
+      removes: []
+      required_by: []
 removals:
   description: Packages a full upgrade would remove.
   returned: always

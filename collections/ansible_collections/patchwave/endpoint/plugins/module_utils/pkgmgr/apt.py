@@ -156,19 +156,20 @@ class AptManager(PackageManager):
         for update in updates:
             update["source"] = sources.get(update["name"]) or update["name"]
             update["new_packages"] = []
+            update["removes"] = []
             update["required_by"] = []
-        new_names = set(u["name"] for u in updates if u["new_install"])
-        if new_names:
-            # only then is it worth asking, per upgrade, which new packages it pulls in
+        if removals or any(u["new_install"] for u in updates):
+            # only then is it worth asking, per upgrade, what it pulls in or takes away
             by_name = dict((u["name"], u) for u in updates)
             for update in updates:
                 if update["new_install"] or update["held"]:
                     continue
                 _rc, sim, _err = self._run([self.bin("apt-get"), "-s", "-q", "-o", "Debug::NoLocking=1",
                                             "install", update["name"]])
-                pulled = sorted(u["name"] for u in parse_simulation(sim)[0] if u["new_install"])
-                update["new_packages"] = pulled
-                for name in pulled:
+                pulled, taken = parse_simulation(sim)
+                update["new_packages"] = sorted(u["name"] for u in pulled if u["new_install"])
+                update["removes"] = sorted(r["name"] for r in taken)
+                for name in update["new_packages"]:
                     if name in by_name:
                         by_name[name]["required_by"].append(update["name"])
         for update in updates:

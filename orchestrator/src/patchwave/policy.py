@@ -1,0 +1,329 @@
+"""Patch policies: YAML validated before anything runs; every error is `file:line: what to fix`.
+
+A policy says which hosts a cycle targets, which updates it approves, in which waves it rolls
+them out, what gates a wave must pass, and when it may run (maintenance windows). The schema is
+pydantic (unknown keys and wrong types are errors); the checks pydantic cannot express (time
+zones, overlapping slots, percentages, waves that can never get a host, unknown groups) follow,
+each naming the line it is about.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from datetime import date, time
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from patchwave import yamlsrc
+from patchwave.errors import InputError
+
+SEVERITY = Literal["critical", "high", "medium", "low", "unknown"]
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_PERCENT = re.compile(r"^(\d+(?:\.\d+)?)%$")
+_PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.\-]*(?::[a-z0-9\-]+)?(?:=(?:[0-9]+:)?[0-9A-Za-z][0-9A-Za-z.+~\-]*)?$")
+_PATTERN = re.compile(r"^[A-Za-z0-9_.*?\[\]!:+\-]+$")
+_SERVICE = re.compile(r"^[A-Za-z0-9@._\-]+$")
+
+
+class PolicyError(InputError):
+    pass
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+def _check_amount(value: int | str, what: str) -> int | str:
+    """A count (int >= 0) or a percentage string "N%" with 0 <= N <= 100."""
+    if isinstance(value, bool):
+        raise ValueError(f"{what} must be a count or a percentage like '10%'")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(f"{what} must not be negative")
+        return value
+    match = _PERCENT.match(value.strip())
+    if not match:
+        raise ValueError(f"{what} must be a count or a percentage like '10%', not {value!r}")
+    if float(match.group(1)) > 100:
+        raise ValueError(f"{what} is a percentage over 100 ({value})")
+    return value.strip()
+
+
+class Selector(_Model):
+    groups: list[str] = []
+    device_types: list[str] = []
+    hosts: list[str] = []  # fnmatch patterns
+
+    @field_validator("hosts")
+    @classmethod
+    def _patterns(cls, value: list[str]) -> list[str]:
+        for item in value:
+            if not _PATTERN.match(item):
+                raise ValueError(f"host pattern {item!r} has characters a host name cannot have")
+        return value
+
+
+class Targets(Selector):
+    exclude: list[str] = []
+
+
+class AdvisorySource(_Model):
+    path: str | None = None
+    url: str | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> AdvisorySource:
+        if (self.path is None) == (self.url is None):
+            raise ValueError("give exactly one of 'path' or 'url'")
+        if self.url is not None and not self.url.startswith(("http://", "https://", "file://")):
+            raise ValueError(f"url must be http(s):// or file://, not {self.url!r}")
+        return self
+
+
+class Approval(_Model):
+    security: bool = True
+    other: bool = False
+    min_severity: SEVERITY = "unknown"
+    delay_days: Annotated[int, Field(ge=0)] = 0
+    include: list[str] = ["*"]
+    exclude: list[str] = []
+    approve: list[str] = []
+    reject: list[str] = []
+    allow_held: bool = False
+
+    @field_validator("include", "exclude")
+    @classmethod
+    def _patterns(cls, value: list[str]) -> list[str]:
+        for item in value:
+            if not _PATTERN.match(item):
+                raise ValueError(f"package pattern {item!r} has characters a package name cannot have")
+        return value
+
+    @field_validator("approve", "reject")
+    @classmethod
+    def _packages(cls, value: list[str]) -> list[str]:
+        for item in value:
+            if not _PACKAGE.match(item):
+                raise ValueError(f"{item!r} is not a package name or name=version")
+        return value
+
+
+class Slot(_Model):
+    days: list[str]
+    start: str
+    end: str
+
+    @field_validator("days")
+    @classmethod
+    def _days(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("a slot needs at least one day")
+        for day in value:
+            if day not in DAYS:
+                raise ValueError(f"unknown day {day!r}; use {', '.join(DAYS)}")
+        return value
+
+    @field_validator("start", "end")
+    @classmethod
+    def _clock(cls, value: str) -> str:
+        if not re.match(r"^([01]\d|2[0-3]):[0-5]\d$", value):
+            raise ValueError(f"{value!r} is not a time of day HH:MM (00:00 to 23:59)")
+        return value
+
+    @model_validator(mode="after")
+    def _order(self) -> Slot:
+        if self.end <= self.start:
+            raise ValueError(f"slot ends ({self.end}) before it starts ({self.start}); split a slot that spans midnight")
+        return self
+
+    def times(self) -> tuple[time, time]:
+        return time.fromisoformat(self.start), time.fromisoformat(self.end)
+
+
+class Window(_Model):
+    groups: list[str] = []  # empty: every host
+    timezone: str = "UTC"
+    slots: list[Slot]
+    blackout: list[str] = []
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name like Europe/Berlin)") from exc
+        return value
+
+    @field_validator("blackout")
+    @classmethod
+    def _dates(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                date.fromisoformat(item)
+            except ValueError as exc:
+                raise ValueError(f"blackout date {item!r} is not YYYY-MM-DD") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _no_overlap(self) -> Window:
+        for day in DAYS:
+            spans = sorted(s.times() for s in self.slots if day in s.days)
+            for (_s1, e1), (s2, _e2) in itertools.pairwise(spans):
+                if s2 < e1:
+                    raise ValueError(f"slots overlap on {day} ({s2:%H:%M} starts before {e1:%H:%M} ends)")
+        return self
+
+
+class Wave(_Model):
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")]
+    size: int | str = "100%"
+    selector: Selector | None = None
+    order_by: Literal["criticality", "name"] = "criticality"
+    concurrency: Annotated[int, Field(ge=1)] = 20
+    soak_minutes: Annotated[int, Field(ge=0)] = 0
+    approval: bool = False
+    failure_budget: int | str = 0
+
+    @field_validator("size")
+    @classmethod
+    def _size(cls, value: int | str) -> int | str:
+        checked = _check_amount(value, "size")
+        if checked in (0, "0%"):
+            raise ValueError("a wave needs a size above 0")
+        return checked
+
+    @field_validator("failure_budget")
+    @classmethod
+    def _budget(cls, value: int | str) -> int | str:
+        return _check_amount(value, "failure_budget")
+
+
+class HealthCheck(_Model):
+    service: str | None = None
+    port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    http: str | None = None
+    status: Annotated[int, Field(ge=100, le=599)] = 200
+    playbook: str | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> HealthCheck:
+        kinds = [k for k in ("service", "port", "http", "playbook") if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            raise ValueError("each health check is exactly one of: service, port, http, playbook")
+        if self.service is not None and not _SERVICE.match(self.service):
+            raise ValueError(f"service {self.service!r} is not a unit name")
+        if self.http is not None and not self.http.startswith(("http://", "https://")):
+            raise ValueError(f"http check {self.http!r} must be an http(s):// URL")
+        return self
+
+
+class Gates(_Model):
+    failure_budget: int | str = 0
+    health_checks: list[HealthCheck] = []
+    rollback_on_failure: bool = True
+
+    @field_validator("failure_budget")
+    @classmethod
+    def _budget(cls, value: int | str) -> int | str:
+        return _check_amount(value, "failure_budget")
+
+
+class Policy(_Model):
+    version: Literal[1] = 1
+    name: Annotated[str, Field(min_length=1)] = "default"
+    targets: Targets = Targets()
+    advisories: list[AdvisorySource] = []
+    approval: Approval = Approval()
+    sla_days: dict[SEVERITY, Annotated[int, Field(ge=1)]] = {"critical": 7, "high": 14, "medium": 30, "low": 90}
+    windows: list[Window] = []
+    waves: Annotated[list[Wave], Field(min_length=1)] = [Wave(name="canary", size=1), Wave(name="broad")]
+    gates: Gates = Gates()
+    reboot: Literal["never", "if_required", "always"] = "if_required"
+
+    @model_validator(mode="after")
+    def _waves(self) -> Policy:
+        names = [w.name for w in self.waves]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"wave names must be unique: {', '.join(dupes)}")
+        for index, wave in enumerate(self.waves[:-1]):
+            if wave.selector is None and wave.size == "100%":
+                raise ValueError(f"wave {wave.name!r} takes every remaining host, so wave "
+                                 f"{self.waves[index + 1].name!r} can never get one")
+        return self
+
+
+def _where(path: Path, data: Any, loc: tuple[str | int, ...]) -> str:
+    return f"{path}:{yamlsrc.line_of(data, loc)}"
+
+
+def _loc_text(loc: tuple[str | int, ...]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def load(path: Path, known_groups: set[str] | None = None) -> Policy:
+    """Read and validate a policy file; `known_groups` (from the inventory) checks group names."""
+    data = yamlsrc.load(path)
+    if data is None:
+        data = yamlsrc.Located()
+    if not isinstance(data, dict):
+        raise PolicyError(f"{path}:1: a policy is a mapping (key: value), not {type(data).__name__}")
+    try:
+        policy = Policy.model_validate(_plain(data))
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith(("function-", "int", "str"))))
+            message = error["msg"].removeprefix("Value error, ")
+            if error["type"] == "extra_forbidden":
+                message = "unknown key (check the spelling; see docs/policies.md)"
+            lines.append(f"{_where(path, data, loc)}: {_loc_text(loc) or 'policy'}: {message}")
+        raise PolicyError("\n".join(dict.fromkeys(lines))) from exc
+    if known_groups is not None:
+        _check_groups(path, data, policy, known_groups)
+    for index, source in enumerate(policy.advisories):
+        if source.path is not None and not (path.parent / source.path).exists():
+            raise PolicyError(f"{_where(path, data, ('advisories', index, 'path'))}: advisories[{index}].path: "
+                              f"{source.path} does not exist (relative to {path.parent})")
+    for index, check in enumerate(policy.gates.health_checks):
+        if check.playbook is not None and not (path.parent / check.playbook).is_file():
+            raise PolicyError(f"{_where(path, data, ('gates', 'health_checks', index, 'playbook'))}: "
+                              f"health check playbook {check.playbook} does not exist")
+    return policy
+
+
+def _check_groups(path: Path, data: Any, policy: Policy, known: set[str]) -> None:
+    places: list[tuple[tuple[str | int, ...], list[str]]] = [(("targets", "groups"), policy.targets.groups)]
+    places += [(("windows", i, "groups"), w.groups) for i, w in enumerate(policy.windows)]
+    places += [(("waves", i, "selector", "groups"), w.selector.groups) for i, w in enumerate(policy.waves) if w.selector]
+    for loc, groups in places:
+        for position, group in enumerate(groups):
+            if group not in known:
+                raise PolicyError(f"{_where(path, data, (*loc, position))}: {_loc_text(loc)}: unknown group {group!r}; "
+                                  f"the inventory has {', '.join(sorted(known)) or 'no groups'}")
+
+
+def _plain(value: Any) -> Any:
+    """Located containers → plain dict/list (pydantic strict mode wants exact types)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def amount(value: int | str, total: int) -> int:
+    """A count, or a percentage of `total` rounded up (so 10% of 5 hosts is 1, never 0)."""
+    if isinstance(value, int):
+        return value
+    return math.ceil(Decimal(value.rstrip("%")) * total / 100)

@@ -1,0 +1,110 @@
+"""Patch policies: a good one loads; each kind of malformed one is refused with file:line."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from patchwave import policy
+from patchwave.errors import InputError
+
+GOOD = """\
+version: 1
+name: monthly
+targets:
+  groups: [web, db]
+  exclude: ["db9*"]
+approval:
+  security: true
+  min_severity: medium
+  delay_days: 3
+  reject: ["pw-webapp"]
+windows:
+  - groups: [web]
+    timezone: Europe/Berlin
+    slots:
+      - {days: [sat, sun], start: "02:00", end: "06:00"}
+    blackout: ["2026-12-24"]
+waves:
+  - {name: canary, size: 1, approval: false}
+  - {name: pilot, size: "30%", failure_budget: 1}
+  - {name: broad}
+gates:
+  failure_budget: "10%"
+  health_checks:
+    - service: nginx
+    - port: 443
+    - http: http://127.0.0.1/health
+      status: 200
+reboot: if_required
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "policy.yml"
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_good_policy_loads(tmp_path: Path) -> None:
+    loaded = policy.load(write(tmp_path, GOOD), known_groups={"web", "db", "workstations"})
+    assert [w.name for w in loaded.waves] == ["canary", "pilot", "broad"]
+    assert loaded.approval.min_severity == "medium"
+    assert loaded.windows[0].timezone == "Europe/Berlin"
+
+
+def test_empty_file_is_the_default_policy(tmp_path: Path) -> None:
+    loaded = policy.load(write(tmp_path, ""))
+    assert [w.name for w in loaded.waves] == ["canary", "broad"] and loaded.approval.security
+
+
+BAD = [
+    ("bad yaml", "waves: [\n  {name: a\n", r":3: invalid YAML"),
+    ("not a mapping", "- a\n- b\n", r":1: a policy is a mapping"),
+    ("unknown top key", "name: x\nwavez: []\n", r":2: wavez: unknown key"),
+    ("unknown nested key", "approval:\n  securty: true\n", r":2: approval.securty: unknown key"),
+    ("wrong type", "approval:\n  delay_days: three\n", r":2: approval.delay_days: Input should be a valid integer"),
+    ("bool as string", "approval:\n  security: 'yes'\n", r":2: approval.security: Input should be a valid boolean"),
+    ("percent over 100", "waves:\n  - {name: a, size: '150%'}\n", r":2: waves\[0\].size: size is a percentage over 100"),
+    ("zero size", "waves:\n  - {name: a, size: 0}\n", r":2: waves\[0\].size: a wave needs a size above 0"),
+    ("no waves", "waves: []\n", r":1: waves: List should have at least 1 item"),
+    ("duplicate wave", "waves:\n  - {name: a, size: 1}\n  - {name: a}\n", r"wave names must be unique: a"),
+    ("impossible wave", "waves:\n  - {name: all}\n  - {name: more}\n", r"wave 'more' can never get one"),
+    ("bad time zone", "windows:\n  - timezone: Mars/Olympus\n    slots: [{days: [sat], start: '01:00', end: '02:00'}]\n",
+     r":2: windows\[0\].timezone: unknown time zone 'Mars/Olympus'"),
+    ("overlapping slots", "windows:\n  - slots:\n      - {days: [sat], start: '01:00', end: '03:00'}\n"
+     "      - {days: [sat, sun], start: '02:00', end: '04:00'}\n", r"slots overlap on sat"),
+    ("slot ends before start", "windows:\n  - slots:\n      - {days: [mon], start: '05:00', end: '01:00'}\n",
+     r":3: windows\[0\].slots\[0\]: slot ends \(01:00\) before it starts"),
+    ("bad clock", "windows:\n  - slots:\n      - {days: [mon], start: '25:00', end: '26:00'}\n",
+     r"'25:00' is not a time of day"),
+    ("bad day", "windows:\n  - slots:\n      - {days: [funday], start: '01:00', end: '02:00'}\n", r"unknown day 'funday'"),
+    ("bad blackout", "windows:\n  - slots: [{days: [mon], start: '01:00', end: '02:00'}]\n    blackout: ['2026-13-01']\n",
+     r"blackout date '2026-13-01' is not YYYY-MM-DD"),
+    ("unknown group", "targets:\n  groups: [web, dbs]\n", r":2: targets.groups: unknown group 'dbs'"),
+    ("bad severity", "approval:\n  min_severity: urgent\n", r":2: approval.min_severity: Input should be 'critical'"),
+    ("shell in package", "approval:\n  approve: ['pw-libssl; reboot']\n", r"is not a package name or name=version"),
+    ("two checks in one", "gates:\n  health_checks:\n    - {service: ssh, port: 22}\n", r"exactly one of: service, port"),
+    ("bad port", "gates:\n  health_checks:\n    - {port: 70000}\n", r":3: gates.health_checks\[0\].port: Input should be less"),
+    ("bad budget", "gates:\n  failure_budget: lots\n", r":2: gates.failure_budget: failure_budget must be a count"),
+    ("negative sla", "sla_days:\n  critical: 0\n", r":2: sla_days.critical: Input should be greater than or equal to 1"),
+    ("duplicate key", "name: a\nname: b\n", r":2: invalid YAML: duplicate key 'name'"),
+    ("missing advisory path", "advisories:\n  - path: nowhere/\n", r":2: advisories\[0\].path: nowhere/ does not exist"),
+    ("advisory both", "advisories:\n  - {path: x, url: 'https://x'}\n", r"give exactly one of 'path' or 'url'"),
+]
+
+
+@pytest.mark.parametrize(("kind", "text", "message"), BAD, ids=[b[0] for b in BAD])
+def test_malformed_policy_is_refused_with_file_and_line(tmp_path: Path, kind: str, text: str, message: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(InputError, match=message) as caught:
+        policy.load(path, known_groups={"web", "db"})
+    assert str(caught.value).startswith(f"{path}:"), kind
+
+
+@pytest.mark.parametrize(("value", "total", "expected"), [(1, 10, 1), ("10%", 5, 1), ("50%", 5, 3), ("100%", 7, 7),
+                                                           ("0%", 9, 0), ("29%", 100, 29), ("33.5%", 200, 67)])
+def test_amounts_round_up(value: int | str, total: int, expected: int) -> None:
+    assert policy.amount(value, total) == expected
