@@ -131,10 +131,10 @@ def test_decision_carries_cves_severity_and_earliest_publication() -> None:
 
 def test_waves_put_least_critical_host_first() -> None:
     hosts = [Host("b", criticality=3), Host("a", criticality=3), Host("c", criticality=1)]
-    planned = waves.plan(hosts, canary_size=1)
+    planned = waves.plan(hosts, 1)
     assert [(w.name, w.hosts) for w in planned] == [("canary", ("c",)), ("broad", ("a", "b"))]
     assert waves.plan([], 1) == []
-    assert [w.name for w in waves.plan(hosts, canary_size=0)] == ["broad"]
+    assert [w.name for w in waves.plan(hosts, 0)] == ["broad"]
 
 
 def test_gate_counts_failures_against_the_budget() -> None:
