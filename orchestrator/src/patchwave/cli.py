@@ -9,9 +9,10 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from patchwave.errors import PatchwaveError
+from patchwave.errors import InputError, PatchwaveError
 from patchwave.paths import project_paths
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Agentless patch and configuration management.")
@@ -105,21 +106,29 @@ def _progress(msg: str) -> None:
 
 
 def _run_cycle(store_url: str | None, inventory: Path | None, advisories: Path | None,
-               canary: int) -> tuple[Any, str, Path]:
-    from patchwave.cycle import Cycle
+               canary: int | None, policy_file: Path | None = None) -> tuple[Any, str, Path]:
+    from patchwave import policy as policy_mod
+    from patchwave import waves
+    from patchwave.cycle import Cycle, status_report
     from patchwave.inventory import load_hosts
     from patchwave.reporting.workbook import write_cycle_workbook
 
     paths = project_paths()
-    store = _store(store_url)
     inv = inventory or paths.lab_inventory
     if advisories is None and inventory is None:
         advisories = paths.lab / "advisories"
-    cycle_id = Cycle(paths, store, inv, progress=_progress).run(advisories, canary_size=canary)
-    from patchwave.cycle import status_report
-
+    hosts = load_hosts(inv)
+    if policy_file is not None:
+        if canary is not None:
+            raise InputError("--canary applies to the built-in policy only; set the waves in the policy file")
+        policy = policy_mod.load(policy_file, known_groups={g for h in hosts for g in h.groups})
+    else:
+        policy = policy_mod.Policy(waves=waves.default_waves(1 if canary is None else canary))
+    store = _store(store_url)
+    cycle_id = Cycle(paths, store, inv, progress=_progress).run(
+        policy, advisories, policy_dir=policy_file.parent if policy_file else None)
     status = status_report(store, cycle_id)
-    book = write_cycle_workbook(status, load_hosts(inv), paths.output / f"patch-cycle-{cycle_id}.xlsx")
+    book = write_cycle_workbook(status, hosts, paths.output / f"patch-cycle-{cycle_id}.xlsx")
     return status, cycle_id, book
 
 
@@ -152,11 +161,13 @@ def _exit_for(status: dict[str, Any]) -> None:
 @cycle_app.command("run")
 def cycle_run(
     store: StoreOpt = None, inventory: InventoryOpt = None, advisories: AdvisoriesOpt = None,
-    canary: Annotated[int, typer.Option(help="Hosts in the canary wave.", min=0)] = 1,
+    policy: Annotated[Path | None, typer.Option("--policy", "-p", help="Patch policy (YAML, see docs/policies.md).")] = None,
+    canary: Annotated[int | None, typer.Option(help="Hosts in the canary wave (built-in policy only; default 1).",
+                                               min=0)] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Run a whole patch cycle: scan, approve, stage, deploy in waves, confirm, workbook."""
-    status, _cycle_id, book = _run_cycle(store, inventory, advisories, canary)
+    status, _cycle_id, book = _run_cycle(store, inventory, advisories, canary, policy)
     _report(status, book, as_json)
 
 
@@ -199,5 +210,6 @@ def main() -> None:
     try:
         app()
     except PatchwaveError as exc:
-        err.print(f"[bold red]error:[/bold red] {exc.message}", highlight=False)
+        # the message may quote user input: escape it so that rich never reads it as markup
+        err.print(f"[bold red]error:[/bold red] {escape(exc.message)}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Callable
-from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,10 +16,11 @@ from typing import Any
 from patchwave import advisories as advisories_mod
 from patchwave import manifest as manifest_mod
 from patchwave import waves as waves_mod
+from patchwave.errors import InputError
 from patchwave.inventory import load_hosts
-from patchwave.manifest import ApprovalPolicy
 from patchwave.models import Host, Manifest, PendingUpdate
 from patchwave.paths import Paths
+from patchwave.policy import Policy
 from patchwave.runner import PlaybookRunner, RunResult
 from patchwave.store import Store
 
@@ -56,17 +56,25 @@ class Cycle:
         self.inventory = inventory
         self.say: Progress = progress or (lambda _m: None)
 
-    def run(self, advisories_path: Path | None, policy: ApprovalPolicy = manifest_mod.DEFAULT_POLICY,
-            canary_size: int = 1) -> str:
+    def run(self, policy: Policy | None = None, advisories_path: Path | None = None,
+            policy_dir: Path | None = None) -> str:
+        """Run one cycle under `policy` (the built-in default when None)."""
+        policy = policy or Policy()
         # all input is read and validated before anything is stored or any host is touched
-        hosts = load_hosts(self.inventory)
-        advisories = advisories_mod.load_dir(advisories_path) if advisories_path else []
+        hosts = waves_mod.targeted(load_hosts(self.inventory), policy.targets)
+        if not hosts:
+            raise InputError(f"{self.inventory}: the policy's targets match no host")
+        waves_mod.plan(hosts, policy.waves)  # a policy whose waves cannot place every host fails here
+        sources: list[str | Path] = [s.url or (policy_dir or Path.cwd()) / str(s.path) for s in policy.advisories]
+        if advisories_path is not None:
+            sources.append(advisories_path)
+        advisories = [a for source in sources for a in advisories_mod.load(source)]
         cycle_id = new_cycle_id()
         work = self.paths.state / "cycles" / cycle_id
         work.mkdir(parents=True, exist_ok=True)
         runner = PlaybookRunner(self.paths.root, work / "runs", progress=self.say)
-        self.store.create_cycle(cycle_id, str(self.inventory), asdict(policy))
-        self.store.log(cycle_id, "start", f"cycle started on {len(hosts)} host(s)")
+        self.store.create_cycle(cycle_id, str(self.inventory), policy.model_dump(mode="json"))
+        self.store.log(cycle_id, "start", f"cycle started on {len(hosts)} host(s) under policy {policy.name!r}")
 
         # 2 scan
         self.say(f"[{cycle_id}] scanning {len(hosts)} host(s)")
@@ -88,7 +96,7 @@ class Cycle:
                     unreachable.add(host.name)
 
         # 3 approve: one frozen manifest for the whole cycle
-        manifest = manifest_mod.build(cycle_id, updates, advisories, policy)
+        manifest = manifest_mod.build(cycle_id, updates, advisories, policy.approval)
         self.store.save_manifest(manifest)
         manifest_file = work / "manifest.json"
         manifest_file.write_text(json.dumps(manifest.as_playbook_vars(), indent=2, sort_keys=True) + "\n")
@@ -96,7 +104,7 @@ class Cycle:
         targets = [h for h in hosts if h.name in manifest.hosts_with_packages()]
         self.say(f"[{cycle_id}] manifest: {sum(d.approved for d in manifest.decisions)} approved update(s) "
                  f"on {len(targets)} host(s)")
-        extravars = {"patchwave_manifest_file": str(manifest_file)}
+        extravars = {"patchwave_manifest_file": str(manifest_file), "deploy_reboot_policy": policy.reboot}
 
         # 4 stage
         stage_failed: dict[str, str] = {}
@@ -110,7 +118,9 @@ class Cycle:
         deploy_failed: dict[str, str] = {}
         reached: set[str] = set()
         halted = False
-        for wave in waves_mod.plan(deployable, canary_size):
+        specs = {spec.name: spec for spec in policy.waves}
+        failed_so_far = len(stage_failed) + len([h for h in scan_failed if h in {t.name for t in targets}])
+        for wave in waves_mod.plan(deployable, policy.waves):
             if halted:
                 self.store.finish_wave(self.store.start_wave(cycle_id, wave.index, wave.name, list(wave.hosts)),
                                        "skipped", {"reason": "an earlier wave failed its gate"})
@@ -124,10 +134,15 @@ class Cycle:
             deploy_failed.update(failed)
             reached.update(wave.hosts)
             outcomes = {h: h not in failed for h in wave.hosts}
-            passed = waves_mod.gate_passes(outcomes)
-            gate = {"passed": passed, "failed": sorted(failed), "budget": 0}
+            verdict = waves_mod.gate(outcomes, specs[wave.name].failure_budget, failed_so_far,
+                                     policy.gates.failure_budget, len(hosts))
+            failed_so_far = verdict.total_failed
+            passed = verdict.passed
+            gate = {"passed": passed, "failed": sorted(failed), "reason": verdict.reason,
+                    "wave_budget": verdict.wave_budget, "global_budget": verdict.global_budget,
+                    "total_failed": verdict.total_failed}
             self.store.finish_wave(wave_id, "passed" if passed else "failed", gate)
-            self.store.log(cycle_id, "gate", f"wave {wave.name}: {'passed' if passed else 'FAILED'} {gate}")
+            self.store.log(cycle_id, "gate", f"wave {wave.name}: {'passed' if passed else 'FAILED'}: {verdict.reason}")
             if not passed:
                 self.say(f"[{cycle_id}] wave {wave.name} failed its gate: stopping the rollout")
                 halted = True

@@ -1,31 +1,43 @@
-"""Approval: pending updates + advisories + policy → one frozen manifest of exact versions.
+"""Approval: pending updates + advisories + the policy's approval rules → one frozen manifest of
+exact versions, with the reason for every decision.
 
-The walking skeleton's policy is the safe default: approve security updates (from a security
-pocket, or fixing a known advisory), never touch held packages, and bring along new packages an
-approved upgrade depends on. Full YAML policies replace `ApprovalPolicy` without changing the
-shape of the manifest.
+Rules, in order: an explicit reject wins; an explicit approve comes next; held packages are
+never touched unless the policy allows it; package include/exclude patterns; then security
+updates (security pocket, or fixing a known advisory) are approved when their severity reaches
+the minimum and their advisory is old enough (delay_days); other updates only when the policy
+approves them. New packages are approved exactly when an approved update needs them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from fnmatch import fnmatchcase
 
 from patchwave.advisories import matching, rank
 from patchwave.models import Advisory, Decision, Manifest, PendingUpdate
+from patchwave.policy import Approval
+
+DEFAULT_APPROVAL = Approval()
 
 
-@dataclass(frozen=True)
-class ApprovalPolicy:
-    approve_security: bool = True
-    approve_regular: bool = False
-    allow_held: bool = False
+def _listed(update: PendingUpdate, entries: list[str]) -> str | None:
+    for entry in entries:
+        name, _sep, version = entry.partition("=")
+        if name == update.name and (not version or version == update.candidate):
+            return entry
+    return None
 
 
-DEFAULT_POLICY = ApprovalPolicy()
+def _published(text: str) -> datetime | None:
+    try:
+        stamp = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
 
 
-def decide(update: PendingUpdate, advisories: list[Advisory], policy: ApprovalPolicy) -> Decision:
+def decide(update: PendingUpdate, advisories: list[Advisory], approval: Approval = DEFAULT_APPROVAL,
+           now: datetime | None = None) -> Decision:
     fixes = matching(update, advisories)
     severity = min((a.severity for a in fixes), key=rank, default="")
     ids = tuple(a.id for a in fixes)
@@ -38,22 +50,44 @@ def decide(update: PendingUpdate, advisories: list[Advisory], policy: ApprovalPo
                         approved=approved, reason=reason, advisories=ids, severity=severity, cves=cves,
                         published=published)
 
-    if update.held and not policy.allow_held:
+    rejected = _listed(update, approval.reject)
+    if rejected:
+        return make(False, f"excluded: rejected by policy (approval.reject: {rejected})")
+    if update.held and not approval.allow_held:
         return make(False, "excluded: package is held on the host (apt-mark hold)")
-    if security and policy.approve_security:
+    forced = _listed(update, approval.approve)
+    if forced:
+        return make(True, f"approved: listed in approval.approve ({forced})")
+    if not any(fnmatchcase(update.name, p) for p in approval.include):
+        return make(False, "excluded: matches no approval.include pattern")
+    excluded_by = next((p for p in approval.exclude if fnmatchcase(update.name, p)), None)
+    if excluded_by:
+        return make(False, f"excluded: matches approval.exclude pattern {excluded_by!r}")
+    if security:
+        if not approval.security:
+            return make(False, "excluded: policy does not approve security updates")
+        effective = severity or "unknown"
+        if rank(effective) > rank(approval.min_severity):
+            return make(False, f"excluded: severity {effective} is below the policy minimum {approval.min_severity}")
+        stamp = _published(published) if published else None
+        if approval.delay_days and stamp is not None:
+            ready = stamp + timedelta(days=approval.delay_days)
+            if (now or datetime.now(UTC)) < ready:
+                return make(False, f"excluded: published {stamp:%Y-%m-%d}, approvable from {ready:%Y-%m-%d} "
+                                   f"(approval.delay_days {approval.delay_days})")
         why = f"approved: fixes {', '.join(ids)}" if ids else f"approved: security pocket ({', '.join(update.suites)})"
         return make(True, why)
-    if not security and policy.approve_regular:
-        return make(True, "approved: regular update (policy approves regular updates)")
-    return make(False, "excluded: not a security update (policy approves security updates only)")
+    if approval.other:
+        return make(True, "approved: regular update (approval.other)")
+    return make(False, "excluded: not a security update (approval.other is off)")
 
 
 def build(cycle_id: str, updates: list[PendingUpdate], advisories: list[Advisory],
-          policy: ApprovalPolicy = DEFAULT_POLICY, now: datetime | None = None) -> Manifest:
+          approval: Approval = DEFAULT_APPROVAL, now: datetime | None = None) -> Manifest:
     decisions: dict[tuple[str, str], Decision] = {}
     for update in updates:
         if not update.new_install:
-            decisions[(update.host, update.name)] = decide(update, advisories, policy)
+            decisions[(update.host, update.name)] = decide(update, advisories, approval, now)
     for update in updates:
         if update.new_install:
             parents = [decisions.get((update.host, p)) for p in update.required_by]

@@ -1,0 +1,65 @@
+"""A cycle under a policy file on the lab: targets, severity rule, three waves, reboot never."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import ROOT, installed_versions, podman_exec
+
+PATCHWAVE = str(Path(sys.executable).parent / "patchwave")
+POLICY = """\
+version: 1
+name: servers-high
+targets:
+  groups: [web, db]
+approval:
+  min_severity: high
+waves:
+  - {name: canary, size: 1}
+  - {name: pilot, size: 1}
+  - {name: broad}
+gates:
+  failure_budget: 0
+reboot: never
+"""
+
+
+def test_policy_cycle_on_the_lab(lab, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    lab.down()
+    lab.up()  # fresh hosts at the old versions
+    policy = tmp_path / "policy.yml"
+    policy.write_text(POLICY)
+    proc = subprocess.run([PATCHWAVE, "cycle", "run", "--policy", str(policy), "--json", "--store",
+                           f"sqlite:///{tmp_path / 'pw.db'}"], capture_output=True, text=True, cwd=ROOT, check=False,
+                          timeout=1800)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    status = json.loads(proc.stdout)
+    servers = {h.name for h in lab.hosts() if {"web", "db"} & set(h.groups)}
+    assert {h["host"] for h in status["hosts"]} == servers  # workstations are not targeted at all
+    assert [(w["name"], len(w["hosts"])) for w in status["waves"]] == [("canary", 1), ("pilot", 1), ("broad", 2)]
+    assert status["waves"][0]["hosts"] == ["web1"]  # the least critical server goes first
+    for host in lab.hosts():
+        versions = installed_versions(host.container)
+        if host.name in servers:
+            result = next(h for h in status["hosts"] if h["host"] == host.name)
+            # only critical/high fixes: pw-libssl (CVSS 9.8) and pw-kernel (high); reboot: never
+            assert {p["name"] for p in result["packages"]} == {"pw-libssl", "pw-kernel"}
+            assert result["state"] == "patched-pending-reboot", result
+            assert (versions["pw-libssl"], versions["pw-kernel"], versions["pw-config"]) == ("1.0-2", "6.1.0-2", "1.0-1")
+            assert podman_exec(host.container, "ls", "/run/reboot-required").strip() == "/run/reboot-required"
+        else:
+            assert versions["pw-libssl"] == "1.0-1"
+
+
+def test_a_bad_policy_starts_nothing(lab, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    policy = tmp_path / "policy.yml"
+    policy.write_text("targets:\n  groups: [web, nosuchgroup]\n")
+    store = tmp_path / "pw.db"
+    proc = subprocess.run([PATCHWAVE, "cycle", "run", "--policy", str(policy), "--store", f"sqlite:///{store}"],
+                          capture_output=True, text=True, cwd=ROOT, check=False, timeout=300)
+    assert proc.returncode == 2
+    assert f"{policy}:2: targets.groups: unknown group 'nosuchgroup'" in proc.stderr.replace("\n", "")
+    assert not store.exists()  # nothing stored, nothing run

@@ -1,0 +1,47 @@
+"""The policy's approval rules, one at a time, with the reason each decision records."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from patchwave import manifest
+from patchwave.models import Advisory, PendingUpdate
+from patchwave.policy import Approval
+
+NOW = datetime(2026, 11, 29, tzinfo=UTC)
+ADVISORY = [Advisory("PWSA-1", ("CVE-2026-1",), "medium", "2026-11-25T00:00:00Z", "s", {"pkg": "2"})]
+
+
+def up(name: str = "pkg", *, security: bool = True, held: bool = False) -> PendingUpdate:
+    return PendingUpdate("h", name, "1", "2", name, security, held, False, ("suite-security",))
+
+
+@pytest.mark.parametrize(("approval", "update", "approved", "reason"), [
+    (Approval(), up(), True, "approved: fixes PWSA-1"),
+    (Approval(reject=["pkg"]), up(), False, "rejected by policy (approval.reject: pkg)"),
+    (Approval(reject=["pkg=3"]), up(), True, "approved: fixes PWSA-1"),  # another version is rejected, not this one
+    (Approval(approve=["pkg=2"], security=False), up(), True, "listed in approval.approve (pkg=2)"),
+    (Approval(approve=["pkg"]), up(held=True), False, "held on the host"),
+    (Approval(allow_held=True), up(held=True), True, "approved: fixes PWSA-1"),
+    (Approval(include=["lib*"]), up(), False, "matches no approval.include pattern"),
+    (Approval(exclude=["pk?"]), up(), False, "matches approval.exclude pattern 'pk?'"),
+    (Approval(security=False), up(), False, "does not approve security updates"),
+    (Approval(min_severity="high"), up(), False, "severity medium is below the policy minimum high"),
+    (Approval(min_severity="medium"), up(), True, "approved"),
+    (Approval(delay_days=7), up(), False, "published 2026-11-25, approvable from 2026-12-02"),
+    (Approval(delay_days=4), up(), True, "approved"),
+    (Approval(), up("other", security=False), False, "approval.other is off"),
+    (Approval(other=True), up("other", security=False), True, "approved: regular update"),
+])
+def test_rule(approval: Approval, update: PendingUpdate, approved: bool, reason: str) -> None:
+    decision = manifest.decide(update, ADVISORY, approval, NOW)
+    assert decision.approved is approved
+    assert reason in decision.reason
+
+
+def test_security_pocket_without_advisory_has_unknown_severity() -> None:
+    decision = manifest.decide(up("nofix"), ADVISORY, Approval(min_severity="low"), NOW)
+    assert not decision.approved and "severity unknown" in decision.reason
+    assert manifest.decide(up("nofix"), ADVISORY, Approval(), NOW).approved
