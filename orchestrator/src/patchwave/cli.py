@@ -152,8 +152,11 @@ def _report(status: dict[str, Any], book: Path, as_json: bool) -> None:
 
 
 def _exit_for(status: dict[str, Any]) -> None:
+    """0 all good, 1 some hosts failed, 3 halted by a gate (2 is bad input, raised earlier)."""
     from patchwave.cycle import FAILED_STATES
 
+    if status["status"] == "halted":
+        raise typer.Exit(3)
     if any(h["state"] in FAILED_STATES for h in status["hosts"]):
         raise typer.Exit(1)
 

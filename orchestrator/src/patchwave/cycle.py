@@ -118,6 +118,7 @@ class Cycle:
         deploy_failed: dict[str, str] = {}
         reached: set[str] = set()
         halted = False
+        halt_reason = ""
         specs = {spec.name: spec for spec in policy.waves}
         failed_so_far = len(stage_failed) + len([h for h in scan_failed if h in {t.name for t in targets}])
         for wave in waves_mod.plan(deployable, policy.waves):
@@ -133,6 +134,10 @@ class Cycle:
             failed = self._record(cycle_id, "deploy", APPLY, result, wave_hosts, wave=wave.index)
             deploy_failed.update(failed)
             reached.update(wave.hosts)
+            unhealthy = self._health(cycle_id, runner, policy, [h for h in wave.hosts if h not in failed], wave.index,
+                                     policy_dir or Path.cwd(), extravars)
+            deploy_failed.update(unhealthy)
+            failed = {**failed, **unhealthy}
             outcomes = {h: h not in failed for h in wave.hosts}
             verdict = waves_mod.gate(outcomes, specs[wave.name].failure_budget, failed_so_far,
                                      policy.gates.failure_budget, len(hosts))
@@ -144,8 +149,15 @@ class Cycle:
             self.store.finish_wave(wave_id, "passed" if passed else "failed", gate)
             self.store.log(cycle_id, "gate", f"wave {wave.name}: {'passed' if passed else 'FAILED'}: {verdict.reason}")
             if not passed:
-                self.say(f"[{cycle_id}] wave {wave.name} failed its gate: stopping the rollout")
+                self.say(f"[{cycle_id}] wave {wave.name} failed its gate ({verdict.reason}): stopping the rollout")
                 halted = True
+                halt_reason = f"wave {wave.name} failed its gate: {verdict.reason}"
+                if policy.gates.rollback_on_failure:
+                    self.say(f"[{cycle_id}] rolling back wave {wave.name}: {', '.join(wave.hosts)}")
+                    back = runner.run("rollback.yml", self.inventory, ident=f"06-rollback-wave{wave.index}",
+                                      limit=list(wave.hosts), extravars={"patchwave_cycle_id": cycle_id})
+                    self._record(cycle_id, "rollback", "patchwave.endpoint.rollback_updates", back, wave_hosts,
+                                 wave=wave.index)
 
         # 6 confirm by rescan
         confirmed: dict[str, dict[str, Any]] = {}
@@ -164,9 +176,36 @@ class Cycle:
                     confirmed[name] = res
         status = self._end_states(cycle_id, hosts, manifest, scan_failed, stage_failed, deploy_failed, confirmed,
                                   unreachable)
+        if halted:
+            status = "halted"
         self.store.set_cycle_status(cycle_id, status, finished=True)
-        self.store.log(cycle_id, "finish", f"cycle {status}")
+        self.store.log(cycle_id, "finish", f"cycle {status}{': ' + halt_reason if halt_reason else ''}")
         return cycle_id
+
+    def _health(self, cycle_id: str, runner: PlaybookRunner, policy: Policy, hosts: list[str], wave: int,
+                policy_dir: Path, extravars: dict[str, Any]) -> dict[str, str]:
+        """Run the policy's health checks on the wave's patched hosts; {host: why} for the unhealthy."""
+        unhealthy: dict[str, str] = {}
+        if not hosts or not policy.gates.health_checks:
+            return unhealthy
+        probes = [c.model_dump(exclude_none=True) for c in policy.gates.health_checks if c.playbook is None]
+        runs: list[tuple[str, str, dict[str, Any]]] = []
+        if probes:
+            runs.append(("health.yml", "built-in probes", {"health_checks": probes}))
+        runs += [(str((policy_dir / str(c.playbook)).resolve()), f"playbook {c.playbook}", extravars)
+                 for c in policy.gates.health_checks if c.playbook is not None]
+        for index, (playbook, label, variables) in enumerate(runs):
+            result = runner.run(playbook, self.inventory, ident=f"05-health-wave{wave}-{index}", limit=hosts,
+                                extravars=variables)
+            for host in hosts:
+                outcome = result.hosts.get(host)
+                ok = outcome is not None and outcome.ok
+                message = "healthy" if ok else f"health check failed ({label}): {outcome.message if outcome else 'no result'}"
+                self.store.add_host_result(cycle_id, host, "health", ok, bool(outcome and outcome.unreachable), message,
+                                           {"check": label}, wave=wave)
+                if not ok and host not in unhealthy:
+                    unhealthy[host] = message
+        return unhealthy
 
     def _record(self, cycle_id: str, stage: str, action: str, result: RunResult, hosts: list[Host],
                 wave: int | None = None) -> dict[str, str]:
@@ -235,9 +274,11 @@ def status_report(store: Store, cycle_id: str) -> dict[str, Any]:
 
         raise InputError(f"no cycle {cycle_id!r} in the store")
     states = store.end_states(cycle_id)
+    finish = store.events(cycle_id, "finish")
     return {
         "cycle_id": cycle_id,
         "status": cycle["status"],
+        "reason": finish[-1]["message"] if finish else "",
         "created_at": cycle["created_at"],
         "finished_at": cycle["finished_at"],
         "waves": [{"index": w["idx"], "name": w["name"], "hosts": w["hosts"], "status": w["status"]}

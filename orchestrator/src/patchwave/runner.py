@@ -88,7 +88,7 @@ class PlaybookRunner:
         runner = ansible_runner.run(
             private_data_dir=str(private),
             project_dir=str(self.root),
-            playbook=str(self.root / "playbooks" / playbook),
+            playbook=playbook if Path(playbook).is_absolute() else str(self.root / "playbooks" / playbook),
             inventory=str(inventory),
             limit=",".join(limit) if limit else None,
             extravars=extravars or {},

@@ -274,6 +274,13 @@ class Store:
                                 .order_by(end_states.c.id)).mappings().all()
         return {r["host"]: dict(r) for r in rows}
 
+    def events(self, cycle_id: str, kind: str | None = None) -> list[dict[str, Any]]:
+        query = select(events).where(events.c.cycle_id == cycle_id)
+        if kind is not None:
+            query = query.where(events.c.kind == kind)
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(query.order_by(events.c.id)).mappings()]
+
     def host_results(self, cycle_id: str) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(select(host_results).where(host_results.c.cycle_id == cycle_id)
