@@ -106,7 +106,8 @@ def _progress(msg: str) -> None:
 
 
 def _run_cycle(store_url: str | None, inventory: Path | None, advisories: Path | None,
-               canary: int | None, policy_file: Path | None = None) -> tuple[Any, str, Path]:
+               canary: int | None, policy_file: Path | None = None,
+               force_window: bool = False) -> tuple[Any, str, Path]:
     from patchwave import policy as policy_mod
     from patchwave import waves
     from patchwave.cycle import Cycle, status_report
@@ -126,7 +127,7 @@ def _run_cycle(store_url: str | None, inventory: Path | None, advisories: Path |
         policy = policy_mod.Policy(waves=waves.default_waves(1 if canary is None else canary))
     store = _store(store_url)
     cycle_id = Cycle(paths, store, inv, progress=_progress).run(
-        policy, advisories, policy_dir=policy_file.parent if policy_file else None)
+        policy, advisories, policy_dir=policy_file.parent if policy_file else None, force_window=force_window)
     status = status_report(store, cycle_id)
     book = write_cycle_workbook(status, hosts, paths.output / f"patch-cycle-{cycle_id}.xlsx")
     return status, cycle_id, book
@@ -167,11 +168,45 @@ def cycle_run(
     policy: Annotated[Path | None, typer.Option("--policy", "-p", help="Patch policy (YAML, see docs/policies.md).")] = None,
     canary: Annotated[int | None, typer.Option(help="Hosts in the canary wave (built-in policy only; default 1).",
                                                min=0)] = None,
+    force_window: Annotated[bool, typer.Option("--force-window",
+                                               help="Start waves outside their maintenance window (recorded).")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Run a whole patch cycle: scan, approve, stage, deploy in waves, confirm, workbook."""
-    status, _cycle_id, book = _run_cycle(store, inventory, advisories, canary, policy)
+    status, _cycle_id, book = _run_cycle(store, inventory, advisories, canary, policy, force_window)
     _report(status, book, as_json)
+
+
+@cycle_app.command("plan")
+def cycle_plan(
+    inventory: InventoryOpt = None, advisories: AdvisoriesOpt = None,
+    policy: Annotated[Path | None, typer.Option("--policy", "-p", help="Patch policy (YAML, see docs/policies.md).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The manifest and the waves (with their maintenance windows) a cycle would use now.
+    Scans without refreshing package lists; changes no host and stores nothing."""
+    from patchwave import policy as policy_mod
+    from patchwave.cycle import load_advisories, plan
+    from patchwave.inventory import load_hosts
+
+    paths = project_paths()
+    inv = inventory or paths.lab_inventory
+    if advisories is None and inventory is None:
+        advisories = paths.lab / "advisories"
+    hosts = load_hosts(inv)
+    loaded = (policy_mod.load(policy, known_groups={g for h in hosts for g in h.groups}) if policy
+              else policy_mod.Policy())
+    found = load_advisories(loaded, policy.parent if policy else None, advisories)
+    result = plan(paths, inv, loaded, found, progress=_progress)
+    if as_json:
+        _emit_json(result)
+        return
+    table = Table("host", "package", "installed → candidate", "decision", title=f"plan under policy {result['policy']}")
+    for d in result["decisions"]:
+        table.add_row(d["host"], d["name"], f"{d['installed'] or '-'} → {d['version']}", d["reason"])
+    err.print(table)
+    for wave in result["waves"]:
+        err.print(f"wave {wave['index']} {wave['name']}: {', '.join(wave['hosts'])} — window: {wave['next_opening']}")
 
 
 @cycle_app.command("status")

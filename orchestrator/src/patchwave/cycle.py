@@ -16,9 +16,10 @@ from typing import Any
 from patchwave import advisories as advisories_mod
 from patchwave import manifest as manifest_mod
 from patchwave import waves as waves_mod
-from patchwave.errors import InputError
+from patchwave import windows as windows_mod
+from patchwave.errors import GateHalt, InputError
 from patchwave.inventory import load_hosts
-from patchwave.models import Host, Manifest, PendingUpdate
+from patchwave.models import Advisory, Host, Manifest, PendingUpdate, Wave
 from patchwave.paths import Paths
 from patchwave.policy import Policy
 from patchwave.runner import PlaybookRunner, RunResult
@@ -57,24 +58,26 @@ class Cycle:
         self.say: Progress = progress or (lambda _m: None)
 
     def run(self, policy: Policy | None = None, advisories_path: Path | None = None,
-            policy_dir: Path | None = None) -> str:
+            policy_dir: Path | None = None, force_window: bool = False) -> str:
         """Run one cycle under `policy` (the built-in default when None)."""
         policy = policy or Policy()
         # all input is read and validated before anything is stored or any host is touched
         hosts = waves_mod.targeted(load_hosts(self.inventory), policy.targets)
         if not hosts:
             raise InputError(f"{self.inventory}: the policy's targets match no host")
-        waves_mod.plan(hosts, policy.waves)  # a policy whose waves cannot place every host fails here
-        sources: list[str | Path] = [s.url or (policy_dir or Path.cwd()) / str(s.path) for s in policy.advisories]
-        if advisories_path is not None:
-            sources.append(advisories_path)
-        advisories = [a for source in sources for a in advisories_mod.load(source)]
+        first = waves_mod.plan(hosts, policy.waves)[0]  # waves that cannot place every host fail here
+        closed = self._window_closed(policy, hosts, first)
+        if closed and not force_window:
+            raise GateHalt(f"{closed}; nothing was started (pass --force-window to start anyway; it is recorded)")
+        advisories = load_advisories(policy, policy_dir, advisories_path)
         cycle_id = new_cycle_id()
         work = self.paths.state / "cycles" / cycle_id
         work.mkdir(parents=True, exist_ok=True)
         runner = PlaybookRunner(self.paths.root, work / "runs", progress=self.say)
         self.store.create_cycle(cycle_id, str(self.inventory), policy.model_dump(mode="json"))
         self.store.log(cycle_id, "start", f"cycle started on {len(hosts)} host(s) under policy {policy.name!r}")
+        if closed:
+            self.store.log(cycle_id, "forced", f"started outside the maintenance window: {closed}")
 
         # 2 scan
         self.say(f"[{cycle_id}] scanning {len(hosts)} host(s)")
@@ -126,6 +129,15 @@ class Cycle:
                 self.store.finish_wave(self.store.start_wave(cycle_id, wave.index, wave.name, list(wave.hosts)),
                                        "skipped", {"reason": "an earlier wave failed its gate"})
                 continue
+            closed = self._window_closed(policy, hosts, wave)
+            if closed and not force_window:
+                self.say(f"[{cycle_id}] {closed}: stopping the rollout")
+                halted, halt_reason = True, closed
+                self.store.finish_wave(self.store.start_wave(cycle_id, wave.index, wave.name, list(wave.hosts)),
+                                       "skipped", {"reason": closed})
+                continue
+            if closed:
+                self.store.log(cycle_id, "forced", f"wave {wave.name} started outside its window: {closed}")
             self.say(f"[{cycle_id}] wave {wave.index} ({wave.name}): {', '.join(wave.hosts)}")
             wave_id = self.store.start_wave(cycle_id, wave.index, wave.name, list(wave.hosts))
             wave_hosts = [h for h in deployable if h.name in wave.hosts]
@@ -181,6 +193,18 @@ class Cycle:
         self.store.set_cycle_status(cycle_id, status, finished=True)
         self.store.log(cycle_id, "finish", f"cycle {status}{': ' + halt_reason if halt_reason else ''}")
         return cycle_id
+
+    @staticmethod
+    def _window_closed(policy: Policy, hosts: list[Host], wave: Wave) -> str:
+        """Why the wave may not start now ('' when it may), with when it could."""
+        members = [h for h in hosts if h.name in wave.hosts]
+        governing = windows_mod.governing(policy.windows, members)
+        minutes = next(s.duration_minutes for s in policy.waves if s.name == wave.name)
+        now = datetime.now(UTC)
+        if windows_mod.may_start(governing, now, minutes):
+            return ""
+        when = windows_mod.describe(governing, windows_mod.next_start(governing, now, minutes))
+        return f"maintenance window closed for wave {wave.name} ({minutes} min needed); next opening: {when}"
 
     def _health(self, cycle_id: str, runner: PlaybookRunner, policy: Policy, hosts: list[str], wave: int,
                 policy_dir: Path, extravars: dict[str, Any]) -> dict[str, str]:
@@ -267,11 +291,60 @@ class Cycle:
         return worst
 
 
+def load_advisories(policy: Policy, policy_dir: Path | None, extra: Path | None) -> list[Advisory]:
+    """The policy's advisory sources (paths relative to the policy file) plus one given directly."""
+    sources: list[str | Path] = [s.url or (policy_dir or Path.cwd()) / str(s.path) for s in policy.advisories]
+    if extra is not None:
+        sources.append(extra)
+    return [a for source in sources for a in advisories_mod.load(source)]
+
+
+def plan(paths: Paths, inventory: Path, policy: Policy, advisories: list[Advisory],
+         progress: Progress | None = None) -> dict[str, Any]:
+    """What a cycle would do now: the manifest and the waves with their windows. Scans without
+    refreshing package lists and stores nothing: no host and no record changes."""
+    hosts = waves_mod.targeted(load_hosts(inventory), policy.targets)
+    if not hosts:
+        raise InputError(f"{inventory}: the policy's targets match no host")
+    waves_mod.plan(hosts, policy.waves)
+    work = paths.state / "plans" / new_cycle_id()
+    runner = PlaybookRunner(paths.root, work, progress=progress)
+    scan = runner.run("scan.yml", inventory, ident="scan", limit=[h.name for h in hosts],
+                      extravars={"scan_update_cache": False})
+    updates: list[PendingUpdate] = []
+    unscanned = []
+    for host in hosts:
+        res = scan.result(SCAN, host.name)
+        if res is None or res.get("failed"):
+            unscanned.append(host.name)
+        else:
+            updates.extend(updates_from_scan(host.name, res))
+    manifest = manifest_mod.build("plan", updates, advisories, policy.approval)
+    with_packages = [h for h in hosts if h.name in manifest.hosts_with_packages()]
+    now = datetime.now(UTC)
+    planned = []
+    for wave in waves_mod.plan(with_packages, policy.waves):
+        members = [h for h in hosts if h.name in wave.hosts]
+        governing = windows_mod.governing(policy.windows, members)
+        minutes = next(s.duration_minutes for s in policy.waves if s.name == wave.name)
+        opening = windows_mod.next_start(governing, now, minutes)
+        planned.append({"index": wave.index, "name": wave.name, "hosts": list(wave.hosts),
+                        "window_open_now": opening == now,
+                        "next_opening": windows_mod.describe(governing, opening) if opening != now else "now"})
+    return {
+        "policy": policy.name,
+        "hosts": [h.name for h in hosts],
+        "unscanned": unscanned,
+        "decisions": [{"host": d.host, "name": d.name, "installed": d.installed, "version": d.version,
+                       "approved": d.approved, "reason": d.reason, "severity": d.severity,
+                       "advisories": list(d.advisories)} for d in manifest.decisions],
+        "waves": planned,
+    }
+
+
 def status_report(store: Store, cycle_id: str) -> dict[str, Any]:
     cycle = store.cycle(cycle_id)
     if cycle is None:
-        from patchwave.errors import InputError
-
         raise InputError(f"no cycle {cycle_id!r} in the store")
     states = store.end_states(cycle_id)
     finish = store.events(cycle_id, "finish")

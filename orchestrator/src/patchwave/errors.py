@@ -24,3 +24,10 @@ class HostFailure(PatchwaveError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, exit_code=1)
+
+
+class GateHalt(PatchwaveError):
+    """A gate (failure budget, health check, maintenance window) stopped the rollout."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, exit_code=3)

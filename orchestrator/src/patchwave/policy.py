@@ -188,6 +188,7 @@ class Wave(_Model):
     order_by: Literal["criticality", "name"] = "criticality"
     concurrency: Annotated[int, Field(ge=1)] = 20
     soak_minutes: Annotated[int, Field(ge=0)] = 0
+    duration_minutes: Annotated[int, Field(ge=1)] = 30  # how long the wave needs inside its window
     approval: bool = False
     failure_budget: int | str = 0
 

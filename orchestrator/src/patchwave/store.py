@@ -154,16 +154,27 @@ def now() -> datetime:
 
 
 class Store:
+    """Opened lazily: nothing (not even an empty SQLite file) exists until the first read or
+    write, so that input refused before a cycle starts leaves no trace."""
+
     def __init__(self, url: str) -> None:
-        if url.startswith("sqlite:///"):
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self.engine: Engine = create_engine(url, future=True)
-        except Exception as exc:
-            raise PatchwaveError(f"store URL {url!r} is not usable: {exc}") from exc
-        if url.startswith("sqlite"):
-            event.listen(self.engine, "connect", _sqlite_pragmas)
-        self._migrate()
+        self.url = url
+        self._engine: Engine | None = None
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            if self.url.startswith("sqlite:///"):
+                Path(self.url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                engine = create_engine(self.url, future=True)
+            except Exception as exc:  # noqa: BLE001 - SQLAlchemy raises several types for a bad URL
+                raise PatchwaveError(f"store URL {self.url!r} is not usable: {exc}") from exc
+            if self.url.startswith("sqlite"):
+                event.listen(engine, "connect", _sqlite_pragmas)
+            self._engine = engine
+            self._migrate()
+        return self._engine
 
     def _migrate(self) -> None:
         metadata.create_all(self.engine)
