@@ -177,6 +177,32 @@ def cycle_run(
     _report(status, book, as_json)
 
 
+@cycle_app.command("resume")
+def cycle_resume(
+    cycle_id: Annotated[str | None, typer.Argument(help="Cycle id (default: the latest unfinished one).")] = None,
+    store: StoreOpt = None, as_json: JsonOpt = False,
+) -> None:
+    """Continue a cycle that was interrupted (the orchestrator was killed, the machine rebooted)."""
+    from patchwave.cycle import FINAL_STATUSES, Cycle, status_report
+    from patchwave.inventory import load_hosts
+    from patchwave.reporting.workbook import write_cycle_workbook
+
+    paths = project_paths()
+    st = _store(store)
+    cycle_id = cycle_id or st.latest_cycle_id()
+    row = st.cycle(cycle_id) if cycle_id else None
+    if row is None or cycle_id is None:
+        raise InputError("no cycle to resume: the store has none" if cycle_id is None else f"no cycle {cycle_id!r} in the store")
+    if row["status"] in FINAL_STATUSES:
+        raise InputError(f"cycle {cycle_id} already ended ({row['status']}); nothing to resume")
+    inventory = Path(row["inventory"])
+    err.print(f"resuming cycle {cycle_id} (it was {row['status']})")
+    Cycle(paths, st, inventory, progress=_progress).drive(cycle_id)
+    status = status_report(st, cycle_id)
+    book = write_cycle_workbook(status, load_hosts(inventory), paths.output / f"patch-cycle-{cycle_id}.xlsx")
+    _report(status, book, as_json)
+
+
 @cycle_app.command("plan")
 def cycle_plan(
     inventory: InventoryOpt = None, advisories: AdvisoriesOpt = None,

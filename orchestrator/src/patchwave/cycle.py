@@ -31,6 +31,7 @@ APPLY = "patchwave.endpoint.apply_updates"
 REBOOT = "ansible.builtin.reboot"
 Progress = Callable[[str], None]
 FAILED_STATES = ("failed", "partially-patched", "unreachable", "not-reached")
+FINAL_STATUSES = ("completed", "failed", "halted")
 
 
 def new_cycle_id() -> str:
@@ -59,7 +60,7 @@ class Cycle:
 
     def run(self, policy: Policy | None = None, advisories_path: Path | None = None,
             policy_dir: Path | None = None, force_window: bool = False) -> str:
-        """Run one cycle under `policy` (the built-in default when None)."""
+        """Start and drive one cycle under `policy` (the built-in default when None)."""
         policy = policy or Policy()
         # all input is read and validated before anything is stored or any host is touched
         hosts = waves_mod.targeted(load_hosts(self.inventory), policy.targets)
@@ -69,101 +70,134 @@ class Cycle:
         closed = self._window_closed(policy, hosts, first)
         if closed and not force_window:
             raise GateHalt(f"{closed}; nothing was started (pass --force-window to start anyway; it is recorded)")
-        advisories = load_advisories(policy, policy_dir, advisories_path)
+        load_advisories(policy, policy_dir, advisories_path)  # a bad advisory source fails here
         cycle_id = new_cycle_id()
-        work = self.paths.state / "cycles" / cycle_id
-        work.mkdir(parents=True, exist_ok=True)
-        runner = PlaybookRunner(self.paths.root, work / "runs", progress=self.say)
-        self.store.create_cycle(cycle_id, str(self.inventory), policy.model_dump(mode="json"))
+        options = {"hosts": [h.name for h in hosts], "policy_dir": str(policy_dir) if policy_dir else None,
+                   "advisories": str(advisories_path) if advisories_path else None, "force_window": force_window}
+        self.store.create_cycle(cycle_id, str(self.inventory), policy.model_dump(mode="json"), options)
         self.store.log(cycle_id, "start", f"cycle started on {len(hosts)} host(s) under policy {policy.name!r}")
         if closed:
             self.store.log(cycle_id, "forced", f"started outside the maintenance window: {closed}")
+        self.drive(cycle_id)
+        return cycle_id
 
-        # 2 scan
-        self.say(f"[{cycle_id}] scanning {len(hosts)} host(s)")
-        scan = runner.run("scan.yml", self.inventory, ident="01-scan", limit=[h.name for h in hosts])
-        updates: list[PendingUpdate] = []
-        scan_failed: dict[str, str] = {}
-        unreachable: set[str] = set()
-        for host in hosts:
-            res = scan.result(SCAN, host.name)
-            outcome = scan.hosts.get(host.name)
-            ok = res is not None and not res.get("failed") and (outcome is None or outcome.ok)
-            found = updates_from_scan(host.name, res) if ok and res else []
-            self.store.add_scan(cycle_id, host.name, "scan", ok, res or {}, found)
-            if ok:
-                updates.extend(found)
-            else:
-                scan_failed[host.name] = outcome.message if outcome else "no scan result"
-                if outcome is not None and outcome.unreachable:
-                    unreachable.add(host.name)
+    def drive(self, cycle_id: str) -> str:
+        """Take the cycle from wherever the store says it is to its end. Every step is recorded
+        before the next acts, and every step is idempotent on the hosts, so driving a cycle that
+        was interrupted (`cycle resume`) neither patches a host twice nor forgets one."""
+        row = self.store.cycle(cycle_id)
+        if row is None:
+            raise InputError(f"no cycle {cycle_id!r} in the store")
+        if row["status"] in FINAL_STATUSES:
+            raise InputError(f"cycle {cycle_id} already ended ({row['status']}); nothing to resume")
+        self.store.lock(cycle_id)
+        try:
+            return self._drive(cycle_id, row)
+        finally:
+            self.store.unlock(cycle_id)
 
-        # 3 approve: one frozen manifest for the whole cycle
-        manifest = manifest_mod.build(cycle_id, updates, advisories, policy.approval)
-        self.store.save_manifest(manifest)
+    def _drive(self, cycle_id: str, row: dict[str, Any]) -> str:
+        options = row.get("options") or {}
+        policy = Policy.model_validate_json(json.dumps(row["policy"]))
+        policy_dir = Path(options["policy_dir"]) if options.get("policy_dir") else None
+        force_window = bool(options.get("force_window"))
+        names = set(options.get("hosts") or [])
+        hosts = [h for h in load_hosts(self.inventory) if h.name in names]
+        missing = sorted(names - {h.name for h in hosts})
+        if missing:
+            raise InputError(f"{self.inventory}: host(s) of cycle {cycle_id} no longer in the inventory: {', '.join(missing)}")
+        work = self.paths.state / "cycles" / cycle_id
+        work.mkdir(parents=True, exist_ok=True)
+        runner = PlaybookRunner(self.paths.root, work / "runs", progress=self.say)
+
+        # 2 scan and 3 approve: one frozen manifest for the whole cycle
+        if row["manifest"] is None:
+            advisories = load_advisories(policy, policy_dir, Path(options["advisories"]) if options.get("advisories") else None)
+            self._scan(cycle_id, runner, hosts)
+            updates = [u for scan in self.store.scans(cycle_id, "scan") if scan["ok"]
+                       for u in updates_from_scan(scan["host"], scan["result"])]
+            self.store.save_manifest(manifest_mod.build(cycle_id, updates, advisories, policy.approval))
+        manifest = Manifest(cycle_id, str(row["created_at"]), tuple(self.store.decisions(cycle_id)))
+        scan_failed, unreachable = {}, set()
+        for scan in self.store.scans(cycle_id, "scan"):
+            if not scan["ok"]:
+                scan_failed[scan["host"]] = str(scan["result"].get("msg", "scan failed"))
+                if scan["result"].get("unreachable"):
+                    unreachable.add(scan["host"])
         manifest_file = work / "manifest.json"
-        manifest_file.write_text(json.dumps(manifest.as_playbook_vars(), indent=2, sort_keys=True) + "\n")
-        manifest_file.chmod(0o444)
+        if not manifest_file.exists():
+            manifest_file.write_text(json.dumps(manifest.as_playbook_vars(), indent=2, sort_keys=True) + "\n")
+            manifest_file.chmod(0o444)
         targets = [h for h in hosts if h.name in manifest.hosts_with_packages()]
         self.say(f"[{cycle_id}] manifest: {sum(d.approved for d in manifest.decisions)} approved update(s) "
                  f"on {len(targets)} host(s)")
         extravars = {"patchwave_manifest_file": str(manifest_file), "deploy_reboot_policy": policy.reboot}
 
-        # 4 stage
-        stage_failed: dict[str, str] = {}
-        if targets:
-            staged = runner.run("stage.yml", self.inventory, ident="02-stage", limit=[h.name for h in targets],
+        # 4 stage (hosts without a stage result yet; staging is idempotent)
+        staged = self.store.latest_results(cycle_id, "stage")
+        todo = [h for h in targets if h.name not in staged]
+        if todo:
+            result = runner.run("stage.yml", self.inventory, ident="02-stage", limit=[h.name for h in todo],
                                 extravars=extravars)
-            stage_failed = self._record(cycle_id, "stage", STAGE, staged, targets)
+            self._record(cycle_id, "stage", STAGE, result, todo)
+            staged = self.store.latest_results(cycle_id, "stage")
+        stage_failed = {h: r["message"] for h, r in staged.items() if not r["ok"]}
+        self.store.set_cycle_status(cycle_id, "deploying")
 
-        # 5 deploy, wave by wave
+        # 5 deploy, wave by wave, from the plan recorded before the first wave
         deployable = [h for h in targets if h.name not in stage_failed]
-        deploy_failed: dict[str, str] = {}
-        reached: set[str] = set()
-        halted = False
-        halt_reason = ""
+        if not self.store.waves(cycle_id):
+            self.store.plan_waves(cycle_id, [(w.index, w.name, list(w.hosts))
+                                             for w in waves_mod.plan(deployable, policy.waves)])
         specs = {spec.name: spec for spec in policy.waves}
         failed_so_far = len(stage_failed) + len([h for h in scan_failed if h in {t.name for t in targets}])
-        for wave in waves_mod.plan(deployable, policy.waves):
+        halted, halt_reason = False, ""
+        for wave_row in self.store.waves(cycle_id):
+            wave = Wave(wave_row["idx"], wave_row["name"], tuple(wave_row["hosts"]))
+            if wave_row["status"] in ("passed", "failed", "skipped"):
+                gate_info = wave_row["gate"] or {}
+                failed_so_far = int(gate_info.get("total_failed", failed_so_far))
+                if wave_row["status"] == "failed":
+                    halted, halt_reason = True, f"wave {wave.name} failed its gate: {gate_info.get('reason', '')}"
+                elif wave_row["status"] == "skipped" and not halted:
+                    halted, halt_reason = True, str(gate_info.get("reason", "an earlier wave stopped the rollout"))
+                continue
             if halted:
-                self.store.finish_wave(self.store.start_wave(cycle_id, wave.index, wave.name, list(wave.hosts)),
-                                       "skipped", {"reason": "an earlier wave failed its gate"})
+                self.store.finish_wave(wave_row["id"], "skipped", {"reason": "an earlier wave failed its gate"})
                 continue
             closed = self._window_closed(policy, hosts, wave)
             if closed and not force_window:
                 self.say(f"[{cycle_id}] {closed}: stopping the rollout")
                 halted, halt_reason = True, closed
-                self.store.finish_wave(self.store.start_wave(cycle_id, wave.index, wave.name, list(wave.hosts)),
-                                       "skipped", {"reason": closed})
+                self.store.finish_wave(wave_row["id"], "skipped", {"reason": closed})
                 continue
             if closed:
                 self.store.log(cycle_id, "forced", f"wave {wave.name} started outside its window: {closed}")
+            if wave_row["status"] == "running":
+                self.store.log(cycle_id, "resume", f"wave {wave.name} was interrupted: deploying it again "
+                                                   "(hosts already at the manifest version are left alone)")
             self.say(f"[{cycle_id}] wave {wave.index} ({wave.name}): {', '.join(wave.hosts)}")
             wave_id = self.store.start_wave(cycle_id, wave.index, wave.name, list(wave.hosts))
             wave_hosts = [h for h in deployable if h.name in wave.hosts]
             result = runner.run("deploy.yml", self.inventory, ident=f"03-deploy-wave{wave.index}",
                                 limit=list(wave.hosts), extravars=extravars)
             failed = self._record(cycle_id, "deploy", APPLY, result, wave_hosts, wave=wave.index)
-            deploy_failed.update(failed)
-            reached.update(wave.hosts)
             unhealthy = self._health(cycle_id, runner, policy, [h for h in wave.hosts if h not in failed], wave.index,
                                      policy_dir or Path.cwd(), extravars)
-            deploy_failed.update(unhealthy)
             failed = {**failed, **unhealthy}
             outcomes = {h: h not in failed for h in wave.hosts}
             verdict = waves_mod.gate(outcomes, specs[wave.name].failure_budget, failed_so_far,
                                      policy.gates.failure_budget, len(hosts))
             failed_so_far = verdict.total_failed
-            passed = verdict.passed
-            gate = {"passed": passed, "failed": sorted(failed), "reason": verdict.reason,
+            gate = {"passed": verdict.passed, "failed": sorted(failed), "reason": verdict.reason,
                     "wave_budget": verdict.wave_budget, "global_budget": verdict.global_budget,
                     "total_failed": verdict.total_failed}
-            self.store.finish_wave(wave_id, "passed" if passed else "failed", gate)
-            self.store.log(cycle_id, "gate", f"wave {wave.name}: {'passed' if passed else 'FAILED'}: {verdict.reason}")
-            if not passed:
+            self.store.finish_wave(wave_id, "passed" if verdict.passed else "failed", gate)
+            self.store.log(cycle_id, "gate", f"wave {wave.name}: {'passed' if verdict.passed else 'FAILED'}: "
+                                             f"{verdict.reason}")
+            if not verdict.passed:
                 self.say(f"[{cycle_id}] wave {wave.name} failed its gate ({verdict.reason}): stopping the rollout")
-                halted = True
-                halt_reason = f"wave {wave.name} failed its gate: {verdict.reason}"
+                halted, halt_reason = True, f"wave {wave.name} failed its gate: {verdict.reason}"
                 if policy.gates.rollback_on_failure:
                     self.say(f"[{cycle_id}] rolling back wave {wave.name}: {', '.join(wave.hosts)}")
                     back = runner.run("rollback.yml", self.inventory, ident=f"06-rollback-wave{wave.index}",
@@ -172,6 +206,11 @@ class Cycle:
                                  wave=wave.index)
 
         # 6 confirm by rescan
+        self.store.set_cycle_status(cycle_id, "confirming")
+        waves_done = self.store.waves(cycle_id)
+        reached = {h for w in waves_done if w["status"] in ("passed", "failed") for h in w["hosts"]}
+        deploy_failed = {h: r["message"] for stage in ("deploy", "health")
+                         for h, r in self.store.latest_results(cycle_id, stage).items() if not r["ok"]}
         confirmed: dict[str, dict[str, Any]] = {}
         if reached:
             confirm = runner.run("confirm.yml", self.inventory, ident="04-confirm", limit=sorted(reached),
@@ -192,7 +231,20 @@ class Cycle:
             status = "halted"
         self.store.set_cycle_status(cycle_id, status, finished=True)
         self.store.log(cycle_id, "finish", f"cycle {status}{': ' + halt_reason if halt_reason else ''}")
-        return cycle_id
+        return status
+
+    def _scan(self, cycle_id: str, runner: PlaybookRunner, hosts: list[Host]) -> None:
+        self.say(f"[{cycle_id}] scanning {len(hosts)} host(s)")
+        scan = runner.run("scan.yml", self.inventory, ident="01-scan", limit=[h.name for h in hosts])
+        for host in hosts:
+            res = scan.result(SCAN, host.name)
+            outcome = scan.hosts.get(host.name)
+            ok = res is not None and not res.get("failed") and (outcome is None or outcome.ok)
+            found = updates_from_scan(host.name, res) if ok and res else []
+            if not ok:
+                res = {**(res or {}), "msg": outcome.message if outcome else "no scan result",
+                       "unreachable": bool(outcome and outcome.unreachable)}
+            self.store.add_scan(cycle_id, host.name, "scan", ok, res or {}, found)
 
     @staticmethod
     def _window_closed(policy: Policy, hosts: list[Host], wave: Wave) -> str:

@@ -34,7 +34,7 @@ from sqlalchemy.engine import Engine
 from patchwave.errors import PatchwaveError
 from patchwave.models import Decision, Manifest, PendingUpdate
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 metadata = MetaData()
 
 schema_info = Table("schema_info", metadata, Column("version", Integer, nullable=False))
@@ -48,6 +48,7 @@ cycles = Table(
     Column("inventory", Text, nullable=False),
     Column("policy", JSON, nullable=False),
     Column("manifest", JSON),
+    Column("options", JSON),  # schema 3: targeted hosts, policy dir, advisories, forced window
 )
 
 scans = Table(
@@ -129,6 +130,14 @@ end_states = Table(
     Column("detail", Text, nullable=False),
 )
 
+cycle_locks = Table(
+    "cycle_locks", metadata,  # schema 3: one orchestrator drives a cycle at a time
+    Column("cycle_id", String(64), primary_key=True),
+    Column("pid", Integer, nullable=False),
+    Column("hostname", String(255), nullable=False),
+    Column("acquired_at", DateTime(timezone=True), nullable=False),
+)
+
 events = Table(
     "events", metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
@@ -138,15 +147,28 @@ events = Table(
     Column("message", Text, nullable=False),
 )
 
+def _add_column(conn: Any, table: str, column: str, kind: str) -> None:
+    # create_all() has already made any table missing from an old store in its current shape
+    from sqlalchemy import inspect
+
+    if column not in {c["name"] for c in inspect(conn).get_columns(table)}:
+        conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+
+
 def _v1_to_v2(conn: Any) -> None:
     """Decisions record the CVE ids and publication date of the advisories they rest on."""
-    conn.exec_driver_sql("ALTER TABLE decisions ADD COLUMN cves JSON")
-    conn.exec_driver_sql("ALTER TABLE decisions ADD COLUMN published VARCHAR(32)")
+    _add_column(conn, "decisions", "cves", "JSON")
+    _add_column(conn, "decisions", "published", "VARCHAR(32)")
+
+
+def _v2_to_v3(conn: Any) -> None:
+    """Cycles keep the options they were started with, so that `cycle resume` can go on."""
+    _add_column(conn, "cycles", "options", "JSON")
 
 
 # Migrations: index i upgrades schema version i+1 to i+2. A new store is created at the current
 # version by create_all; an older one is brought forward step by step, in one transaction.
-MIGRATIONS: list[Any] = [_v1_to_v2]
+MIGRATIONS: list[Any] = [_v1_to_v2, _v2_to_v3]
 
 
 def now() -> datetime:
@@ -168,7 +190,7 @@ class Store:
                 Path(self.url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
             try:
                 engine = create_engine(self.url, future=True)
-            except Exception as exc:  # noqa: BLE001 - SQLAlchemy raises several types for a bad URL
+            except Exception as exc:  # SQLAlchemy raises several types for a bad URL
                 raise PatchwaveError(f"store URL {self.url!r} is not usable: {exc}") from exc
             if self.url.startswith("sqlite"):
                 event.listen(engine, "connect", _sqlite_pragmas)
@@ -191,10 +213,46 @@ class Store:
             conn.execute(update(schema_info).values(version=SCHEMA_VERSION))
 
     # --- writes ---------------------------------------------------------------------------
-    def create_cycle(self, cycle_id: str, inventory: str, policy: dict[str, Any]) -> None:
+    def create_cycle(self, cycle_id: str, inventory: str, policy: dict[str, Any],
+                     options: dict[str, Any] | None = None) -> None:
         with self.engine.begin() as conn:
             conn.execute(insert(cycles).values(id=cycle_id, created_at=now(), status="started",
-                                               inventory=inventory, policy=policy))
+                                               inventory=inventory, policy=policy, options=options or {}))
+
+    def lock(self, cycle_id: str) -> None:
+        """Take the cycle's lock, or fail naming who holds it. A lock whose process died on this
+        machine is taken over (and logged)."""
+        import os
+        import socket
+
+        from sqlalchemy.exc import IntegrityError
+
+        me = {"cycle_id": cycle_id, "pid": os.getpid(), "hostname": socket.gethostname(), "acquired_at": now()}
+        for _attempt in range(2):
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(insert(cycle_locks).values(**me))
+                return
+            except IntegrityError:
+                with self.engine.connect() as conn:
+                    held = conn.execute(select(cycle_locks).where(cycle_locks.c.cycle_id == cycle_id)).mappings().first()
+                if held is None:
+                    continue
+                if held["hostname"] == me["hostname"] and not _alive(int(held["pid"])):
+                    with self.engine.begin() as conn:
+                        conn.execute(cycle_locks.delete().where(cycle_locks.c.cycle_id == cycle_id))
+                    self.log(cycle_id, "lock", f"took over the lock of pid {held['pid']}, which is gone")
+                    continue
+                raise PatchwaveError(f"cycle {cycle_id} is being driven by pid {held['pid']} on {held['hostname']} "
+                                     f"since {held['acquired_at']}; wait for it, or stop it first") from None
+        raise PatchwaveError(f"cannot take the lock of cycle {cycle_id}")
+
+    def unlock(self, cycle_id: str) -> None:
+        import os
+
+        with self.engine.begin() as conn:
+            conn.execute(cycle_locks.delete().where((cycle_locks.c.cycle_id == cycle_id)
+                                                    & (cycle_locks.c.pid == os.getpid())))
 
     def set_cycle_status(self, cycle_id: str, status: str, finished: bool = False) -> None:
         values: dict[str, Any] = {"status": status}
@@ -232,8 +290,19 @@ class Store:
                          published=d.published)
                     for d in manifest.decisions])
 
-    def start_wave(self, cycle_id: str, idx: int, name: str, hosts: list[str]) -> int:
+    def plan_waves(self, cycle_id: str, planned: list[tuple[int, str, list[str]]]) -> None:
+        """Record every wave, pending, before the first one starts (resume replays this plan)."""
         with self.engine.begin() as conn:
+            for idx, name, hosts in planned:
+                conn.execute(insert(waves).values(cycle_id=cycle_id, idx=idx, name=name, hosts=hosts, status="pending"))
+
+    def start_wave(self, cycle_id: str, idx: int, name: str, hosts: list[str]) -> int:
+        """Mark a planned wave running (or record a new one) and return its id."""
+        with self.engine.begin() as conn:
+            row = conn.execute(select(waves.c.id).where((waves.c.cycle_id == cycle_id) & (waves.c.idx == idx))).first()
+            if row is not None:
+                conn.execute(update(waves).where(waves.c.id == row[0]).values(status="running", started_at=now()))
+                return int(row[0])
             inserted = conn.execute(insert(waves).values(
                 cycle_id=cycle_id, idx=idx, name=name, hosts=hosts, status="running", started_at=now()))
             return int(_primary_key(inserted))
@@ -292,6 +361,21 @@ class Store:
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(query.order_by(events.c.id)).mappings()]
 
+    def scans(self, cycle_id: str, kind: str) -> list[dict[str, Any]]:
+        """The latest scan of each host of the cycle, of one kind (scan or confirm)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(scans).where((scans.c.cycle_id == cycle_id) & (scans.c.kind == kind))
+                                .order_by(scans.c.id)).mappings().all()
+        return list({r["host"]: dict(r) for r in rows}.values())
+
+    def latest_results(self, cycle_id: str, stage: str) -> dict[str, dict[str, Any]]:
+        """The latest result of each host for one stage (later rows win; history stays)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(host_results).where((host_results.c.cycle_id == cycle_id)
+                                                           & (host_results.c.stage == stage))
+                                .order_by(host_results.c.id)).mappings().all()
+        return {r["host"]: dict(r) for r in rows}
+
     def host_results(self, cycle_id: str) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(select(host_results).where(host_results.c.cycle_id == cycle_id)
@@ -303,6 +387,18 @@ def _primary_key(result: Any) -> Any:
     if key is None:
         raise PatchwaveError("the store did not return the new row's id")
     return key[0]
+
+
+def _alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
