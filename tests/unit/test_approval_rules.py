@@ -45,3 +45,14 @@ def test_security_pocket_without_advisory_has_unknown_severity() -> None:
     decision = manifest.decide(up("nofix"), ADVISORY, Approval(min_severity="low"), NOW)
     assert not decision.approved and "severity unknown" in decision.reason
     assert manifest.decide(up("nofix"), ADVISORY, Approval(), NOW).approved
+
+
+def test_emergency_approves_only_the_named_fixes() -> None:
+    advisories = [Advisory("PWSA-1", ("CVE-2026-1",), "low", "", "s", {"pkg": "2"}),
+                  Advisory("PWSA-2", (), "critical", "", "s", {"other": "2"})]
+    updates = [up("pkg"), up("other"), up("held", held=True), up("plain", security=False)]
+    built = manifest.build("e1", updates, advisories, Approval(min_severity="critical"), NOW, only={"CVE-2026-1"})
+    by_name = {d.name: d for d in built.decisions}
+    assert by_name["pkg"].approved and "emergency fix for PWSA-1" in by_name["pkg"].reason
+    assert not by_name["other"].approved and "emergency cycle for CVE-2026-1 only" in by_name["other"].reason
+    assert not by_name["held"].approved and not by_name["plain"].approved

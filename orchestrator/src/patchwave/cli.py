@@ -107,7 +107,7 @@ def _progress(msg: str) -> None:
 
 def _run_cycle(store_url: str | None, inventory: Path | None, advisories: Path | None,
                canary: int | None, policy_file: Path | None = None,
-               force_window: bool = False) -> tuple[Any, str, Path]:
+               force_window: bool = False, emergency: list[str] | None = None) -> tuple[Any, str, Path]:
     from patchwave import policy as policy_mod
     from patchwave import waves
     from patchwave.cycle import Cycle, status_report
@@ -127,7 +127,8 @@ def _run_cycle(store_url: str | None, inventory: Path | None, advisories: Path |
         policy = policy_mod.Policy(waves=waves.default_waves(1 if canary is None else canary))
     store = _store(store_url)
     cycle_id = Cycle(paths, store, inv, progress=_progress).run(
-        policy, advisories, policy_dir=policy_file.parent if policy_file else None, force_window=force_window)
+        policy, advisories, policy_dir=policy_file.parent if policy_file else None, force_window=force_window,
+        emergency=emergency)
     status = status_report(store, cycle_id)
     book = write_cycle_workbook(status, hosts, paths.output / f"patch-cycle-{cycle_id}.xlsx")
     return status, cycle_id, book
@@ -170,10 +171,14 @@ def cycle_run(
                                                min=0)] = None,
     force_window: Annotated[bool, typer.Option("--force-window",
                                                help="Start waves outside their maintenance window (recorded).")] = False,
+    emergency: Annotated[bool, typer.Option("--emergency", help="Out-of-cycle: only the fixes of --advisory.")] = False,
+    advisory: Annotated[list[str] | None, typer.Option("--advisory", help="Advisory or CVE id (with --emergency).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Run a whole patch cycle: scan, approve, stage, deploy in waves, confirm, workbook."""
-    status, _cycle_id, book = _run_cycle(store, inventory, advisories, canary, policy, force_window)
+    if emergency != bool(advisory):
+        raise InputError("--emergency and --advisory ID go together")
+    status, _cycle_id, book = _run_cycle(store, inventory, advisories, canary, policy, force_window, advisory or [])
     _report(status, book, as_json)
 
 

@@ -59,7 +59,8 @@ class Cycle:
         self.say: Progress = progress or (lambda _m: None)
 
     def run(self, policy: Policy | None = None, advisories_path: Path | None = None,
-            policy_dir: Path | None = None, force_window: bool = False) -> str:
+            policy_dir: Path | None = None, force_window: bool = False,
+            emergency: list[str] | None = None) -> str:
         """Start and drive one cycle under `policy` (the built-in default when None)."""
         policy = policy or Policy()
         # all input is read and validated before anything is stored or any host is touched
@@ -70,14 +71,21 @@ class Cycle:
         closed = self._window_closed(policy, hosts, first)
         if closed and not force_window:
             raise GateHalt(f"{closed}; nothing was started (pass --force-window to start anyway; it is recorded)")
-        load_advisories(policy, policy_dir, advisories_path)  # a bad advisory source fails here
+        known = load_advisories(policy, policy_dir, advisories_path)  # a bad advisory source fails here
+        unknown = sorted(set(emergency or []) - {i for a in known for i in (a.id, *a.aliases)})
+        if unknown:
+            raise InputError(f"--advisory {', '.join(unknown)}: not in the advisory sources "
+                             f"({len(known)} advisories loaded)")
         cycle_id = new_cycle_id()
         options = {"hosts": [h.name for h in hosts], "policy_dir": str(policy_dir) if policy_dir else None,
-                   "advisories": str(advisories_path) if advisories_path else None, "force_window": force_window}
+                   "advisories": str(advisories_path) if advisories_path else None, "force_window": force_window,
+                   "emergency": sorted(emergency or [])}
         self.store.create_cycle(cycle_id, str(self.inventory), policy.model_dump(mode="json"), options)
         self.store.log(cycle_id, "start", f"cycle started on {len(hosts)} host(s) under policy {policy.name!r}")
         if closed:
             self.store.log(cycle_id, "forced", f"started outside the maintenance window: {closed}")
+        if emergency:
+            self.store.log(cycle_id, "emergency", f"out-of-cycle emergency for {', '.join(sorted(emergency))}")
         self.drive(cycle_id)
         return cycle_id
 
@@ -116,7 +124,8 @@ class Cycle:
             self._scan(cycle_id, runner, hosts)
             updates = [u for scan in self.store.scans(cycle_id, "scan") if scan["ok"]
                        for u in updates_from_scan(scan["host"], scan["result"])]
-            self.store.save_manifest(manifest_mod.build(cycle_id, updates, advisories, policy.approval))
+            only = set(options.get("emergency") or []) or None
+            self.store.save_manifest(manifest_mod.build(cycle_id, updates, advisories, policy.approval, only=only))
         manifest = Manifest(cycle_id, str(row["created_at"]), tuple(self.store.decisions(cycle_id)))
         scan_failed, unreachable = {}, set()
         for scan in self.store.scans(cycle_id, "scan"):

@@ -82,12 +82,28 @@ def decide(update: PendingUpdate, advisories: list[Advisory], approval: Approval
     return make(False, "excluded: not a security update (approval.other is off)")
 
 
+def emergency(update: PendingUpdate, advisories: list[Advisory], only: set[str]) -> Decision:
+    """Out-of-cycle: approve exactly the updates that fix the named advisories (held packages
+    and everything else stay out)."""
+    fixes = [a for a in matching(update, advisories) if a.id in only or set(a.aliases) & only]
+    base = decide(update, advisories, Approval(security=True, other=True, allow_held=False))
+    if update.held:
+        return base
+    if fixes:
+        return Decision(**{**base.__dict__, "approved": True,
+                           "reason": f"approved: emergency fix for {', '.join(a.id for a in fixes)}"})
+    return Decision(**{**base.__dict__, "approved": False,
+                       "reason": f"excluded: emergency cycle for {', '.join(sorted(only))} only"})
+
+
 def build(cycle_id: str, updates: list[PendingUpdate], advisories: list[Advisory],
-          approval: Approval = DEFAULT_APPROVAL, now: datetime | None = None) -> Manifest:
+          approval: Approval = DEFAULT_APPROVAL, now: datetime | None = None,
+          only: set[str] | None = None) -> Manifest:
     decisions: dict[tuple[str, str], Decision] = {}
     for update in updates:
         if not update.new_install:
-            decisions[(update.host, update.name)] = decide(update, advisories, approval, now)
+            decisions[(update.host, update.name)] = (emergency(update, advisories, only) if only
+                                                     else decide(update, advisories, approval, now))
     for update in updates:
         if update.new_install:
             parents = [decisions.get((update.host, p)) for p in update.required_by]

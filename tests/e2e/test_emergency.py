@@ -1,0 +1,42 @@
+"""Out-of-cycle emergency: a manifest of just the named fix, recorded as such."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import ROOT, installed_versions
+
+PATCHWAVE = str(Path(sys.executable).parent / "patchwave")
+
+
+def test_emergency_cycle_installs_only_the_named_fix(lab, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    lab.down()
+    lab.up()
+    db = tmp_path / "pw.db"
+    proc = subprocess.run([PATCHWAVE, "cycle", "run", "--emergency", "--advisory", "CVE-2026-10002", "--json",
+                           "--store", f"sqlite:///{db}"], capture_output=True, text=True, cwd=ROOT, check=False,
+                          timeout=1800)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    status = json.loads(proc.stdout)
+    for host in lab.hosts():
+        result = next(h for h in status["hosts"] if h["host"] == host.name)
+        assert [p["name"] for p in result["packages"]] == ["pw-kernel"]
+        assert result["state"] == "patched"  # rebooted: the kernel fix asked for it
+        versions = installed_versions(host.container)
+        assert (versions["pw-kernel"], versions["pw-libssl"]) == ("6.1.0-2", "1.0-1")
+    with sqlite3.connect(db) as conn:
+        logged = [m for (m,) in conn.execute("SELECT message FROM events WHERE kind = 'emergency'")]
+    assert logged == ["out-of-cycle emergency for CVE-2026-10002"]
+
+
+def test_unknown_emergency_advisory_starts_nothing(lab, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    db = tmp_path / "pw.db"
+    proc = subprocess.run([PATCHWAVE, "cycle", "run", "--emergency", "--advisory", "CVE-1999-0001", "--store",
+                           f"sqlite:///{db}"], capture_output=True, text=True, cwd=ROOT, check=False, timeout=300)
+    assert proc.returncode == 2
+    assert "--advisory CVE-1999-0001: not in the advisory sources" in proc.stderr.replace("\n", " ")
+    assert not db.exists()
