@@ -32,6 +32,22 @@ def test_emergency_cycle_installs_only_the_named_fix(lab, tmp_path: Path) -> Non
         logged = [m for (m,) in conn.execute("SELECT message FROM events WHERE kind = 'emergency'")]
     assert logged == ["out-of-cycle emergency for CVE-2026-10002"]
 
+    # and on demand, the whole cycle is rolled back: exact old versions, confirmed by a rescan
+    back = subprocess.run([PATCHWAVE, "cycle", "rollback", status["cycle_id"], "--json", "--store", f"sqlite:///{db}"],
+                          capture_output=True, text=True, cwd=ROOT, check=False, timeout=1800)
+    assert back.returncode == 0, back.stderr[-3000:]
+    rolled = json.loads(back.stdout)
+    assert rolled["status"] == "rolled-back"
+    assert {h["state"] for h in rolled["hosts"]} == {"rolled-back"}
+    for host in lab.hosts():
+        assert installed_versions(host.container)["pw-kernel"] == "6.1.0-1", host.name
+    scan = subprocess.run([PATCHWAVE, "scan", "--json", "--store", f"sqlite:///{db}"], capture_output=True, text=True,
+                          cwd=ROOT, check=False, timeout=600)
+    assert scan.returncode == 0, scan.stderr[-2000:]
+    for entry in json.loads(scan.stdout):
+        kernel = next(u for u in entry["updates"] if u["name"] == "pw-kernel")
+        assert (kernel["installed"], kernel["candidate"]) == ("6.1.0-1", "6.1.0-2")
+
 
 def test_unknown_emergency_advisory_starts_nothing(lab, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     db = tmp_path / "pw.db"

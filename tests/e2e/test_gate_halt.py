@@ -4,6 +4,7 @@ is rolled back, the cycle ends halted with the reason, exit code 3."""
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -58,6 +59,9 @@ def test_failed_health_check_halts_and_rolls_back_the_canary(lab, tmp_path: Path
     states = {h["host"]: h["state"] for h in status["hosts"]}
     assert states.pop(canary) == "rolled-back"
     assert set(states.values()) == {"not-reached"}
+    with sqlite3.connect(tmp_path / "pw.db") as conn:
+        rollbacks = conn.execute("SELECT host, ok FROM host_results WHERE stage = 'rollback'").fetchall()
+    assert rollbacks == [(canary, 1)]
     for host in lab.hosts():
         # the canary is back at 1.0-1; nobody else was ever touched
         assert installed_versions(host.container)["pw-webapp"] == "1.0-1", host.name

@@ -182,6 +182,46 @@ def cycle_run(
     _report(status, book, as_json)
 
 
+@app.command("scan")
+def scan(inventory: InventoryOpt = None, store: StoreOpt = None, as_json: JsonOpt = False) -> None:
+    """Scan every host for pending updates; stored, nothing approved or installed."""
+    from patchwave.cycle import scan_only
+
+    paths = project_paths()
+    report = scan_only(paths, _store(store), inventory or paths.lab_inventory, progress=_progress)
+    if as_json:
+        _emit_json(report)
+    else:
+        table = Table("host", "pending", "security", "held", "reboot", "note")
+        for h in report:
+            table.add_row(h["host"], str(len(h["updates"])), str(sum(u["security"] for u in h["updates"])),
+                          str(sum(u["held"] for u in h["updates"])), "yes" if h["reboot_required"] else "",
+                          h["message"])
+        err.print(table)
+    if any(not h["ok"] for h in report):
+        raise typer.Exit(1)
+
+
+@cycle_app.command("rollback")
+def cycle_rollback(
+    cycle_id: Annotated[str, typer.Argument(help="The cycle to roll back.")],
+    store: StoreOpt = None, as_json: JsonOpt = False,
+) -> None:
+    """Put every host the cycle reached back at its versions from before the cycle."""
+    from patchwave.cycle import rollback, status_report
+    from patchwave.inventory import load_hosts
+    from patchwave.reporting.workbook import write_cycle_workbook
+
+    paths = project_paths()
+    st = _store(store)
+    rollback(paths, st, cycle_id, progress=_progress)
+    status = status_report(st, cycle_id)
+    row = st.cycle(cycle_id) or {}
+    book = write_cycle_workbook(status, load_hosts(Path(row["inventory"])),
+                                paths.output / f"patch-cycle-{cycle_id}.xlsx")
+    _report(status, book, as_json)
+
+
 @cycle_app.command("resume")
 def cycle_resume(
     cycle_id: Annotated[str | None, typer.Argument(help="Cycle id (default: the latest unfinished one).")] = None,

@@ -31,7 +31,7 @@ APPLY = "patchwave.endpoint.apply_updates"
 REBOOT = "ansible.builtin.reboot"
 Progress = Callable[[str], None]
 FAILED_STATES = ("failed", "partially-patched", "unreachable", "not-reached")
-FINAL_STATUSES = ("completed", "failed", "halted")
+FINAL_STATUSES = ("completed", "failed", "halted", "rolled-back")
 
 
 def new_cycle_id() -> str:
@@ -350,6 +350,68 @@ class Cycle:
             if state in FAILED_STATES:
                 worst = "failed"
         return worst
+
+
+def scan_only(paths: Paths, store: Store, inventory: Path, progress: Progress | None = None) -> list[dict[str, Any]]:
+    """A scan outside any cycle: stored (history for trends), nothing approved or installed."""
+    hosts = load_hosts(inventory)
+    runner = PlaybookRunner(paths.root, paths.state / "scans" / new_cycle_id(), progress=progress)
+    scan = runner.run("scan.yml", inventory, ident="scan", limit=[h.name for h in hosts])
+    report = []
+    for host in hosts:
+        res = scan.result(SCAN, host.name)
+        outcome = scan.hosts.get(host.name)
+        ok = res is not None and not res.get("failed") and (outcome is None or outcome.ok)
+        found = updates_from_scan(host.name, res) if ok and res else []
+        store.add_scan(None, host.name, "scan", ok, res or {}, found)
+        report.append({
+            "host": host.name, "ok": ok, "unreachable": bool(outcome and outcome.unreachable),
+            "message": "" if ok else (outcome.message if outcome else "no scan result"),
+            "updates": [{"name": u.name, "installed": u.installed, "candidate": u.candidate, "security": u.security,
+                         "held": u.held, "new_install": u.new_install} for u in found],
+            "reboot_required": bool(ok and res and res.get("reboot_required", {}).get("required")),
+        })
+    return report
+
+
+def rollback(paths: Paths, store: Store, cycle_id: str, progress: Progress | None = None) -> str:
+    """Roll back every host a cycle reached, then confirm: each ends rolled-back or failed."""
+    row = store.cycle(cycle_id)
+    if row is None:
+        raise InputError(f"no cycle {cycle_id!r} in the store")
+    inventory = Path(row["inventory"])
+    reached = sorted({h for w in store.waves(cycle_id) if w["status"] in ("passed", "failed", "running")
+                      for h in w["hosts"]})
+    if not reached:
+        raise InputError(f"cycle {cycle_id} reached no host: nothing to roll back")
+    store.lock(cycle_id)
+    try:
+        work = paths.state / "cycles" / cycle_id
+        runner = PlaybookRunner(paths.root, work / "runs", progress=progress)
+        hosts = [h for h in load_hosts(inventory) if h.name in reached]
+        back = runner.run("rollback.yml", inventory, ident="07-rollback", limit=reached,
+                          extravars={"patchwave_cycle_id": cycle_id})
+        cycle = Cycle(paths, store, inventory, progress)
+        failed = cycle._record(cycle_id, "rollback", "patchwave.endpoint.rollback_updates", back, hosts)
+        manifest = Manifest(cycle_id, str(row["created_at"]), tuple(store.decisions(cycle_id)))
+        confirm = runner.run("confirm.yml", inventory, ident="08-confirm-rollback", limit=reached,
+                             extravars={"patchwave_manifest_file": str(work / "manifest.json")})
+        for host in hosts:
+            res = confirm.result(SCAN, host.name) or {}
+            confirmation = res.get("confirmation", {})
+            state = confirmation.get("state", "failed") if host.name not in failed else "failed"
+            detail = confirmation.get("detail", "") if host.name not in failed else f"rollback failed: {failed[host.name]}"
+            after = res.get("installed", {})
+            packages = [{"name": d.name, "before": d.installed, "wanted": d.version, "after": after.get(d.name),
+                         "severity": d.severity, "advisories": list(d.advisories), "cves": list(d.cves),
+                         "reason": d.reason} for d in manifest.decisions if d.host == host.name and d.approved]
+            store.add_end_state(cycle_id, host.name, state, packages, detail)
+        status = "rolled-back" if not failed else "failed"
+        store.set_cycle_status(cycle_id, status, finished=True)
+        store.log(cycle_id, "rollback", f"rolled back {len(reached) - len(failed)} of {len(reached)} host(s)")
+        return status
+    finally:
+        store.unlock(cycle_id)
 
 
 def load_advisories(policy: Policy, policy_dir: Path | None, extra: Path | None) -> list[Advisory]:

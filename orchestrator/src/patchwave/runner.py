@@ -19,6 +19,7 @@ TRACKED_ACTIONS = {
     "patchwave.endpoint.pending_updates",
     "patchwave.endpoint.stage_updates",
     "patchwave.endpoint.apply_updates",
+    "patchwave.endpoint.rollback_updates",
     "ansible.builtin.reboot",
 }
 Progress = Callable[[str], None]
