@@ -19,7 +19,7 @@ from patchwave import waves as waves_mod
 from patchwave import windows as windows_mod
 from patchwave.errors import GateHalt, InputError
 from patchwave.inventory import load_hosts
-from patchwave.models import Advisory, Host, Manifest, PendingUpdate, Wave
+from patchwave.models import Advisory, Decision, Host, Manifest, PendingUpdate, Wave
 from patchwave.paths import Paths
 from patchwave.policy import Policy
 from patchwave.runner import PlaybookRunner, RunResult
@@ -324,9 +324,7 @@ class Cycle:
             approved = [d for d in manifest.decisions if d.host == host.name and d.approved]
             rescan = confirmed.get(host.name) or {}
             after = rescan.get("installed", {})
-            packages = [{"name": d.name, "before": d.installed, "wanted": d.version, "after": after.get(d.name),
-                         "severity": d.severity, "advisories": list(d.advisories), "cves": list(d.cves),
-                         "reason": d.reason} for d in approved]
+            packages = package_rows(approved, after)
             confirmation = rescan.get("confirmation", {})
             if host.name in unreachable:
                 state, detail = "unreachable", scan_failed.get(host.name) or "host could not be reached"
@@ -350,6 +348,13 @@ class Cycle:
             if state in FAILED_STATES:
                 worst = "failed"
         return worst
+
+
+def package_rows(approved: list[Decision], after: dict[str, str]) -> list[dict[str, Any]]:
+    """Per approved package: before, wanted, after (from the rescan) and why it was approved."""
+    return [{"name": d.name, "before": d.installed, "wanted": d.version, "after": after.get(d.name),
+             "severity": d.severity, "advisories": list(d.advisories), "cves": list(d.cves), "reason": d.reason}
+            for d in approved]
 
 
 def scan_only(paths: Paths, store: Store, inventory: Path, progress: Progress | None = None) -> list[dict[str, Any]]:
@@ -402,9 +407,7 @@ def rollback(paths: Paths, store: Store, cycle_id: str, progress: Progress | Non
             state = confirmation.get("state", "failed") if host.name not in failed else "failed"
             detail = confirmation.get("detail", "") if host.name not in failed else f"rollback failed: {failed[host.name]}"
             after = res.get("installed", {})
-            packages = [{"name": d.name, "before": d.installed, "wanted": d.version, "after": after.get(d.name),
-                         "severity": d.severity, "advisories": list(d.advisories), "cves": list(d.cves),
-                         "reason": d.reason} for d in manifest.decisions if d.host == host.name and d.approved]
+            packages = package_rows([d for d in manifest.decisions if d.host == host.name and d.approved], after)
             store.add_end_state(cycle_id, host.name, state, packages, detail)
         status = "rolled-back" if not failed else "failed"
         store.set_cycle_status(cycle_id, status, finished=True)

@@ -122,7 +122,6 @@ package_manager:
 
 import json
 import os
-import re
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.patchwave.endpoint.plugins.module_utils.pkgmgr.apt import ARCHIVES, AptManager
@@ -130,11 +129,10 @@ from ansible_collections.patchwave.endpoint.plugins.module_utils.pkgmgr.base imp
     NAME_RE,
     CommandError,
     PackageSpecError,
+    cycle_id_problem,
     end_state,
     parse_specs,
 )
-
-CYCLE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 def free_space_mb(path):
@@ -178,8 +176,8 @@ def main():
             module.fail_json(msg="expect: %s" % exc)
         names = sorted(set(names) | set(expected))
     cycle_id = module.params["cycle_id"]
-    if cycle_id is not None and not CYCLE_RE.match(cycle_id):
-        module.fail_json(msg="cycle_id %r: use letters, digits, '.', '_' or '-' (at most 64)" % cycle_id)
+    if cycle_id is not None and cycle_id_problem(cycle_id):
+        module.fail_json(msg=cycle_id_problem(cycle_id))
     manager = AptManager(module)
     try:
         if module.params["update_cache"]:

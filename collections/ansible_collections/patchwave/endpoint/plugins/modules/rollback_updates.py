@@ -72,14 +72,11 @@ stdout:
 
 import json
 import os
-import re
 import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.patchwave.endpoint.plugins.module_utils.pkgmgr.apt import AptManager
-from ansible_collections.patchwave.endpoint.plugins.module_utils.pkgmgr.base import CommandError
-
-CYCLE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+from ansible_collections.patchwave.endpoint.plugins.module_utils.pkgmgr.base import CommandError, cycle_id_problem
 
 
 def lines(versions):
@@ -96,8 +93,8 @@ def main():
         supports_check_mode=True,
     )
     params = module.params
-    if not CYCLE_RE.match(params["cycle_id"]):
-        module.fail_json(msg="cycle_id %r: use letters, digits, '.', '_' or '-' (at most 64)" % params["cycle_id"])
+    if cycle_id_problem(params["cycle_id"]):
+        module.fail_json(msg=cycle_id_problem(params["cycle_id"]))
     journal_path = os.path.join(params["state_dir"], "cycles", params["cycle_id"], "journal.json")
     if not os.path.exists(journal_path):
         module.fail_json(msg="no journal for cycle %s at %s: was the cycle staged on this host?"

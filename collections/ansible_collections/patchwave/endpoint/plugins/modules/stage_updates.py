@@ -86,16 +86,18 @@ cycle_dir:
 
 import json
 import os
-import re
 import shutil
 import tempfile
 import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.patchwave.endpoint.plugins.module_utils.pkgmgr.apt import ARCHIVES, AptManager
-from ansible_collections.patchwave.endpoint.plugins.module_utils.pkgmgr.base import CommandError, PackageSpecError, parse_specs
-
-CYCLE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+from ansible_collections.patchwave.endpoint.plugins.module_utils.pkgmgr.base import (
+    CommandError,
+    PackageSpecError,
+    cycle_id_problem,
+    parse_specs,
+)
 
 
 def free_mb(path):
@@ -122,8 +124,8 @@ def main():
         supports_check_mode=True,
     )
     params = module.params
-    if not CYCLE_RE.match(params["cycle_id"]):
-        module.fail_json(msg="cycle_id %r: use letters, digits, '.', '_' or '-' (at most 64)" % params["cycle_id"])
+    if cycle_id_problem(params["cycle_id"]):
+        module.fail_json(msg=cycle_id_problem(params["cycle_id"]))
     try:
         wanted = parse_specs(params["packages"])
     except PackageSpecError as exc:

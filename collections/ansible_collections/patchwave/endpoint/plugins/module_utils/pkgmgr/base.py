@@ -19,6 +19,17 @@ NAME_RE = re.compile(r"^[a-z0-9][a-z0-9+.\-]*(?::[a-z0-9][a-z0-9\-]*)?$")
 VERSION_RE = re.compile(r"^(?:[0-9]+:)?[0-9A-Za-z][0-9A-Za-z.+~\-]*$")
 
 
+# Patch cycle ids name directories on the host: nothing that could climb out of them.
+CYCLE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def cycle_id_problem(cycle_id):
+    """An error message when `cycle_id` is not usable, else None."""
+    if CYCLE_RE.match(cycle_id or ""):
+        return None
+    return "cycle_id %r: use letters, digits, '.', '_' or '-' (at most 64, not starting with '.')" % (cycle_id,)
+
+
 class PackageSpecError(ValueError):
     """A requested `name=version` is malformed (and is refused before any command runs)."""
 
