@@ -244,16 +244,7 @@ class Cycle:
 
     def _scan(self, cycle_id: str, runner: PlaybookRunner, hosts: list[Host]) -> None:
         self.say(f"[{cycle_id}] scanning {len(hosts)} host(s)")
-        scan = runner.run("scan.yml", self.inventory, ident="01-scan", limit=[h.name for h in hosts])
-        for host in hosts:
-            res = scan.result(SCAN, host.name)
-            outcome = scan.hosts.get(host.name)
-            ok = res is not None and not res.get("failed") and (outcome is None or outcome.ok)
-            found = updates_from_scan(host.name, res) if ok and res else []
-            if not ok:
-                res = {**(res or {}), "msg": outcome.message if outcome else "no scan result",
-                       "unreachable": bool(outcome and outcome.unreachable)}
-            self.store.add_scan(cycle_id, host.name, "scan", ok, res or {}, found)
+        scan_hosts(self.store, runner, self.inventory, hosts, cycle_id)
 
     @staticmethod
     def _window_closed(policy: Policy, hosts: list[Host], wave: Wave) -> str:
@@ -357,24 +348,36 @@ def package_rows(approved: list[Decision], after: dict[str, str]) -> list[dict[s
             for d in approved]
 
 
-def scan_only(paths: Paths, store: Store, inventory: Path, progress: Progress | None = None) -> list[dict[str, Any]]:
-    """A scan outside any cycle: stored (history for trends), nothing approved or installed."""
-    hosts = load_hosts(inventory)
-    runner = PlaybookRunner(paths.root, paths.state / "scans" / new_cycle_id(), progress=progress)
-    scan = runner.run("scan.yml", inventory, ident="scan", limit=[h.name for h in hosts])
-    report = []
+def scan_hosts(store: Store, runner: PlaybookRunner, inventory: Path, hosts: list[Host],
+               cycle_id: str | None) -> list[dict[str, Any]]:
+    """Scan `hosts` and store every result (a failed scan with why) before returning them."""
+    scan = runner.run("scan.yml", inventory, ident=f"01-scan-{new_cycle_id()}", limit=[h.name for h in hosts])
+    results = []
     for host in hosts:
         res = scan.result(SCAN, host.name)
         outcome = scan.hosts.get(host.name)
         ok = res is not None and not res.get("failed") and (outcome is None or outcome.ok)
         found = updates_from_scan(host.name, res) if ok and res else []
-        store.add_scan(None, host.name, "scan", ok, res or {}, found)
+        if not ok:
+            res = {**(res or {}), "msg": outcome.message if outcome else "no scan result",
+                   "unreachable": bool(outcome and outcome.unreachable)}
+        store.add_scan(cycle_id, host.name, "scan", ok, res or {}, found)
+        results.append({"host": host.name, "ok": ok, "result": res or {}, "updates": found})
+    return results
+
+
+def scan_only(paths: Paths, store: Store, inventory: Path, progress: Progress | None = None) -> list[dict[str, Any]]:
+    """A scan outside any cycle: stored (history for trends), nothing approved or installed."""
+    runner = PlaybookRunner(paths.root, paths.state / "scans", progress=progress)
+    report = []
+    for entry in scan_hosts(store, runner, inventory, load_hosts(inventory), None):
+        res = entry["result"]
         report.append({
-            "host": host.name, "ok": ok, "unreachable": bool(outcome and outcome.unreachable),
-            "message": "" if ok else (outcome.message if outcome else "no scan result"),
+            "host": entry["host"], "ok": entry["ok"], "unreachable": bool(res.get("unreachable")),
+            "message": "" if entry["ok"] else str(res.get("msg", "")),
             "updates": [{"name": u.name, "installed": u.installed, "candidate": u.candidate, "security": u.security,
-                         "held": u.held, "new_install": u.new_install} for u in found],
-            "reboot_required": bool(ok and res and res.get("reboot_required", {}).get("required")),
+                         "held": u.held, "new_install": u.new_install} for u in entry["updates"]],
+            "reboot_required": bool(entry["ok"] and res.get("reboot_required", {}).get("required")),
         })
     return report
 
