@@ -97,11 +97,12 @@ stdout:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.patchwave.endpoint.plugins.module_utils.pkgmgr.apt import AptManager
-from ansible_collections.patchwave.endpoint.plugins.module_utils.pkgmgr.base import CommandError, PackageSpecError, parse_specs
-
-
-def version_lines(versions):
-    return "".join("%s %s\n" % (name, versions[name]) for name in sorted(versions))
+from ansible_collections.patchwave.endpoint.plugins.module_utils.pkgmgr.base import (
+    CommandError,
+    PackageSpecError,
+    parse_specs,
+    version_lines,
+)
 
 
 def main():

@@ -76,11 +76,11 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.patchwave.endpoint.plugins.module_utils.pkgmgr.apt import AptManager
-from ansible_collections.patchwave.endpoint.plugins.module_utils.pkgmgr.base import CommandError, cycle_id_problem
-
-
-def lines(versions):
-    return "".join("%s %s\n" % (n, versions[n]) for n in sorted(versions))
+from ansible_collections.patchwave.endpoint.plugins.module_utils.pkgmgr.base import (
+    CommandError,
+    cycle_id_problem,
+    version_lines,
+)
 
 
 def main():
@@ -115,7 +115,7 @@ def main():
         before_lines = dict(current)
         after_lines = dict((n, v) for n, v in current.items() if n not in remove)
         after_lines.update((n, e["before"]) for n, e in restore.items())
-        result["diff"] = dict(before=lines(before_lines), after=lines(after_lines))
+        result["diff"] = dict(before=version_lines(before_lines), after=version_lines(after_lines))
         result["restored"] = [dict(name=n, to=e["before"], file=e["file"], **{"from": current.get(n)})
                               for n, e in restore.items()]
         result["removed"] = remove

@@ -103,6 +103,11 @@ class PackageManager(object):
         raise NotImplementedError
 
 
+def version_lines(versions):
+    """Diff text: sorted `name version` lines."""
+    return "".join("%s %s\n" % (name, versions[name]) for name in sorted(versions))
+
+
 END_STATES = ("patched", "patched-pending-reboot", "partially-patched", "failed", "rolled-back", "excluded")
 
 
