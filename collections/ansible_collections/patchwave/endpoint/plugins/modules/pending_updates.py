@@ -41,12 +41,9 @@ options:
   cycle_id:
     description: Patch cycle whose journal tells whether the host was rolled back (with O(expect)).
     type: str
-  state_dir:
-    description: Where per-cycle directories are kept on the host.
-    type: path
-    default: /var/lib/patchwave
 extends_documentation_fragment:
   - patchwave.endpoint.attributes
+  - patchwave.endpoint.state
 attributes:
   diff_mode:
     description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.

@@ -21,6 +21,7 @@ description:
   - Idempotent; check mode reports what would be restored and removed.
 extends_documentation_fragment:
   - patchwave.endpoint.attributes
+  - patchwave.endpoint.state
 attributes:
   diff_mode:
     description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
@@ -30,10 +31,6 @@ options:
     description: The patch cycle to roll back.
     type: str
     required: true
-  state_dir:
-    description: Where per-cycle directories are kept on the host.
-    type: path
-    default: /var/lib/patchwave
   lock_timeout:
     description: Seconds to wait for the dpkg/apt locks before failing with the holder's pid and command.
     type: int

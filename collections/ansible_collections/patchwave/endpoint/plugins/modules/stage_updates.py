@@ -30,10 +30,6 @@ options:
     description: Identifier of the patch cycle; names the directory that holds rollback material.
     type: str
     required: true
-  state_dir:
-    description: Where per-cycle directories are kept on the host.
-    type: path
-    default: /var/lib/patchwave
   min_free_mb:
     description: Free space (MiB) that must remain after staging, in the cache and in I(state_dir).
     type: int
@@ -44,6 +40,7 @@ options:
     default: 300
 extends_documentation_fragment:
   - patchwave.endpoint.attributes
+  - patchwave.endpoint.state
 attributes:
   diff_mode:
     description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
