@@ -56,3 +56,12 @@ def test_emergency_approves_only_the_named_fixes() -> None:
     assert by_name["pkg"].approved and "emergency fix for PWSA-1" in by_name["pkg"].reason
     assert not by_name["other"].approved and "emergency cycle for CVE-2026-1 only" in by_name["other"].reason
     assert not by_name["held"].approved and not by_name["plain"].approved
+
+
+def test_sla_due_is_publication_plus_the_days_of_the_severity() -> None:
+    sla = {"critical": 7, "high": 14, "medium": 30, "low": 90}
+    built = manifest.build("c", [up(), up("other", security=False)], ADVISORY, Approval(), NOW, sla_days=sla)
+    due = {d.name: d.sla_due for d in built.decisions}
+    # medium, published 2026-11-25 → due 30 days later; no advisory → no publication date → no due date
+    assert due == {"pkg": "2026-12-25", "other": ""}
+    assert manifest.build("c", [up()], ADVISORY, Approval(), NOW, sla_days={"high": 3}).decisions[0].sla_due == ""

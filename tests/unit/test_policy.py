@@ -93,6 +93,15 @@ BAD = [
     ("duplicate key", "name: a\nname: b\n", r":2: invalid YAML: duplicate key 'name'"),
     ("missing advisory path", "advisories:\n  - path: nowhere/\n", r":2: advisories\[0\].path: nowhere/ does not exist"),
     ("advisory both", "advisories:\n  - {path: x, url: 'https://x'}\n", r"give exactly one of 'path' or 'url'"),
+    ("negative soak", "waves:\n  - {name: a, soak_minutes: -5}\n", r":2: waves\[0\].soak_minutes: Input should be greater"),
+    ("soak as text", "waves:\n  - {name: a, soak_minutes: ten}\n", r":2: waves\[0\].soak_minutes: Input should be a valid number"),
+    ("idle longer than job", "timeouts:\n  idle_minutes: 60\n  job_minutes: 30\n",
+     r":1: timeouts: job_minutes \(30\) must be longer than idle_minutes \(60\)"),
+    ("idle shorter than reboot", "name: x\ntimeouts:\n  idle_minutes: 5\n",
+     r":3: timeouts.idle_minutes \(5\) must be longer than the 15-minute wait"),
+    ("delay beyond sla", "approval:\n  delay_days: 10\nsla_days:\n  critical: 7\n",
+     r":2: approval.delay_days \(10\) is not shorter than sla_days.critical \(7\)"),
+    ("zero concurrency", "waves:\n  - {name: a, concurrency: 0}\n", r":2: waves\[0\].concurrency: Input should be greater"),
 ]
 
 
@@ -102,6 +111,11 @@ def test_malformed_policy_is_refused_with_file_and_line(tmp_path: Path, kind: st
     with pytest.raises(InputError, match=message) as caught:
         policy.load(path, known_groups={"web", "db"})
     assert str(caught.value).startswith(f"{path}:"), kind
+
+
+def test_short_idle_timeout_is_fine_without_reboots(tmp_path: Path) -> None:
+    loaded = policy.load(write(tmp_path, "reboot: never\ntimeouts: {idle_minutes: 2, job_minutes: 30}\n"))
+    assert loaded.timeouts.idle_minutes == 2
 
 
 @pytest.mark.parametrize(("value", "total", "expected"), [(1, 10, 1), ("10%", 5, 1), ("50%", 5, 3), ("100%", 7, 7),

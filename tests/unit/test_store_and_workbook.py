@@ -36,11 +36,29 @@ def test_store_round_trip_and_latest_state_wins(tmp_path: Path) -> None:
     status = status_report(store, "c1")
     assert status["status"] == "completed"
     assert status["hosts"][0]["state"] == "patched"
-    assert status["waves"] == [{"index": 0, "name": "canary", "hosts": ["web1"], "status": "passed"}]
+    assert [{k: w[k] for k in ("index", "name", "hosts", "status", "gate")} for w in status["waves"]] == [
+        {"index": 0, "name": "canary", "hosts": ["web1"], "status": "passed", "gate": {"passed": True}}]
     assert [d.name for d in store.decisions("c1")] == ["pw-libssl"]
     # reopening the same file migrates nothing and keeps everything
     again = Store(f"sqlite:///{tmp_path / 'pw.db'}")
     assert again.latest_cycle_id() == "c1"
+
+
+def test_runs_task_events_and_approvals_are_kept(tmp_path: Path) -> None:
+    store = _store_with_cycle(tmp_path)
+    run = store.start_run("c1", "03-deploy-wave0", "/p/deploy.yml", ["web1"])
+    store.add_task_event(run, "web1", "Install", "patchwave.endpoint.apply_updates", "changed", "")
+    store.add_task_event(run, "web1", "Reboot", "ansible.builtin.reboot", "failed", "x" * 5000)
+    store.finish_run(run, "failed", 2, 12.5)
+    store.add_approval("c1", 1, "broad", True, "alice", "CHG-1")
+    (row,) = store.runs("c1")
+    assert (row["ident"], row["status"], row["rc"], row["seconds"], row["hosts"]) == (
+        "03-deploy-wave0", "failed", 2, 12.5, ["web1"])
+    events = store.task_events(run)
+    assert [(e["host"], e["kind"]) for e in events] == [("web1", "changed"), ("web1", "failed")]
+    assert len(events[1]["message"]) == 2000  # long output is cut, not refused
+    (approval,) = status_report(store, "c1")["approvals"]
+    assert (approval["wave"], approval["approved"], approval["by"], approval["comment"]) == ("broad", True, "alice", "CHG-1")
 
 
 def test_workbook_has_summary_hosts_and_one_sheet_per_host(tmp_path: Path) -> None:
@@ -69,8 +87,8 @@ def test_a_schema_1_store_is_migrated_in_place(tmp_path: Path) -> None:
             " approved BOOLEAN NOT NULL, reason TEXT NOT NULL, advisories JSON NOT NULL, severity VARCHAR(16) NOT NULL)")
         conn.exec_driver_sql("INSERT INTO decisions VALUES (1, 'old', 'h', 'p', '1', '2', 1, 'approved', '[]', '')")
     store = Store(url)
-    assert {"cves", "published"} <= {c["name"] for c in inspect(store.engine).get_columns("decisions")}
+    assert {"cves", "published", "sla_due"} <= {c["name"] for c in inspect(store.engine).get_columns("decisions")}
     (old,) = store.decisions("old")
     assert old.name == "p" and old.cves == () and old.published == ""
     with store.engine.connect() as conn:
-        assert conn.exec_driver_sql("SELECT version FROM schema_info").scalar() == 3
+        assert conn.exec_driver_sql("SELECT version FROM schema_info").scalar() == 4

@@ -101,13 +101,17 @@ def _store(url: str | None) -> Any:
     return Store(url or project_paths().store_url)
 
 
-def _progress(msg: str) -> None:
-    err.print(f"[dim]{msg}[/dim]", highlight=False)
+def _display() -> Any:
+    """Live per-host progress on a terminal, plain lines in logs and pipes."""
+    from patchwave.progress import Display
+
+    return Display(err)
 
 
 def _run_cycle(store_url: str | None, inventory: Path | None, advisories: Path | None,
                canary: int | None, policy_file: Path | None = None,
-               force_window: bool = False, emergency: list[str] | None = None) -> tuple[Any, str, Path]:
+               force_window: bool = False, emergency: list[str] | None = None,
+               skip_soak: bool = False) -> tuple[Any, str, Path]:
     from patchwave import policy as policy_mod
     from patchwave import waves
     from patchwave.cycle import Cycle, status_report
@@ -126,15 +130,25 @@ def _run_cycle(store_url: str | None, inventory: Path | None, advisories: Path |
     else:
         policy = policy_mod.Policy(waves=waves.default_waves(1 if canary is None else canary))
     store = _store(store_url)
-    cycle_id = Cycle(paths, store, inv, progress=_progress).run(
+    cycle_id = Cycle(paths, store, inv, _display()).run(
         policy, advisories, policy_dir=policy_file.parent if policy_file else None, force_window=force_window,
-        emergency=emergency)
+        emergency=emergency, skip_soak=skip_soak)
     status = status_report(store, cycle_id)
     book = write_cycle_workbook(status, hosts, paths.output / f"patch-cycle-{cycle_id}.xlsx")
     return status, cycle_id, book
 
 
 def _print_cycle(status: dict[str, Any]) -> None:
+    waves = Table("wave", "hosts", "status", "gate", title=f"cycle {status['cycle_id']}: waves")
+    for w in status["waves"]:
+        waves.add_row(f"{w['index']} {w['name']}", ", ".join(w["hosts"]), w["status"], (w["gate"] or {}).get("reason", ""))
+    for a in status["approvals"]:
+        waves.add_row(f"  {a['wave']}", "", "approved" if a["approved"] else "rejected",
+                      f"by {a['by']} at {a['at']:%Y-%m-%d %H:%M} {a['comment']}".rstrip())
+    err.print(waves)
+    if status["status"] == "awaiting-approval":
+        err.print(f"[bold]waiting for approval[/bold]: {escape(status['reason'])}")
+        return
     table = Table("host", "end state", "packages (before → after)", "detail",
                   title=f"cycle {status['cycle_id']}: {status['status']}")
     for h in status["hosts"]:
@@ -154,10 +168,11 @@ def _report(status: dict[str, Any], book: Path, as_json: bool) -> None:
 
 
 def _exit_for(status: dict[str, Any]) -> None:
-    """0 all good, 1 some hosts failed, 3 halted by a gate (2 is bad input, raised earlier)."""
+    """0 all good, 1 some hosts failed, 3 stopped by a gate — halted, or waiting at a manual
+    approval gate (2 is bad input, raised earlier)."""
     from patchwave.cycle import FAILED_STATES
 
-    if status["status"] == "halted":
+    if status["status"] in ("halted", "awaiting-approval"):
         raise typer.Exit(3)
     if any(h["state"] in FAILED_STATES for h in status["hosts"]):
         raise typer.Exit(1)
@@ -171,6 +186,7 @@ def cycle_run(
                                                min=0)] = None,
     force_window: Annotated[bool, typer.Option("--force-window",
                                                help="Start waves outside their maintenance window (recorded).")] = False,
+    skip_soak: Annotated[bool, typer.Option("--skip-soak", help="Do not wait out the waves' soak times (recorded).")] = False,
     emergency: Annotated[bool, typer.Option("--emergency", help="Out-of-cycle: only the fixes of --advisory.")] = False,
     advisory: Annotated[list[str] | None, typer.Option("--advisory", help="Advisory or CVE id (with --emergency).")] = None,
     as_json: JsonOpt = False,
@@ -178,7 +194,8 @@ def cycle_run(
     """Run a whole patch cycle: scan, approve, stage, deploy in waves, confirm, workbook."""
     if emergency != bool(advisory):
         raise InputError("--emergency and --advisory ID go together")
-    status, _cycle_id, book = _run_cycle(store, inventory, advisories, canary, policy, force_window, advisory or [])
+    status, _cycle_id, book = _run_cycle(store, inventory, advisories, canary, policy, force_window, advisory or [],
+                                         skip_soak)
     _report(status, book, as_json)
 
 
@@ -188,7 +205,7 @@ def scan(inventory: InventoryOpt = None, store: StoreOpt = None, as_json: JsonOp
     from patchwave.cycle import scan_only
 
     paths = project_paths()
-    report = scan_only(paths, _store(store), inventory or paths.lab_inventory, progress=_progress)
+    report = scan_only(paths, _store(store), inventory or paths.lab_inventory, _display())
     if as_json:
         _emit_json(report)
     else:
@@ -214,7 +231,7 @@ def cycle_rollback(
 
     paths = project_paths()
     st = _store(store)
-    rollback(paths, st, cycle_id, progress=_progress)
+    rollback(paths, st, cycle_id, _display())
     status = status_report(st, cycle_id)
     row = st.cycle(cycle_id) or {}
     book = write_cycle_workbook(status, load_hosts(Path(row["inventory"])),
@@ -228,11 +245,8 @@ def cycle_resume(
     store: StoreOpt = None, as_json: JsonOpt = False,
 ) -> None:
     """Continue a cycle that was interrupted (the orchestrator was killed, the machine rebooted)."""
-    from patchwave.cycle import FINAL_STATUSES, Cycle, status_report
-    from patchwave.inventory import load_hosts
-    from patchwave.reporting.workbook import write_cycle_workbook
+    from patchwave.cycle import FINAL_STATUSES
 
-    paths = project_paths()
     st = _store(store)
     cycle_id = cycle_id or st.latest_cycle_id()
     row = st.cycle(cycle_id) if cycle_id else None
@@ -240,12 +254,48 @@ def cycle_resume(
         raise InputError("no cycle to resume: the store has none" if cycle_id is None else f"no cycle {cycle_id!r} in the store")
     if row["status"] in FINAL_STATUSES:
         raise InputError(f"cycle {cycle_id} already ended ({row['status']}); nothing to resume")
-    inventory = Path(row["inventory"])
     err.print(f"resuming cycle {cycle_id} (it was {row['status']})")
-    Cycle(paths, st, inventory, progress=_progress).drive(cycle_id)
+    _drive_and_report(st, cycle_id, as_json)
+
+
+def _drive_and_report(st: Any, cycle_id: str, as_json: bool) -> None:
+    from patchwave.cycle import Cycle, status_report
+    from patchwave.inventory import load_hosts
+    from patchwave.reporting.workbook import write_cycle_workbook
+
+    paths = project_paths()
+    inventory = Path((st.cycle(cycle_id) or {})["inventory"])
+    Cycle(paths, st, inventory, _display()).drive(cycle_id)
     status = status_report(st, cycle_id)
     book = write_cycle_workbook(status, load_hosts(inventory), paths.output / f"patch-cycle-{cycle_id}.xlsx")
     _report(status, book, as_json)
+
+
+@cycle_app.command("approve")
+def cycle_approve(
+    cycle_id: Annotated[str, typer.Argument(help="The cycle waiting at an approval gate.")],
+    wave: Annotated[str | None, typer.Option("--wave", help="The wave to decide on (default: the waiting one).")] = None,
+    by: Annotated[str | None, typer.Option("--by", envvar="PATCHWAVE_USER",
+                                           help="Who decides (default: the login name).")] = None,
+    comment: Annotated[str, typer.Option("--comment", help="Why; stored with the decision.")] = "",
+    reject: Annotated[bool, typer.Option("--reject", help="Refuse: the wave and the rest of the rollout stop.")] = False,
+    no_resume: Annotated[bool, typer.Option("--no-resume", help="Only record the decision; `cycle resume` later.")] = False,
+    store: StoreOpt = None, as_json: JsonOpt = False,
+) -> None:
+    """Approve (or --reject) the wave a cycle waits at, recorded with who and when; then go on."""
+    import getpass
+
+    from patchwave.cycle import approve, status_report
+
+    st = _store(store)
+    name = approve(st, cycle_id, wave, by if by is not None else getpass.getuser(), comment, not reject)
+    err.print(f"wave {name} of cycle {cycle_id} {'rejected' if reject else 'approved'}")
+    if no_resume:
+        status = status_report(st, cycle_id)
+        if as_json:
+            _emit_json(status)
+        return
+    _drive_and_report(st, cycle_id, as_json)
 
 
 @cycle_app.command("plan")
@@ -268,7 +318,7 @@ def cycle_plan(
     loaded = (policy_mod.load(policy, known_groups={g for h in hosts for g in h.groups}) if policy
               else policy_mod.Policy())
     found = load_advisories(loaded, policy.parent if policy else None, advisories)
-    result = plan(paths, inv, loaded, found, progress=_progress)
+    result = plan(paths, inv, loaded, found, _display())
     if as_json:
         _emit_json(result)
         return

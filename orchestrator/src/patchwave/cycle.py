@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Callable
-from datetime import UTC, datetime
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,16 +23,30 @@ from patchwave.inventory import load_hosts
 from patchwave.models import Advisory, Decision, Host, Manifest, PendingUpdate, Wave
 from patchwave.paths import Paths
 from patchwave.policy import Policy
-from patchwave.runner import PlaybookRunner, RunResult
+from patchwave.policy import Wave as WaveSpec
+from patchwave.progress import Display, quiet
+from patchwave.runner import PlaybookRunner, RunResult, Timeouts
 from patchwave.store import Store
 
 SCAN = "patchwave.endpoint.pending_updates"
 STAGE = "patchwave.endpoint.stage_updates"
 APPLY = "patchwave.endpoint.apply_updates"
 REBOOT = "ansible.builtin.reboot"
-Progress = Callable[[str], None]
 FAILED_STATES = ("failed", "partially-patched", "unreachable", "not-reached")
 FINAL_STATUSES = ("completed", "failed", "halted", "rolled-back")
+
+
+@dataclass
+class _Rollout:
+    """How the rollout stands between waves: failures so far and whether it stopped."""
+
+    failed_so_far: int = 0
+    halted: bool = False
+    reason: str = ""
+
+    def stop(self, reason: str) -> None:
+        if not self.halted:
+            self.halted, self.reason = True, reason
 
 
 def new_cycle_id() -> str:
@@ -52,15 +67,16 @@ def updates_from_scan(host: str, result: dict[str, Any]) -> list[PendingUpdate]:
 
 
 class Cycle:
-    def __init__(self, paths: Paths, store: Store, inventory: Path, progress: Progress | None = None) -> None:
+    def __init__(self, paths: Paths, store: Store, inventory: Path, display: Display | None = None) -> None:
         self.paths = paths
         self.store = store
         self.inventory = inventory
-        self.say: Progress = progress or (lambda _m: None)
+        self.display = display or quiet()
+        self.say = self.display.say
 
     def run(self, policy: Policy | None = None, advisories_path: Path | None = None,
             policy_dir: Path | None = None, force_window: bool = False,
-            emergency: list[str] | None = None) -> str:
+            emergency: list[str] | None = None, skip_soak: bool = False) -> str:
         """Start and drive one cycle under `policy` (the built-in default when None)."""
         policy = policy or Policy()
         # all input is read and validated before anything is stored or any host is touched
@@ -79,11 +95,13 @@ class Cycle:
         cycle_id = new_cycle_id()
         options = {"hosts": [h.name for h in hosts], "policy_dir": str(policy_dir) if policy_dir else None,
                    "advisories": str(advisories_path) if advisories_path else None, "force_window": force_window,
-                   "emergency": sorted(emergency or [])}
+                   "skip_soak": skip_soak, "emergency": sorted(emergency or [])}
         self.store.create_cycle(cycle_id, str(self.inventory), policy.model_dump(mode="json"), options)
         self.store.log(cycle_id, "start", f"cycle started on {len(hosts)} host(s) under policy {policy.name!r}")
         if closed:
             self.store.log(cycle_id, "forced", f"started outside the maintenance window: {closed}")
+        if skip_soak:
+            self.store.log(cycle_id, "forced", "soak times are skipped in this cycle (--skip-soak)")
         if emergency:
             self.store.log(cycle_id, "emergency", f"out-of-cycle emergency for {', '.join(sorted(emergency))}")
         self.drive(cycle_id)
@@ -108,7 +126,6 @@ class Cycle:
         options = row.get("options") or {}
         policy = Policy.model_validate_json(json.dumps(row["policy"]))
         policy_dir = Path(options["policy_dir"]) if options.get("policy_dir") else None
-        force_window = bool(options.get("force_window"))
         names = set(options.get("hosts") or [])
         hosts = [h for h in load_hosts(self.inventory) if h.name in names]
         missing = sorted(names - {h.name for h in hosts})
@@ -116,7 +133,7 @@ class Cycle:
             raise InputError(f"{self.inventory}: host(s) of cycle {cycle_id} no longer in the inventory: {', '.join(missing)}")
         work = self.paths.state / "cycles" / cycle_id
         work.mkdir(parents=True, exist_ok=True)
-        runner = PlaybookRunner(self.paths.root, work / "runs", progress=self.say)
+        runner = self._runner(work / "runs", cycle_id, policy)
 
         # 2 scan and 3 approve: one frozen manifest for the whole cycle
         if row["manifest"] is None:
@@ -125,7 +142,8 @@ class Cycle:
             updates = [u for scan in self.store.scans(cycle_id, "scan") if scan["ok"]
                        for u in updates_from_scan(scan["host"], scan["result"])]
             only = set(options.get("emergency") or []) or None
-            self.store.save_manifest(manifest_mod.build(cycle_id, updates, advisories, policy.approval, only=only))
+            self.store.save_manifest(manifest_mod.build(cycle_id, updates, advisories, policy.approval, only=only,
+                                                        sla_days=policy.sla_days))
         manifest = Manifest(cycle_id, str(row["created_at"]), tuple(self.store.decisions(cycle_id)))
         scan_failed, unreachable = {}, set()
         for scan in self.store.scans(cycle_id, "scan"):
@@ -158,61 +176,13 @@ class Cycle:
         if not self.store.waves(cycle_id):
             self.store.plan_waves(cycle_id, [(w.index, w.name, list(w.hosts))
                                              for w in waves_mod.plan(deployable, policy.waves)])
-        specs = {spec.name: spec for spec in policy.waves}
-        failed_so_far = len(stage_failed) + len([h for h in scan_failed if h in {t.name for t in targets}])
-        halted, halt_reason = False, ""
+        target_names = {t.name for t in targets}
+        rollout = _Rollout(failed_so_far=len(stage_failed) + len([h for h in scan_failed if h in target_names]))
         for wave_row in self.store.waves(cycle_id):
-            wave = Wave(wave_row["idx"], wave_row["name"], tuple(wave_row["hosts"]))
-            if wave_row["status"] in ("passed", "failed", "skipped"):
-                gate_info = wave_row["gate"] or {}
-                failed_so_far = int(gate_info.get("total_failed", failed_so_far))
-                if wave_row["status"] == "failed":
-                    halted, halt_reason = True, f"wave {wave.name} failed its gate: {gate_info.get('reason', '')}"
-                elif wave_row["status"] == "skipped" and not halted:
-                    halted, halt_reason = True, str(gate_info.get("reason", "an earlier wave stopped the rollout"))
-                continue
-            if halted:
-                self.store.finish_wave(wave_row["id"], "skipped", {"reason": "an earlier wave failed its gate"})
-                continue
-            closed = self._window_closed(policy, hosts, wave)
-            if closed and not force_window:
-                self.say(f"[{cycle_id}] {closed}: stopping the rollout")
-                halted, halt_reason = True, closed
-                self.store.finish_wave(wave_row["id"], "skipped", {"reason": closed})
-                continue
-            if closed:
-                self.store.log(cycle_id, "forced", f"wave {wave.name} started outside its window: {closed}")
-            if wave_row["status"] == "running":
-                self.store.log(cycle_id, "resume", f"wave {wave.name} was interrupted: deploying it again "
-                                                   "(hosts already at the manifest version are left alone)")
-            self.say(f"[{cycle_id}] wave {wave.index} ({wave.name}): {', '.join(wave.hosts)}")
-            wave_id = self.store.start_wave(cycle_id, wave.index, wave.name, list(wave.hosts))
-            wave_hosts = [h for h in deployable if h.name in wave.hosts]
-            result = runner.run("deploy.yml", self.inventory, ident=f"03-deploy-wave{wave.index}",
-                                limit=list(wave.hosts), extravars=extravars)
-            failed = self._record(cycle_id, "deploy", APPLY, result, wave_hosts, wave=wave.index)
-            unhealthy = self._health(cycle_id, runner, policy, [h for h in wave.hosts if h not in failed], wave.index,
-                                     policy_dir or Path.cwd(), extravars)
-            failed = {**failed, **unhealthy}
-            outcomes = {h: h not in failed for h in wave.hosts}
-            verdict = waves_mod.gate(outcomes, specs[wave.name].failure_budget, failed_so_far,
-                                     policy.gates.failure_budget, len(hosts))
-            failed_so_far = verdict.total_failed
-            gate = {"passed": verdict.passed, "failed": sorted(failed), "reason": verdict.reason,
-                    "wave_budget": verdict.wave_budget, "global_budget": verdict.global_budget,
-                    "total_failed": verdict.total_failed}
-            self.store.finish_wave(wave_id, "passed" if verdict.passed else "failed", gate)
-            self.store.log(cycle_id, "gate", f"wave {wave.name}: {'passed' if verdict.passed else 'FAILED'}: "
-                                             f"{verdict.reason}")
-            if not verdict.passed:
-                self.say(f"[{cycle_id}] wave {wave.name} failed its gate ({verdict.reason}): stopping the rollout")
-                halted, halt_reason = True, f"wave {wave.name} failed its gate: {verdict.reason}"
-                if policy.gates.rollback_on_failure:
-                    self.say(f"[{cycle_id}] rolling back wave {wave.name}: {', '.join(wave.hosts)}")
-                    back = runner.run("rollback.yml", self.inventory, ident=f"06-rollback-wave{wave.index}",
-                                      limit=list(wave.hosts), extravars={"patchwave_cycle_id": cycle_id})
-                    self._record(cycle_id, "rollback", "patchwave.endpoint.rollback_updates", back, wave_hosts,
-                                 wave=wave.index)
+            wave_status = self._wave(cycle_id, wave_row, policy, options, hosts, deployable, runner, extravars,
+                                 policy_dir or Path.cwd(), rollout)
+            if wave_status == "awaiting-approval":
+                return wave_status
 
         # 6 confirm by rescan
         self.store.set_cycle_status(cycle_id, "confirming")
@@ -236,11 +206,137 @@ class Cycle:
                     confirmed[name] = res
         status = self._end_states(cycle_id, hosts, manifest, scan_failed, stage_failed, deploy_failed, confirmed,
                                   unreachable)
-        if halted:
+        if rollout.halted:
             status = "halted"
         self.store.set_cycle_status(cycle_id, status, finished=True)
-        self.store.log(cycle_id, "finish", f"cycle {status}{': ' + halt_reason if halt_reason else ''}")
+        self.store.log(cycle_id, "finish", f"cycle {status}{': ' + rollout.reason if rollout.reason else ''}")
         return status
+
+    def _wave(self, cycle_id: str, wave_row: dict[str, Any], policy: Policy, options: dict[str, Any],
+              hosts: list[Host], deployable: list[Host], runner: PlaybookRunner, extravars: dict[str, Any],
+              policy_dir: Path, rollout: _Rollout) -> str:
+        """Take one wave from its stored status to its end: approval gate → window → deploy →
+        health gate → soak → health gate again. Returns the wave's status; each step is stored
+        before the next acts, so a resume picks up at the step that was interrupted."""
+        wave = Wave(wave_row["idx"], wave_row["name"], tuple(wave_row["hosts"]))
+        spec = next(s for s in policy.waves if s.name == wave.name)
+        status, gate_info = str(wave_row["status"]), dict(wave_row["gate"] or {})
+        if status in ("passed", "failed", "skipped"):
+            rollout.failed_so_far = int(gate_info.get("total_failed", rollout.failed_so_far))
+            if status == "failed":
+                rollout.stop(f"wave {wave.name} failed its gate: {gate_info.get('reason', '')}")
+            elif status == "skipped":
+                rollout.stop(str(gate_info.get("reason", "an earlier wave stopped the rollout")))
+            return status
+        if rollout.halted:
+            self.store.finish_wave(wave_row["id"], "skipped", {"reason": f"not started: {rollout.reason}"})
+            return "skipped"
+        if status in ("pending", "awaiting-approval"):
+            refused = self._approval_gate(cycle_id, wave, spec, wave_row["id"], rollout)
+            if refused:
+                return refused
+            closed = self._window_closed(policy, hosts, wave)
+            if closed and not options.get("force_window"):
+                self.say(f"[{cycle_id}] {closed}: stopping the rollout")
+                self.store.finish_wave(wave_row["id"], "skipped", {"reason": closed})
+                rollout.stop(closed)
+                return "skipped"
+            if closed:
+                self.store.log(cycle_id, "forced", f"wave {wave.name} started outside its window: {closed}")
+        if status == "running":
+            self.store.log(cycle_id, "resume", f"wave {wave.name} was interrupted: deploying it again "
+                                               "(hosts already at the manifest version are left alone)")
+        wave_hosts = [h for h in deployable if h.name in wave.hosts]
+        wave_id = int(wave_row["id"])
+        if status != "soaking":
+            self.say(f"[{cycle_id}] wave {wave.index} ({wave.name}): {', '.join(wave.hosts)}")
+            wave_id = self.store.start_wave(cycle_id, wave.index, wave.name, list(wave.hosts))
+            result = runner.run("deploy.yml", self.inventory, ident=f"03-deploy-wave{wave.index}",
+                                limit=list(wave.hosts), extravars={**extravars, "patchwave_serial": spec.concurrency})
+            failed = self._record(cycle_id, "deploy", APPLY, result, wave_hosts, wave=wave.index)
+            unhealthy = self._health(cycle_id, runner, policy, [h for h in wave.hosts if h not in failed], wave.index,
+                                     policy_dir, extravars)
+            gate_info = self._gate(wave, spec, policy, {**failed, **unhealthy}, rollout.failed_so_far, len(hosts))
+            if gate_info["passed"] and spec.soak_minutes:
+                if options.get("skip_soak"):
+                    self.store.log(cycle_id, "forced", f"wave {wave.name}: soak of {spec.soak_minutes:g} min "
+                                                       "skipped (--skip-soak)")
+                else:
+                    until = datetime.now(UTC) + timedelta(minutes=spec.soak_minutes)
+                    gate_info["soak_until"] = until.isoformat()
+                    self.store.set_wave_status(wave_id, "soaking", gate_info)
+                    self.store.log(cycle_id, "soak", f"wave {wave.name} soaks until {until:%Y-%m-%d %H:%M:%S} UTC")
+                    status = "soaking"
+        if status == "soaking":
+            gate_info = self._soak(cycle_id, wave, spec, policy, gate_info, runner, policy_dir, extravars, len(hosts))
+        rollout.failed_so_far = int(gate_info["total_failed"])
+        passed = bool(gate_info["passed"])
+        self.store.finish_wave(wave_id, "passed" if passed else "failed", gate_info)
+        self.store.log(cycle_id, "gate", f"wave {wave.name}: {'passed' if passed else 'FAILED'}: {gate_info['reason']}")
+        if not passed:
+            self.say(f"[{cycle_id}] wave {wave.name} failed its gate ({gate_info['reason']}): stopping the rollout")
+            rollout.stop(f"wave {wave.name} failed its gate: {gate_info['reason']}")
+            if policy.gates.rollback_on_failure:
+                self.say(f"[{cycle_id}] rolling back wave {wave.name}: {', '.join(wave.hosts)}")
+                back = runner.run("rollback.yml", self.inventory, ident=f"06-rollback-wave{wave.index}",
+                                  limit=list(wave.hosts), extravars={"patchwave_cycle_id": cycle_id})
+                self._record(cycle_id, "rollback", "patchwave.endpoint.rollback_updates", back, wave_hosts,
+                             wave=wave.index)
+        return "passed" if passed else "failed"
+
+    def _approval_gate(self, cycle_id: str, wave: Wave, spec: WaveSpec, wave_id: int, rollout: _Rollout) -> str:
+        """'' when the wave may go on; otherwise the status it stops with (waiting or rejected)."""
+        if not spec.approval:
+            return ""
+        decision = next((a for a in reversed(self.store.approvals(cycle_id)) if a["wave"] == wave.index), None)
+        if decision is None:
+            command = f"patchwave cycle approve {cycle_id} --wave {wave.name}"
+            self.store.set_wave_status(wave_id, "awaiting-approval")
+            self.store.set_cycle_status(cycle_id, "awaiting-approval")
+            self.store.log(cycle_id, "approval", f"wave {wave.name} waits for a manual approval: {command}")
+            self.say(f"[{cycle_id}] wave {wave.name} waits for a manual approval: {command}")
+            return "awaiting-approval"
+        if not decision["approved"]:
+            reason = f"wave {wave.name} rejected by {decision['by']}" + (
+                f": {decision['comment']}" if decision["comment"] else "")
+            self.store.finish_wave(wave_id, "skipped", {"reason": reason})
+            rollout.stop(reason)
+            return "skipped"
+        self.store.set_cycle_status(cycle_id, "deploying")
+        return ""
+
+    @staticmethod
+    def _gate(wave: Wave, spec: WaveSpec, policy: Policy, failed: dict[str, str], failed_before: int,
+              total: int) -> dict[str, Any]:
+        verdict = waves_mod.gate({h: h not in failed for h in wave.hosts}, spec.failure_budget, failed_before,
+                                 policy.gates.failure_budget, total)
+        return {"passed": verdict.passed, "failed": sorted(failed), "reasons": failed, "reason": verdict.reason,
+                "wave_budget": verdict.wave_budget, "global_budget": verdict.global_budget,
+                "wave_failed": verdict.wave_failed, "total_failed": verdict.total_failed}
+
+    def _soak(self, cycle_id: str, wave: Wave, spec: WaveSpec, policy: Policy, gate_info: dict[str, Any],
+              runner: PlaybookRunner, policy_dir: Path, extravars: dict[str, Any], total: int) -> dict[str, Any]:
+        """Wait out the soak (what is left of it after a resume), then check the wave's healthy
+        hosts again — reachable, and passing the health checks; the gate is decided anew."""
+        until = datetime.fromisoformat(str(gate_info["soak_until"]))
+        left = (until - datetime.now(UTC)).total_seconds()
+        if left > 0:
+            self.say(f"[{cycle_id}] wave {wave.name} soaking for {left / 60:.1f} more min (until {until:%H:%M:%S} UTC)")
+            time.sleep(left)
+        failed: dict[str, str] = dict(gate_info.get("reasons") or {})
+        still = [h for h in wave.hosts if h not in failed]
+        unhealthy = self._health(cycle_id, runner, policy, still, wave.index, policy_dir, extravars, after_soak=True)
+        before = int(gate_info["total_failed"]) - int(gate_info["wave_failed"])
+        verdict = self._gate(wave, spec, policy, {**failed, **unhealthy}, before, total)
+        verdict["soaked_until"] = gate_info["soak_until"]
+        if unhealthy:
+            verdict["reason"] = f"after the soak: {verdict['reason']}"
+        return verdict
+
+    def _runner(self, work: Path, cycle_id: str | None, policy: Policy | None = None) -> PlaybookRunner:
+        limits = (policy or Policy()).timeouts
+        return PlaybookRunner(self.paths.root, work, recorder=self.store, cycle_id=cycle_id, observer=self.display,
+                              timeouts=Timeouts(idle=round(limits.idle_minutes * 60), job=round(limits.job_minutes * 60)))
 
     def _scan(self, cycle_id: str, runner: PlaybookRunner, hosts: list[Host]) -> None:
         self.say(f"[{cycle_id}] scanning {len(hosts)} host(s)")
@@ -259,24 +355,27 @@ class Cycle:
         return f"maintenance window closed for wave {wave.name} ({minutes} min needed); next opening: {when}"
 
     def _health(self, cycle_id: str, runner: PlaybookRunner, policy: Policy, hosts: list[str], wave: int,
-                policy_dir: Path, extravars: dict[str, Any]) -> dict[str, str]:
-        """Run the policy's health checks on the wave's patched hosts; {host: why} for the unhealthy."""
+                policy_dir: Path, extravars: dict[str, Any], after_soak: bool = False) -> dict[str, str]:
+        """Run the policy's health checks on the wave's patched hosts; {host: why} for the unhealthy.
+        After a soak the built-in run happens even without probes: the host must still answer."""
         unhealthy: dict[str, str] = {}
-        if not hosts or not policy.gates.health_checks:
+        if not hosts or not (policy.gates.health_checks or after_soak):
             return unhealthy
         probes = [c.model_dump(exclude_none=True) for c in policy.gates.health_checks if c.playbook is None]
         runs: list[tuple[str, str, dict[str, Any]]] = []
-        if probes:
+        if probes or after_soak:
             runs.append(("health.yml", "built-in probes", {"health_checks": probes}))
         runs += [(str((policy_dir / str(c.playbook)).resolve()), f"playbook {c.playbook}", extravars)
                  for c in policy.gates.health_checks if c.playbook is not None]
         for index, (playbook, label, variables) in enumerate(runs):
-            result = runner.run(playbook, self.inventory, ident=f"05-health-wave{wave}-{index}", limit=hosts,
-                                extravars=variables)
+            when = "after the soak" if after_soak else "after deploy"
+            result = runner.run(playbook, self.inventory, ident=f"05-health-wave{wave}-{index}{'-soak' if after_soak else ''}",
+                                limit=hosts, extravars=variables)
             for host in hosts:
                 outcome = result.hosts.get(host)
                 ok = outcome is not None and outcome.ok
-                message = "healthy" if ok else f"health check failed ({label}): {outcome.message if outcome else 'no result'}"
+                message = (f"healthy {when}" if ok else
+                           f"health check failed {when} ({label}): {outcome.message if outcome else 'no result'}")
                 self.store.add_host_result(cycle_id, host, "health", ok, bool(outcome and outcome.unreachable), message,
                                            {"check": label}, wave=wave)
                 if not ok and host not in unhealthy:
@@ -344,7 +443,8 @@ class Cycle:
 def package_rows(approved: list[Decision], after: dict[str, str]) -> list[dict[str, Any]]:
     """Per approved package: before, wanted, after (from the rescan) and why it was approved."""
     return [{"name": d.name, "before": d.installed, "wanted": d.version, "after": after.get(d.name),
-             "severity": d.severity, "advisories": list(d.advisories), "cves": list(d.cves), "reason": d.reason}
+             "severity": d.severity, "advisories": list(d.advisories), "cves": list(d.cves), "reason": d.reason,
+             "sla_due": d.sla_due}
             for d in approved]
 
 
@@ -366,9 +466,9 @@ def scan_hosts(store: Store, runner: PlaybookRunner, inventory: Path, hosts: lis
     return results
 
 
-def scan_only(paths: Paths, store: Store, inventory: Path, progress: Progress | None = None) -> list[dict[str, Any]]:
+def scan_only(paths: Paths, store: Store, inventory: Path, display: Display | None = None) -> list[dict[str, Any]]:
     """A scan outside any cycle: stored (history for trends), nothing approved or installed."""
-    runner = PlaybookRunner(paths.root, paths.state / "scans", progress=progress)
+    runner = Cycle(paths, store, inventory, display)._runner(paths.state / "scans", None)
     report = []
     for entry in scan_hosts(store, runner, inventory, load_hosts(inventory), None):
         res = entry["result"]
@@ -382,7 +482,7 @@ def scan_only(paths: Paths, store: Store, inventory: Path, progress: Progress | 
     return report
 
 
-def rollback(paths: Paths, store: Store, cycle_id: str, progress: Progress | None = None) -> str:
+def rollback(paths: Paths, store: Store, cycle_id: str, display: Display | None = None) -> str:
     """Roll back every host a cycle reached, then confirm: each ends rolled-back or failed."""
     row = store.cycle(cycle_id)
     if row is None:
@@ -395,11 +495,11 @@ def rollback(paths: Paths, store: Store, cycle_id: str, progress: Progress | Non
     store.lock(cycle_id)
     try:
         work = paths.state / "cycles" / cycle_id
-        runner = PlaybookRunner(paths.root, work / "runs", progress=progress)
+        cycle = Cycle(paths, store, inventory, display)
+        runner = cycle._runner(work / "runs", cycle_id, Policy.model_validate_json(json.dumps(row["policy"])))
         hosts = [h for h in load_hosts(inventory) if h.name in reached]
         back = runner.run("rollback.yml", inventory, ident="07-rollback", limit=reached,
                           extravars={"patchwave_cycle_id": cycle_id})
-        cycle = Cycle(paths, store, inventory, progress)
         failed = cycle._record(cycle_id, "rollback", "patchwave.endpoint.rollback_updates", back, hosts)
         manifest = Manifest(cycle_id, str(row["created_at"]), tuple(store.decisions(cycle_id)))
         confirm = runner.run("confirm.yml", inventory, ident="08-confirm-rollback", limit=reached,
@@ -429,7 +529,7 @@ def load_advisories(policy: Policy, policy_dir: Path | None, extra: Path | None)
 
 
 def plan(paths: Paths, inventory: Path, policy: Policy, advisories: list[Advisory],
-         progress: Progress | None = None) -> dict[str, Any]:
+         display: Display | None = None) -> dict[str, Any]:
     """What a cycle would do now: the manifest and the waves with their windows. Scans without
     refreshing package lists and stores nothing: no host and no record changes."""
     hosts = waves_mod.targeted(load_hosts(inventory), policy.targets)
@@ -437,7 +537,7 @@ def plan(paths: Paths, inventory: Path, policy: Policy, advisories: list[Advisor
         raise InputError(f"{inventory}: the policy's targets match no host")
     waves_mod.plan(hosts, policy.waves)
     work = paths.state / "plans" / new_cycle_id()
-    runner = PlaybookRunner(paths.root, work, progress=progress)
+    runner = PlaybookRunner(paths.root, work, observer=display or quiet())
     scan = runner.run("scan.yml", inventory, ident="scan", limit=[h.name for h in hosts],
                       extravars={"scan_update_cache": False})
     updates: list[PendingUpdate] = []
@@ -448,7 +548,7 @@ def plan(paths: Paths, inventory: Path, policy: Policy, advisories: list[Advisor
             unscanned.append(host.name)
         else:
             updates.extend(updates_from_scan(host.name, res))
-    manifest = manifest_mod.build("plan", updates, advisories, policy.approval)
+    manifest = manifest_mod.build("plan", updates, advisories, policy.approval, sla_days=policy.sla_days)
     with_packages = [h for h in hosts if h.name in manifest.hosts_with_packages()]
     now = datetime.now(UTC)
     planned = []
@@ -466,7 +566,7 @@ def plan(paths: Paths, inventory: Path, policy: Policy, advisories: list[Advisor
         "unscanned": unscanned,
         "decisions": [{"host": d.host, "name": d.name, "installed": d.installed, "version": d.version,
                        "approved": d.approved, "reason": d.reason, "severity": d.severity,
-                       "advisories": list(d.advisories)} for d in manifest.decisions],
+                       "advisories": list(d.advisories), "sla_due": d.sla_due} for d in manifest.decisions],
         "waves": planned,
     }
 
@@ -476,15 +576,41 @@ def status_report(store: Store, cycle_id: str) -> dict[str, Any]:
     if cycle is None:
         raise InputError(f"no cycle {cycle_id!r} in the store")
     states = store.end_states(cycle_id)
-    finish = store.events(cycle_id, "finish")
+    finish = store.events(cycle_id, "approval" if cycle["status"] == "awaiting-approval" else "finish")
     return {
         "cycle_id": cycle_id,
         "status": cycle["status"],
         "reason": finish[-1]["message"] if finish else "",
         "created_at": cycle["created_at"],
         "finished_at": cycle["finished_at"],
-        "waves": [{"index": w["idx"], "name": w["name"], "hosts": w["hosts"], "status": w["status"]}
+        "waves": [{"index": w["idx"], "name": w["name"], "hosts": w["hosts"], "status": w["status"],
+                   "started_at": w["started_at"], "finished_at": w["finished_at"], "gate": w["gate"]}
                   for w in store.waves(cycle_id)],
+        "approvals": [{"wave": a["wave_name"], "approved": a["approved"], "by": a["by"], "at": a["at"],
+                       "comment": a["comment"]} for a in store.approvals(cycle_id)],
+        "runs": [{"run": r["ident"], "status": r["status"], "hosts": len(r["hosts"]), "seconds": r["seconds"]}
+                 for r in store.runs(cycle_id)],
         "hosts": [{"host": h, "state": s["state"], "detail": s["detail"], "packages": s["packages"]}
                   for h, s in sorted(states.items())],
     }
+
+
+def approve(store: Store, cycle_id: str, wave_name: str | None, by: str, comment: str = "",
+            approved: bool = True) -> str:
+    """Record the decision on the wave a cycle waits at; returns that wave's name. The cycle
+    goes on when it is next driven (`cycle approve` does that unless told not to)."""
+    row = store.cycle(cycle_id)
+    if row is None:
+        raise InputError(f"no cycle {cycle_id!r} in the store")
+    waiting = [w for w in store.waves(cycle_id) if w["status"] == "awaiting-approval"]
+    if row["status"] != "awaiting-approval" or not waiting:
+        raise InputError(f"cycle {cycle_id} is {row['status']}, not waiting for an approval")
+    wave = waiting[0]
+    if wave_name is not None and wave_name != wave["name"]:
+        raise InputError(f"cycle {cycle_id} waits for approval of wave {wave['name']!r}, not {wave_name!r}")
+    if not by.strip():
+        raise InputError("--by: say who decides (a name or an e-mail address)")
+    store.add_approval(cycle_id, int(wave["idx"]), str(wave["name"]), approved, by.strip(), comment)
+    store.log(cycle_id, "approval", f"wave {wave['name']} {'approved' if approved else 'REJECTED'} by {by.strip()}"
+                                    + (f": {comment}" if comment else ""))
+    return str(wave["name"])

@@ -10,8 +10,11 @@ approves them. New packages are approved exactly when an approved update needs t
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from fnmatch import fnmatchcase
+from typing import Any
 
 from patchwave.advisories import matching, rank
 from patchwave.models import Advisory, Decision, Manifest, PendingUpdate
@@ -96,9 +99,19 @@ def emergency(update: PendingUpdate, advisories: list[Advisory], only: set[str])
                        "reason": f"excluded: emergency cycle for {', '.join(sorted(only))} only"})
 
 
+def sla_due(decision: Decision, sla_days: Mapping[Any, int]) -> str:
+    """The date by which the fix must be installed: publication + the SLA days of its severity
+    ('' when the advisory has no publication date or the policy sets no SLA for the severity)."""
+    stamp = _published(decision.published) if decision.published else None
+    days = sla_days.get(decision.severity or "unknown")
+    if stamp is None or days is None:
+        return ""
+    return f"{stamp + timedelta(days=days):%Y-%m-%d}"
+
+
 def build(cycle_id: str, updates: list[PendingUpdate], advisories: list[Advisory],
           approval: Approval = DEFAULT_APPROVAL, now: datetime | None = None,
-          only: set[str] | None = None) -> Manifest:
+          only: set[str] | None = None, sla_days: Mapping[Any, int] | None = None) -> Manifest:
     decisions: dict[tuple[str, str], Decision] = {}
     for update in updates:
         if not update.new_install:
@@ -113,6 +126,7 @@ def build(cycle_id: str, updates: list[PendingUpdate], advisories: list[Advisory
             decisions[(update.host, update.name)] = Decision(
                 host=update.host, name=update.name, installed=None, version=update.candidate,
                 approved=bool(approved), reason=reason)
-    ordered = tuple(sorted(decisions.values(), key=lambda d: (d.host, d.name)))
+    ordered = tuple(sorted((replace(d, sla_due=sla_due(d, sla_days or {})) for d in decisions.values()),
+                           key=lambda d: (d.host, d.name)))
     created = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
     return Manifest(cycle_id=cycle_id, created=created, decisions=ordered)

@@ -64,6 +64,7 @@ class Decision:
     severity: str = ""
     cves: tuple[str, ...] = ()
     published: str = ""  # earliest publication date of the advisories it fixes
+    sla_due: str = ""  # YYYY-MM-DD: published + the policy's SLA days for its severity
 
 
 @dataclass(frozen=True)

@@ -187,7 +187,7 @@ class Wave(_Model):
     selector: Selector | None = None
     order_by: Literal["criticality", "name"] = "criticality"
     concurrency: Annotated[int, Field(ge=1)] = 20
-    soak_minutes: Annotated[int, Field(ge=0)] = 0
+    soak_minutes: Annotated[float, Field(ge=0, le=7 * 24 * 60)] = 0  # healthy this long before the next wave
     duration_minutes: Annotated[int, Field(ge=1)] = 30  # how long the wave needs inside its window
     approval: bool = False
     failure_budget: int | str = 0
@@ -236,6 +236,23 @@ class Gates(_Model):
         return _check_amount(value, "failure_budget")
 
 
+REBOOT_WAIT_MINUTES = 15  # the reboot role's reboot_timeout (900 s), silent while it waits
+
+
+class Timeouts(_Model):
+    """How long one ansible-runner invocation may take (job) and may stay silent (idle)."""
+
+    idle_minutes: Annotated[float, Field(gt=0)] = 20
+    job_minutes: Annotated[float, Field(gt=0)] = 240
+
+    @model_validator(mode="after")
+    def _order(self) -> Timeouts:
+        if self.job_minutes <= self.idle_minutes:
+            raise ValueError(f"job_minutes ({self.job_minutes:g}) must be longer than idle_minutes "
+                             f"({self.idle_minutes:g})")
+        return self
+
+
 class Policy(_Model):
     version: Literal[1] = 1
     name: Annotated[str, Field(min_length=1)] = "default"
@@ -247,6 +264,7 @@ class Policy(_Model):
     waves: Annotated[list[Wave], Field(min_length=1)] = [Wave(name="canary", size=1), Wave(name="broad")]
     gates: Gates = Gates()
     reboot: Literal["never", "if_required", "always"] = "if_required"
+    timeouts: Timeouts = Timeouts()
 
     @model_validator(mode="after")
     def _waves(self) -> Policy:
@@ -290,6 +308,7 @@ def load(path: Path, known_groups: set[str] | None = None) -> Policy:
                 message = "unknown key (check the spelling; see docs/policies.md)"
             lines.append(f"{_where(path, data, loc)}: {_loc_text(loc) or 'policy'}: {message}")
         raise PolicyError("\n".join(dict.fromkeys(lines))) from exc
+    _check_limits(path, data, policy)
     if known_groups is not None:
         _check_groups(path, data, policy, known_groups)
     for index, source in enumerate(policy.advisories):
@@ -301,6 +320,19 @@ def load(path: Path, known_groups: set[str] | None = None) -> Policy:
             raise PolicyError(f"{_where(path, data, ('gates', 'health_checks', index, 'playbook'))}: "
                               f"health check playbook {check.playbook} does not exist")
     return policy
+
+
+def _check_limits(path: Path, data: Any, policy: Policy) -> None:
+    """Settings that are each valid but contradict one another."""
+    if policy.reboot != "never" and policy.timeouts.idle_minutes <= REBOOT_WAIT_MINUTES:
+        raise PolicyError(f"{_where(path, data, ('timeouts', 'idle_minutes'))}: timeouts.idle_minutes "
+                          f"({policy.timeouts.idle_minutes:g}) must be longer than the {REBOOT_WAIT_MINUTES}-minute "
+                          "wait for a rebooting host (or set reboot: never)")
+    for severity, days in policy.sla_days.items():
+        if policy.approval.delay_days >= days:
+            raise PolicyError(f"{_where(path, data, ('approval', 'delay_days'))}: approval.delay_days "
+                              f"({policy.approval.delay_days}) is not shorter than sla_days.{severity} ({days}): "
+                              f"{severity} fixes could never be installed in time")
 
 
 def _check_groups(path: Path, data: Any, policy: Policy, known: set[str]) -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import ansible_runner
 
@@ -22,7 +22,6 @@ TRACKED_ACTIONS = {
     "patchwave.endpoint.rollback_updates",
     "ansible.builtin.reboot",
 }
-Progress = Callable[[str], None]
 
 
 def _tools_on_path() -> str:
@@ -35,11 +34,49 @@ def _tools_on_path() -> str:
     return os.environ["PATH"]
 
 
+@dataclass(frozen=True)
+class TaskEvent:
+    """One host's result for one task (or the host's task starting), as ansible-runner reports it."""
+
+    run: str
+    host: str
+    task: str
+    action: str
+    kind: str  # start | ok | changed | failed | unreachable | skipped
+    message: str = ""
+
+
+class Observer(Protocol):
+    """Who watches runs live (the progress display)."""
+
+    def begin(self, run: str, hosts: list[str]) -> None: ...
+    def event(self, event: TaskEvent) -> None: ...
+    def end(self, run: str, status: str) -> None: ...
+
+
+class Recorder(Protocol):
+    """Where runs and task events go as they happen (the store)."""
+
+    def start_run(self, cycle_id: str | None, ident: str, playbook: str, hosts: list[str]) -> int: ...
+    def add_task_event(self, run_id: int, host: str, task: str, action: str, kind: str, message: str) -> None: ...
+    def finish_run(self, run_id: int, status: str, rc: int, seconds: float) -> None: ...
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Deliberate limits for one invocation: `idle` seconds without any output from
+    ansible-playbook (a hung connection or task), `job` seconds in all."""
+
+    idle: int = 20 * 60
+    job: int = 4 * 3600
+
+
 @dataclass
 class RunResult:
-    status: str
+    status: str  # successful | failed | timeout | canceled
     rc: int
     stats: dict[str, Any]
+    seconds: float = 0.0
     hosts: dict[str, HostResult] = field(default_factory=dict)
     # action -> host -> module result
     results: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
@@ -48,34 +85,64 @@ class RunResult:
         return self.results.get(action, {}).get(host)
 
 
+def _event_message(kind: str, res: dict[str, Any]) -> str:
+    if kind in ("failed", "unreachable"):
+        return str(res.get("msg") or res.get("stderr") or kind)
+    return str(res.get("msg", "")) if isinstance(res.get("msg"), str) else ""
+
+
 class PlaybookRunner:
-    def __init__(self, root: Path, work_dir: Path, progress: Progress | None = None) -> None:
+    def __init__(self, root: Path, work_dir: Path, *, recorder: Recorder | None = None, cycle_id: str | None = None,
+                 observer: Observer | None = None, timeouts: Timeouts | None = None) -> None:
         self.root = root
         self.work_dir = work_dir
-        self.progress = progress or (lambda _m: None)
+        self.recorder = recorder
+        self.cycle_id = cycle_id
+        self.observer = observer
+        self.timeouts = timeouts or Timeouts()
 
     def run(self, playbook: str, inventory: Path, *, ident: str, limit: list[str] | None = None,
-            extravars: dict[str, Any] | None = None, job_timeout: int = 4 * 3600) -> RunResult:
+            extravars: dict[str, Any] | None = None) -> RunResult:
         results: dict[str, dict[str, dict[str, Any]]] = {}
         failures: dict[str, tuple[bool, str]] = {}
+        path = playbook if Path(playbook).is_absolute() else str(self.root / "playbooks" / playbook)
+        run_id = self.recorder.start_run(self.cycle_id, ident, path, sorted(limit or [])) if self.recorder else None
+
+        def emit(host: str, data: dict[str, Any], kind: str, res: dict[str, Any]) -> None:
+            event = TaskEvent(ident, host, str(data.get("task", "")), str(data.get("task_action", "")), kind,
+                              _event_message(kind, res))
+            if self.recorder is not None and run_id is not None and kind not in ("start", "skipped"):
+                self.recorder.add_task_event(run_id, host, event.task, event.action, kind, event.message)
+            if self.observer is not None:
+                self.observer.event(event)
 
         def on_event(event: dict[str, Any]) -> bool:
             kind = event.get("event", "")
             data = event.get("event_data", {})
             host = data.get("host")
             action = data.get("task_action", "")
-            if kind == "runner_on_ok" and action in TRACKED_ACTIONS and host:
-                results.setdefault(action, {})[host] = data.get("res", {})
-                self.progress(f"{host}: {data.get('task', action)} ok")
-            elif kind == "runner_on_failed" and host and not data.get("ignore_errors"):
-                res = data.get("res", {})
+            res = data.get("res", {}) if isinstance(data.get("res"), dict) else {}
+            if not host:
+                return True
+            if kind == "runner_on_start":
+                emit(host, data, "start", res)
+            elif kind == "runner_on_ok":
+                if action in TRACKED_ACTIONS:
+                    results.setdefault(action, {})[host] = res
+                emit(host, data, "changed" if res.get("changed") else "ok", res)
+            elif kind == "runner_on_skipped":
+                emit(host, data, "skipped", res)
+            elif kind == "runner_on_failed":
+                if data.get("ignore_errors"):
+                    emit(host, data, "ok", res)
+                    return True
                 failures[host] = (False, str(res.get("msg", "failed")))
                 if action in TRACKED_ACTIONS:
                     results.setdefault(action, {})[host] = res
-                self.progress(f"{host}: {data.get('task', action)} FAILED: {res.get('msg', '')}")
-            elif kind == "runner_on_unreachable" and host:
-                failures[host] = (True, str(data.get("res", {}).get("msg", "unreachable")))
-                self.progress(f"{host}: UNREACHABLE")
+                emit(host, data, "failed", res)
+            elif kind == "runner_on_unreachable":
+                failures[host] = (True, str(res.get("msg", "unreachable")))
+                emit(host, data, "unreachable", res)
             return True
 
         private = self.work_dir / ident
@@ -86,10 +153,13 @@ class PlaybookRunner:
             "ANSIBLE_FORCE_COLOR": "0",
             "PATH": _tools_on_path(),
         }
+        if self.observer is not None:
+            self.observer.begin(ident, sorted(limit or []))
+        started = time.monotonic()
         runner = ansible_runner.run(
             private_data_dir=str(private),
             project_dir=str(self.root),
-            playbook=playbook if Path(playbook).is_absolute() else str(self.root / "playbooks" / playbook),
+            playbook=path,
             inventory=str(inventory),
             limit=",".join(limit) if limit else None,
             extravars=extravars or {},
@@ -97,11 +167,22 @@ class PlaybookRunner:
             ident="run",
             quiet=True,
             event_handler=on_event,
-            timeout=job_timeout,
+            settings={"idle_timeout": self.timeouts.idle, "job_timeout": self.timeouts.job},
             rotate_artifacts=1,
         )
+        seconds = time.monotonic() - started
+        status, rc = str(runner.status), int(runner.rc or 0)
+        if self.recorder is not None and run_id is not None:
+            self.recorder.finish_run(run_id, status, rc, seconds)
+        if self.observer is not None:
+            self.observer.end(ident, status)
         stats: dict[str, Any] = runner.stats or {}
         hosts: dict[str, HostResult] = {}
+        if status == "timeout":
+            why = (f"stopped: ansible-playbook ran past the job timeout ({self.timeouts.job} s) or was silent "
+                   f"longer than the idle timeout ({self.timeouts.idle} s)")
+            for host in limit or []:
+                failures.setdefault(host, (False, why))
         seen = set(stats.get("ok", {})) | set(stats.get("failures", {})) | set(stats.get("dark", {})) | set(failures)
         for host in sorted(seen):
             unreachable, message = False, ""
@@ -110,7 +191,7 @@ class PlaybookRunner:
             ok = host not in failures and host not in stats.get("failures", {}) and host not in stats.get("dark", {})
             hosts[host] = HostResult(host=host, ok=ok, unreachable=unreachable or host in stats.get("dark", {}),
                                      message=message)
-        return RunResult(status=str(runner.status), rc=int(runner.rc or 0), stats=stats, hosts=hosts, results=results)
+        return RunResult(status=status, rc=rc, stats=stats, seconds=seconds, hosts=hosts, results=results)
 
 
 def read_inventory(inventory: Path) -> dict[str, Any]:

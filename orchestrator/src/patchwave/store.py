@@ -17,6 +17,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Integer,
     MetaData,
@@ -34,7 +35,7 @@ from sqlalchemy.engine import Engine
 from patchwave.errors import PatchwaveError
 from patchwave.models import Decision, Manifest, PendingUpdate
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 metadata = MetaData()
 
 schema_info = Table("schema_info", metadata, Column("version", Integer, nullable=False))
@@ -90,6 +91,7 @@ decisions = Table(
     Column("severity", String(16), nullable=False),
     Column("cves", JSON),  # schema 2
     Column("published", String(32)),  # schema 2
+    Column("sla_due", String(32)),  # schema 4: published + the policy's SLA days for the severity
 )
 
 waves = Table(
@@ -147,6 +149,45 @@ events = Table(
     Column("message", Text, nullable=False),
 )
 
+runs = Table(
+    "runs", metadata,  # schema 4: one row per ansible-runner invocation
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("cycle_id", String(64), index=True),
+    Column("ident", String(128), nullable=False),
+    Column("playbook", Text, nullable=False),
+    Column("hosts", JSON, nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("seconds", Float),
+    Column("status", String(32), nullable=False),  # running | successful | failed | timeout | canceled
+    Column("rc", Integer),
+)
+
+task_events = Table(
+    "task_events", metadata,  # schema 4: each host's task results, written as they arrive
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", Integer, ForeignKey("runs.id"), nullable=False, index=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("host", String(255), nullable=False),
+    Column("task", Text, nullable=False),
+    Column("action", String(128), nullable=False),
+    Column("kind", String(16), nullable=False),  # ok | changed | failed | unreachable
+    Column("message", Text, nullable=False),
+)
+
+approvals = Table(
+    "approvals", metadata,  # schema 4: manual approval gates, who decided and when
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("cycle_id", String(64), ForeignKey("cycles.id"), nullable=False, index=True),
+    Column("wave", Integer, nullable=False),
+    Column("wave_name", String(64), nullable=False),
+    Column("approved", Boolean, nullable=False),
+    Column("by", String(255), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("comment", Text, nullable=False),
+)
+
+
 def _add_column(conn: Any, table: str, column: str, kind: str) -> None:
     # create_all() has already made any table missing from an old store in its current shape
     from sqlalchemy import inspect
@@ -166,9 +207,14 @@ def _v2_to_v3(conn: Any) -> None:
     _add_column(conn, "cycles", "options", "JSON")
 
 
+def _v3_to_v4(conn: Any) -> None:
+    """Decisions carry their SLA due date (runs, task events and approvals are new tables)."""
+    _add_column(conn, "decisions", "sla_due", "VARCHAR(32)")
+
+
 # Migrations: index i upgrades schema version i+1 to i+2. A new store is created at the current
 # version by create_all; an older one is brought forward step by step, in one transaction.
-MIGRATIONS: list[Any] = [_v1_to_v2, _v2_to_v3]
+MIGRATIONS: list[Any] = [_v1_to_v2, _v2_to_v3, _v3_to_v4]
 
 
 def now() -> datetime:
@@ -287,7 +333,7 @@ class Store:
                     dict(cycle_id=manifest.cycle_id, host=d.host, name=d.name, installed=d.installed,
                          version=d.version, approved=d.approved, reason=d.reason,
                          advisories=list(d.advisories), severity=d.severity, cves=list(d.cves),
-                         published=d.published)
+                         published=d.published, sla_due=d.sla_due)
                     for d in manifest.decisions])
 
     def plan_waves(self, cycle_id: str, planned: list[tuple[int, str, list[str]]]) -> None:
@@ -307,6 +353,14 @@ class Store:
                 cycle_id=cycle_id, idx=idx, name=name, hosts=hosts, status="running", started_at=now()))
             return int(_primary_key(inserted))
 
+    def set_wave_status(self, wave_id: int, status: str, gate: dict[str, Any] | None = None) -> None:
+        """A wave that is not over yet: awaiting-approval, soaking."""
+        values: dict[str, Any] = {"status": status}
+        if gate is not None:
+            values["gate"] = gate
+        with self.engine.begin() as conn:
+            conn.execute(update(waves).where(waves.c.id == wave_id).values(**values))
+
     def finish_wave(self, wave_id: int, status: str, gate: dict[str, Any]) -> None:
         with self.engine.begin() as conn:
             conn.execute(update(waves).where(waves.c.id == wave_id).values(status=status, finished_at=now(), gate=gate))
@@ -322,6 +376,26 @@ class Store:
         with self.engine.begin() as conn:
             conn.execute(insert(end_states).values(cycle_id=cycle_id, host=host, at=now(), state=state,
                                                    packages=packages, detail=detail))
+
+    def start_run(self, cycle_id: str | None, ident: str, playbook: str, hosts: list[str]) -> int:
+        with self.engine.begin() as conn:
+            return int(_primary_key(conn.execute(insert(runs).values(
+                cycle_id=cycle_id, ident=ident, playbook=playbook, hosts=hosts, started_at=now(), status="running"))))
+
+    def add_task_event(self, run_id: int, host: str, task: str, action: str, kind: str, message: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(insert(task_events).values(run_id=run_id, at=now(), host=host, task=task, action=action,
+                                                    kind=kind, message=message[:2000]))
+
+    def finish_run(self, run_id: int, status: str, rc: int, seconds: float) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(runs).where(runs.c.id == run_id).values(
+                finished_at=now(), seconds=seconds, status=status, rc=rc))
+
+    def add_approval(self, cycle_id: str, wave: int, wave_name: str, approved: bool, by: str, comment: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(insert(approvals).values(cycle_id=cycle_id, wave=wave, wave_name=wave_name,
+                                                  approved=approved, by=by, at=now(), comment=comment))
 
     # --- reads ----------------------------------------------------------------------------
     def latest_cycle_id(self) -> str | None:
@@ -339,7 +413,8 @@ class Store:
                                 .order_by(decisions.c.host, decisions.c.name)).mappings().all()
         return [Decision(host=r["host"], name=r["name"], installed=r["installed"], version=r["version"],
                          approved=r["approved"], reason=r["reason"], advisories=tuple(r["advisories"]),
-                         severity=r["severity"], cves=tuple(r["cves"] or ()), published=r["published"] or "")
+                         severity=r["severity"], cves=tuple(r["cves"] or ()), published=r["published"] or "",
+                         sla_due=r["sla_due"] or "")
                 for r in rows]
 
     def waves(self, cycle_id: str) -> list[dict[str, Any]]:
@@ -380,6 +455,22 @@ class Store:
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(select(host_results).where(host_results.c.cycle_id == cycle_id)
                                                   .order_by(host_results.c.id)).mappings()]
+
+
+    def runs(self, cycle_id: str | None) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(select(runs).where(runs.c.cycle_id == cycle_id)
+                                                  .order_by(runs.c.id)).mappings()]
+
+    def task_events(self, run_id: int) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(select(task_events).where(task_events.c.run_id == run_id)
+                                                  .order_by(task_events.c.id)).mappings()]
+
+    def approvals(self, cycle_id: str) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(select(approvals).where(approvals.c.cycle_id == cycle_id)
+                                                  .order_by(approvals.c.id)).mappings()]
 
 
 def _primary_key(result: Any) -> Any:
