@@ -29,3 +29,20 @@ def test_stage_deploy_confirm_playbooks_with_a_hand_written_manifest(lab, tmp_pa
     # pw-kernel asks for a reboot: the deploy role rebooted the host, which cleared the request
     assert podman_exec(host.container, "cut", "-d", " ", "-f22", "/proc/1/stat") != booted
     assert podman_exec(host.container, "sh", "-c", "test -e /run/reboot-required && echo yes || echo no").strip() == "no"
+
+
+def test_health_probes_pass_and_fail_on_a_host(lab) -> None:  # type: ignore[no-untyped-def]
+    host = next(h for h in lab.hosts() if h.name == "ws1")
+    good = [{"port": 22}]
+    proc = ansible("ansible-playbook", "-i", "inventories/lab/hosts.yml", "playbooks/health.yml", "-l", host.name,
+                   "-e", json.dumps({"health_checks": good}))
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert "Host answers" in proc.stdout and "Ports accept connections" in proc.stdout
+    # nothing listens on port 9 and the unit does not exist: each probe fails the host on its own
+    for bad in ({"port": 9}, {"service": "pw-no-such-unit"}, {"http": "http://127.0.0.1:9/", "status": 200}):
+        proc = ansible("ansible-playbook", "-i", "inventories/lab/hosts.yml", "playbooks/health.yml", "-l", host.name,
+                       "-e", json.dumps({"health_checks": [bad], "health_timeout": 2}), check=False)
+        assert proc.returncode == 2 and "failed=1" in proc.stdout, (bad, proc.stdout[-2000:])
+    # no probes at all: the host must still answer
+    proc = ansible("ansible-playbook", "-i", "inventories/lab/hosts.yml", "playbooks/health.yml", "-l", host.name)
+    assert proc.returncode == 0 and "ok=2" in proc.stdout and "skipped=3" in proc.stdout, proc.stdout[-2000:]

