@@ -59,7 +59,7 @@ class Recorder(Protocol):
 
     def start_run(self, cycle_id: str | None, ident: str, playbook: str, hosts: list[str]) -> int: ...
     def add_task_event(self, run_id: int, host: str, task: str, action: str, kind: str, message: str) -> None: ...
-    def finish_run(self, run_id: int, status: str, rc: int, seconds: float) -> None: ...
+    def finish_run(self, run_id: int, status: str, rc: int, seconds: float, handler_seconds: float) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -116,7 +116,16 @@ class PlaybookRunner:
             if self.observer is not None:
                 self.observer.event(event)
 
+        handler = [0.0]
+
         def on_event(event: dict[str, Any]) -> bool:
+            began = time.monotonic()
+            try:
+                return handle(event)
+            finally:
+                handler[0] += time.monotonic() - began
+
+        def handle(event: dict[str, Any]) -> bool:
             kind = event.get("event", "")
             data = event.get("event_data", {})
             host = data.get("host")
@@ -173,7 +182,7 @@ class PlaybookRunner:
         seconds = time.monotonic() - started
         status, rc = str(runner.status), int(runner.rc or 0)
         if self.recorder is not None and run_id is not None:
-            self.recorder.finish_run(run_id, status, rc, seconds)
+            self.recorder.finish_run(run_id, status, rc, seconds, handler[0])
         if self.observer is not None:
             self.observer.end(ident, status)
         stats: dict[str, Any] = runner.stats or {}

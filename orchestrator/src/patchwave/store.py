@@ -158,7 +158,8 @@ runs = Table(
     Column("hosts", JSON, nullable=False),
     Column("started_at", DateTime(timezone=True), nullable=False),
     Column("finished_at", DateTime(timezone=True)),
-    Column("seconds", Float),
+    Column("seconds", Float),  # wall time of the invocation, handler time included
+    Column("handler_seconds", Float),  # spent in Patchwave's event handling (store writes, display)
     Column("status", String(32), nullable=False),  # running | successful | failed | timeout | canceled
     Column("rc", Integer),
 )
@@ -387,10 +388,10 @@ class Store:
             conn.execute(insert(task_events).values(run_id=run_id, at=now(), host=host, task=task, action=action,
                                                     kind=kind, message=message[:2000]))
 
-    def finish_run(self, run_id: int, status: str, rc: int, seconds: float) -> None:
+    def finish_run(self, run_id: int, status: str, rc: int, seconds: float, handler_seconds: float = 0.0) -> None:
         with self.engine.begin() as conn:
             conn.execute(update(runs).where(runs.c.id == run_id).values(
-                finished_at=now(), seconds=seconds, status=status, rc=rc))
+                finished_at=now(), seconds=seconds, handler_seconds=handler_seconds, status=status, rc=rc))
 
     def add_approval(self, cycle_id: str, wave: int, wave_name: str, approved: bool, by: str, comment: str) -> None:
         with self.engine.begin() as conn:
