@@ -69,3 +69,59 @@ def test_killed_mid_wave_then_resumed(lab, tmp_path: Path) -> None:  # type: ign
         rows = conn.execute("SELECT host, data FROM host_results WHERE stage = 'deploy'").fetchall()
     changed = [host for host, data in rows if json.loads(data).get("changed")]
     assert len(changed) == len(set(changed))  # the store never saw a host installed twice
+
+
+def _wave_status(db: Path, idx: int) -> str | None:
+    if not db.exists():
+        return None
+    try:
+        with sqlite3.connect(db, timeout=5) as conn:
+            row = conn.execute("SELECT status FROM waves WHERE idx = ?", (idx,)).fetchone()
+    except sqlite3.OperationalError:
+        return None
+    return None if row is None else str(row[0])
+
+
+SOAK_POLICY = """\
+version: 1
+name: soak-resume
+targets:
+  hosts: [ws1, ws2]
+waves:
+  - {name: canary, size: 1, soak_minutes: 0.5}
+  - {name: broad}
+reboot: never
+"""
+
+
+def test_killed_while_soaking_then_resumed(lab, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The soak goes on for what is left of it; the soaking wave is not deployed again."""
+    lab.down()
+    lab.up()
+    db = tmp_path / "pw.db"
+    store = f"sqlite:///{db}"
+    (tmp_path / "policy.yml").write_text(SOAK_POLICY)
+    proc = subprocess.Popen([PATCHWAVE, "cycle", "run", "--policy", str(tmp_path / "policy.yml"), "--json",
+                             "--store", store], cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 600
+    while _wave_status(db, 0) != "soaking":
+        assert proc.poll() is None, "the cycle ended before its canary soaked"
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    killed_at = time.monotonic()
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    resumed = subprocess.run([PATCHWAVE, "cycle", "resume", "--json", "--store", store], cwd=ROOT,
+                             capture_output=True, text=True, check=False, timeout=1800)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    final = json.loads(resumed.stdout)
+    assert final["status"] == "completed"
+    assert [w["status"] for w in final["waves"]] == ["passed", "passed"]
+    # the canary was deployed once, then checked after the soak, which ended 30 s after it began
+    assert [r["run"] for r in final["runs"]].count("03-deploy-wave0") == 1
+    assert "05-health-wave0-0-soak" in [r["run"] for r in final["runs"]]
+    assert time.monotonic() - killed_at >= 20
+    for host in lab.hosts():
+        if host.name in ("ws1", "ws2"):
+            assert installed_versions(host.container)["pw-libssl"] == "1.0-2", host.name

@@ -25,7 +25,7 @@ def _store_with_cycle(tmp_path: Path) -> Store:
     store.add_end_state("c1", "web1", "patched",
                         [{"name": "pw-libssl", "before": "1.0-1", "wanted": "1.0-2", "after": "1.0-2",
                           "severity": "critical", "advisories": ["PWSA-1"], "cves": ["CVE-2026-1"],
-                          "reason": "approved"}], "ok")
+                          "sla_due": "2026-12-06", "reason": "approved"}], "ok")
     store.set_cycle_status("c1", "completed", finished=True)
     return store
 
@@ -70,7 +70,9 @@ def test_workbook_has_summary_hosts_and_one_sheet_per_host(tmp_path: Path) -> No
     hosts = list(wb["Hosts"].iter_rows(values_only=True))
     assert hosts[1][:6] == ("web1", "web", "server", "team-web", None, "patched")
     rows = list(wb["web1"].iter_rows(values_only=True))
-    assert ("pw-libssl", "1.0-1", "1.0-2", "1.0-2", "critical", "PWSA-1", "CVE-2026-1", "approved") in rows
+    assert ("pw-libssl", "1.0-1", "1.0-2", "1.0-2", "critical", "PWSA-1", "CVE-2026-1", "2026-12-06", "approved") in rows
+    summary = {r[0]: r[1] for r in wb["Summary"].iter_rows(values_only=True) if r[0]}
+    assert summary["Wave 0 (canary)"] == "passed: web1"
 
 
 def test_a_schema_1_store_is_migrated_in_place(tmp_path: Path) -> None:

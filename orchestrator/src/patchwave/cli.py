@@ -322,9 +322,11 @@ def cycle_plan(
     if as_json:
         _emit_json(result)
         return
-    table = Table("host", "package", "installed → candidate", "decision", title=f"plan under policy {result['policy']}")
+    table = Table("host", "package", "installed → candidate", "severity", "SLA due", "decision",
+                  title=f"plan under policy {result['policy']}")
     for d in result["decisions"]:
-        table.add_row(d["host"], d["name"], f"{d['installed'] or '-'} → {d['version']}", d["reason"])
+        table.add_row(d["host"], d["name"], f"{d['installed'] or '-'} → {d['version']}", d["severity"], d["sla_due"],
+                      d["reason"])
     err.print(table)
     for wave in result["waves"]:
         err.print(f"wave {wave['index']} {wave['name']}: {', '.join(wave['hosts'])} — window: {wave['next_opening']}")

@@ -67,7 +67,12 @@ def write_cycle_workbook(status: dict[str, Any], hosts: list[Host], path: Path) 
         ["Hosts", len(status["hosts"])],
     ]
     rows += [[f"Hosts {state}", n] for state, n in sorted(counts.items())]
-    rows += [[f"Wave {w['index']} ({w['name']})", f"{w['status']}: {', '.join(w['hosts'])}"] for w in status["waves"]]
+    for w in status["waves"]:
+        gate = (w.get("gate") or {}).get("reason", "")
+        rows.append([f"Wave {w['index']} ({w['name']})",
+                     f"{w['status']}: {', '.join(w['hosts'])}" + (f" — gate: {gate}" if gate else "")])
+    rows += [[f"Approval of {a['wave']}", f"{'approved' if a['approved'] else 'rejected'} by {a['by']} at {a['at']}"
+              + (f": {a['comment']}" if a["comment"] else "")] for a in status.get("approvals", [])]
     for row in rows:
         summary.append(row)
         summary.cell(row=summary.max_row, column=1).font = _BOLD
@@ -93,9 +98,10 @@ def write_cycle_workbook(status: dict[str, Any], hosts: list[Host], path: Path) 
         ws.append([f"Host {item['host']}: {item['state']}", item["detail"]])
         ws["A1"].font = Font(bold=True, size=12)
         ws.append([])
-        _table(ws, ["Package", "Before", "Wanted", "After", "Severity", "Advisories", "CVEs", "Decision"],
+        _table(ws, ["Package", "Before", "Wanted", "After", "Severity", "Advisories", "CVEs", "SLA due", "Decision"],
                [[p["name"], p["before"], p["wanted"], p["after"], p.get("severity") or None,
-                 ", ".join(p["advisories"]) or None, ", ".join(p.get("cves", [])) or None, p["reason"]]
+                 ", ".join(p["advisories"]) or None, ", ".join(p.get("cves", [])) or None, p.get("sla_due") or None,
+                 p["reason"]]
                 for p in item["packages"]])
     path.parent.mkdir(parents=True, exist_ok=True)
     wb.save(path)
