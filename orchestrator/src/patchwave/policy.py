@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from patchwave import yamlsrc
 from patchwave.errors import InputError
@@ -280,14 +280,10 @@ class Policy(_Model):
 
 
 def _where(path: Path, data: Any, loc: tuple[str | int, ...]) -> str:
-    return f"{path}:{yamlsrc.line_of(data, loc)}"
+    return yamlsrc.where(path, data, loc)
 
 
-def _loc_text(loc: tuple[str | int, ...]) -> str:
-    text = ""
-    for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text
+_loc_text = yamlsrc.loc_text
 
 
 def load(path: Path, known_groups: set[str] | None = None) -> Policy:
@@ -297,17 +293,7 @@ def load(path: Path, known_groups: set[str] | None = None) -> Policy:
         data = yamlsrc.Located()
     if not isinstance(data, dict):
         raise PolicyError(f"{path}:1: a policy is a mapping (key: value), not {type(data).__name__}")
-    try:
-        policy = Policy.model_validate(_plain(data))
-    except ValidationError as exc:
-        lines = []
-        for error in exc.errors():
-            loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith(("function-", "int", "str"))))
-            message = error["msg"].removeprefix("Value error, ")
-            if error["type"] == "extra_forbidden":
-                message = "unknown key (check the spelling; see docs/policies.md)"
-            lines.append(f"{_where(path, data, loc)}: {_loc_text(loc) or 'policy'}: {message}")
-        raise PolicyError("\n".join(dict.fromkeys(lines))) from exc
+    policy = yamlsrc.validate(Policy, data, path, "policy", "docs/policies.md", PolicyError)
     _check_limits(path, data, policy)
     if known_groups is not None:
         _check_groups(path, data, policy, known_groups)
@@ -344,15 +330,6 @@ def _check_groups(path: Path, data: Any, policy: Policy, known: set[str]) -> Non
             if group not in known:
                 raise PolicyError(f"{_where(path, data, (*loc, position))}: {_loc_text(loc)}: unknown group {group!r}; "
                                   f"the inventory has {', '.join(sorted(known)) or 'no groups'}")
-
-
-def _plain(value: Any) -> Any:
-    """Located containers → plain dict/list (pydantic strict mode wants exact types)."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
 
 
 def amount(value: int | str, total: int) -> int:

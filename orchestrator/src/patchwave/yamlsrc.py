@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
+from pydantic import BaseModel, ValidationError
 
 from patchwave.errors import InputError
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class Located(dict[str, Any]):
@@ -83,3 +86,42 @@ def line_of(data: Any, loc: tuple[str | int, ...]) -> int:
         else:
             break
     return line
+
+
+def where(path: Path, data: Any, loc: tuple[str | int, ...]) -> str:
+    """`file:line` of the deepest node on `loc`."""
+    return f"{path}:{line_of(data, loc)}"
+
+
+def loc_text(loc: tuple[str | int, ...]) -> str:
+    """('waves', 0, 'size') → 'waves[0].size'."""
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def plain(value: Any) -> Any:
+    """Located containers → plain dict/list (pydantic strict mode wants exact types)."""
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value
+
+
+def validate(model: type[M], data: Any, path: Path, what: str, docs: str,
+                           error: type[InputError] = InputError) -> M:
+    """Validate loaded YAML against a pydantic model; every problem becomes `file:line: where: what`."""
+    try:
+        return model.model_validate(plain(data))
+    except ValidationError as exc:
+        lines = []
+        for problem in exc.errors():
+            loc = tuple(p for p in problem["loc"]
+                        if not (isinstance(p, str) and p.startswith(("function-", "int", "str"))))
+            message = problem["msg"].removeprefix("Value error, ")
+            if problem["type"] == "extra_forbidden":
+                message = f"unknown key (check the spelling; see {docs})"
+            lines.append(f"{where(path, data, loc)}: {loc_text(loc) or what}: {message}")
+        raise error("\n".join(dict.fromkeys(lines))) from exc
