@@ -24,6 +24,8 @@ from patchwave.errors import InputError
 from patchwave.models import Host
 
 DOCS = "docs/baselines.md"
+SHIPPED = Path(__file__).parent / "baselines"  # `include: [patchwave:debian-server.yml]`
+DEFAULT_PROFILE = SHIPPED / "profile.yml"
 RULE_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{1,63}$"
 _PARAM = re.compile(r"^\$([a-z][a-z0-9_]*)$")
 _PACKAGE = re.compile(r"^[a-z0-9*?][a-z0-9+.*?\-]*$")
@@ -551,7 +553,8 @@ class Baseline:
         for loc, layer in self._layers():
             for index, name in enumerate(layer.include):
                 if name not in self.files:
-                    target = (profile_path.parent / name).resolve()
+                    target = (SHIPPED / name.removeprefix("patchwave:") if name.startswith("patchwave:")
+                              else profile_path.parent / name).resolve()
                     if not target.is_file():
                         raise BaselineError(f"{yamlsrc.where(profile_path, data, (*loc, 'include', index))}: "
                                             f"include {name}: no such file (relative to {profile_path.parent})")
@@ -579,13 +582,14 @@ class Baseline:
         layers += [(("hosts", k), v) for k, v in self.profile.hosts.items()]
         return layers
 
-    def check_inventory(self, hosts: list[Host]) -> None:
-        """Layer and exception names must exist in the inventory."""
+    def check_inventory(self, hosts: list[Host], layers: bool = True) -> None:
+        """Layer and exception names must exist in the inventory (layers: not for the shipped
+        default profile, whose device-type layers apply where such hosts exist)."""
         groups = {g for h in hosts for g in h.groups}
         names = {h.name for h in hosts}
         kinds = {h.device_type for h in hosts if h.device_type}
-        for key, known, what in (("device_types", kinds, "device type"), ("groups", groups, "group"),
-                                 ("hosts", names, "host")):
+        checked = (("device_types", kinds, "device type"), ("groups", groups, "group"), ("hosts", names, "host"))
+        for key, known, what in checked if layers else ():
             for name in getattr(self.profile, key):
                 if name not in known:
                     raise BaselineError(f"{yamlsrc.where(self.path, self.data, (key, name))}: {key}.{name}: unknown "

@@ -352,6 +352,71 @@ def cycle_status(
     _exit_for(status)
 
 
+BaselineOpt = Annotated[Path | None, typer.Option("--baseline", "-b",
+                                                  help="Baseline profile or rule file (default: the shipped profile).")]
+ExceptionsOpt = Annotated[Path | None, typer.Option("--exceptions", "-e", help="Exceptions register (YAML).")]
+LimitOpt = Annotated[list[str] | None, typer.Option("--limit", "-l", help="Only this host (repeatable).")]
+
+
+def _baseline(profile: Path | None, exceptions: Path | None, hosts: list[Any]) -> Any:
+    from patchwave.baseline import DEFAULT_PROFILE, Baseline
+
+    baseline = Baseline(profile or DEFAULT_PROFILE, exceptions)
+    baseline.check_inventory(hosts, layers=profile is not None)
+    return baseline
+
+
+@app.command("assess")
+def assess(
+    inventory: InventoryOpt = None, baseline: BaselineOpt = None, exceptions: ExceptionsOpt = None,
+    limit: LimitOpt = None, store: StoreOpt = None,
+    compile_to: Annotated[Path | None, typer.Option("--compile", help="Only write each host's compiled rules "
+                                                     "(for playbooks/assess.yml) to this file.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Assess every host against its baseline: one module call per host, evidence for every
+    rule, scores with and without exceptions, drift since the last assessment; all stored."""
+    from patchwave.assessment import compile_rules, rules_document, run_assessment, select_hosts
+    from patchwave.inventory import load_hosts
+
+    paths = project_paths()
+    inv = inventory or paths.lab_inventory
+    hosts = select_hosts(inv, limit)
+    loaded = _baseline(baseline, exceptions, load_hosts(inv))
+    if compile_to is not None:
+        compile_to.write_text(json.dumps(rules_document(compile_rules(loaded, hosts)), indent=1, sort_keys=True) + "\n")
+        err.print(f"compiled rules for {len(hosts)} host(s): {compile_to}")
+        return
+    report = run_assessment(paths, _store(store), inv, loaded, hosts, _display())
+    if as_json:
+        _emit_json(report)
+    else:
+        _print_assessment(report)
+    bad = [h for h in report["hosts"] if not h["ok"] or h["summary"]["fail"] or h["summary"]["error"]
+           or (h.get("drift") or {}).get("critical")]
+    if bad:
+        raise typer.Exit(1)
+
+
+def _print_assessment(report: dict[str, Any]) -> None:
+    table = Table("host", "score", "with exceptions", "pass", "fail", "error", "n/a", "excepted", "drift",
+                  title=f"baseline {report['baseline']} (assessment {report['batch']})")
+    for h in report["hosts"]:
+        if not h["ok"]:
+            table.add_row(h["host"], "-", "-", "", "", "", "", "", f"[red]not assessed: {escape(h['message'])}[/red]")
+            continue
+        s, d = h["summary"], h.get("drift")
+        change = "first assessment" if d is None else (
+            f"+{len(d['newly_failing'])} failing, {len(d['newly_fixed'])} fixed, {len(d['new_ports'])} new port(s), "
+            f"{len(d['new_packages'])} new package(s), {len(d['new_services'])} new service(s)")
+        table.add_row(h["host"], f"{h['score']}%", f"{h['score_with_exceptions']}%", str(s["pass"]), str(s["fail"]),
+                      str(s["error"]), str(s["not_applicable"]), str(s["excepted"]), change)
+    err.print(table)
+    for h in report["hosts"]:
+        for line in (h.get("drift") or {}).get("critical", []):
+            err.print(f"[bold red]CRITICAL DRIFT[/bold red] {h['host']}: {escape(line)}", highlight=False)
+
+
 @app.command("demo")
 def demo(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
     """A fresh lab, then a full patch cycle in two waves on it, stored and written to a workbook.

@@ -20,6 +20,8 @@ TRACKED_ACTIONS = {
     "patchwave.endpoint.stage_updates",
     "patchwave.endpoint.apply_updates",
     "patchwave.endpoint.rollback_updates",
+    "patchwave.endpoint.assess_baseline",
+    "patchwave.endpoint.remediate_baseline",
     "ansible.builtin.reboot",
 }
 

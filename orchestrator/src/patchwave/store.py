@@ -35,7 +35,7 @@ from sqlalchemy.engine import Engine
 from patchwave.errors import PatchwaveError
 from patchwave.models import Decision, Manifest, PendingUpdate
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 metadata = MetaData()
 
 schema_info = Table("schema_info", metadata, Column("version", Integer, nullable=False))
@@ -189,6 +189,53 @@ approvals = Table(
 )
 
 
+assessments = Table(
+    "assessments", metadata,  # schema 5: one baseline assessment of one host
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("batch", String(64), nullable=False, index=True),  # one `patchwave assess` run
+    Column("host", String(255), nullable=False, index=True),
+    Column("baseline", String(255), nullable=False),
+    Column("kind", String(16), nullable=False),  # assess | confirm (after remediation)
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("ok", Boolean, nullable=False),  # the host was assessed
+    Column("unreachable", Boolean, nullable=False),
+    Column("message", Text, nullable=False),
+    Column("summary", JSON, nullable=False),
+    Column("score", Float),  # % passing of the applicable rules, exceptions not counted
+    Column("score_with_exceptions", Float),  # excepted rules counted as passing
+    Column("snapshot", JSON),
+    Column("drift", JSON),
+)
+
+rule_results = Table(
+    "rule_results", metadata,  # schema 5: every rule's result with its evidence
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("assessment_id", Integer, ForeignKey("assessments.id"), nullable=False, index=True),
+    Column("host", String(255), nullable=False),
+    Column("rule_id", String(64), nullable=False),
+    Column("title", Text, nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("criticality", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("evidence", JSON, nullable=False),
+    Column("duration", Float),
+    Column("exception_id", String(64)),
+)
+
+remediations = Table(
+    "remediations", metadata,  # schema 5: what a remediation changed (or would change) on a host
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("batch", String(64), nullable=False, index=True),
+    Column("host", String(255), nullable=False, index=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("check_mode", Boolean, nullable=False),
+    Column("ok", Boolean, nullable=False),
+    Column("changed", Boolean, nullable=False),
+    Column("message", Text, nullable=False),
+    Column("data", JSON, nullable=False),
+)
+
+
 def _add_column(conn: Any, table: str, column: str, kind: str) -> None:
     # create_all() has already made any table missing from an old store in its current shape
     from sqlalchemy import inspect
@@ -213,9 +260,13 @@ def _v3_to_v4(conn: Any) -> None:
     _add_column(conn, "decisions", "sla_due", "VARCHAR(32)")
 
 
+def _v4_to_v5(conn: Any) -> None:
+    """Baseline assessments, rule results and remediations: new tables only (made by create_all)."""
+
+
 # Migrations: index i upgrades schema version i+1 to i+2. A new store is created at the current
 # version by create_all; an older one is brought forward step by step, in one transaction.
-MIGRATIONS: list[Any] = [_v1_to_v2, _v2_to_v3, _v3_to_v4]
+MIGRATIONS: list[Any] = [_v1_to_v2, _v2_to_v3, _v3_to_v4, _v4_to_v5]
 
 
 def now() -> datetime:
@@ -398,6 +449,31 @@ class Store:
             conn.execute(insert(approvals).values(cycle_id=cycle_id, wave=wave, wave_name=wave_name,
                                                   approved=approved, by=by, at=now(), comment=comment))
 
+    def add_assessment(self, batch: str, host: str, baseline: str, kind: str, ok: bool, unreachable: bool,
+                       message: str, summary: dict[str, Any], scores: tuple[float | None, float | None],
+                       snapshot: dict[str, Any] | None, drift: dict[str, Any] | None,
+                       results: list[dict[str, Any]]) -> int:
+        """One host's assessment and all its rule results, in one transaction."""
+        with self.engine.begin() as conn:
+            assessment_id = int(_primary_key(conn.execute(insert(assessments).values(
+                batch=batch, host=host, baseline=baseline, kind=kind, at=now(), ok=ok, unreachable=unreachable,
+                message=message, summary=summary, score=scores[0], score_with_exceptions=scores[1],
+                snapshot=snapshot, drift=drift))))
+            if results:
+                conn.execute(insert(rule_results), [
+                    dict(assessment_id=assessment_id, host=host, rule_id=r["id"], title=r.get("title", ""),
+                         severity=r.get("severity", ""), criticality=r.get("criticality", "normal"), status=r["status"],
+                         evidence=r.get("evidence", {}), duration=r.get("duration"), exception_id=r.get("exception"))
+                    for r in results])
+        return assessment_id
+
+    def add_remediation(self, batch: str, host: str, check_mode: bool, ok: bool, changed: bool, message: str,
+                        data: dict[str, Any]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(insert(remediations).values(batch=batch, host=host, at=now(), check_mode=check_mode, ok=ok,
+                                                     changed=changed, message=message,
+                                                     data=json.loads(json.dumps(data, default=str))))
+
     # --- reads ----------------------------------------------------------------------------
     def latest_cycle_id(self) -> str | None:
         with self.engine.connect() as conn:
@@ -472,6 +548,31 @@ class Store:
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(select(approvals).where(approvals.c.cycle_id == cycle_id)
                                                   .order_by(approvals.c.id)).mappings()]
+
+
+    def last_assessment(self, host: str, before_id: int | None = None) -> dict[str, Any] | None:
+        """The latest successful assessment of a host (before `before_id` when given), with its rule results."""
+        query = select(assessments).where((assessments.c.host == host) & assessments.c.ok)
+        if before_id is not None:
+            query = query.where(assessments.c.id < before_id)
+        with self.engine.connect() as conn:
+            row = conn.execute(query.order_by(assessments.c.id.desc()).limit(1)).mappings().first()
+            if row is None:
+                return None
+            found = dict(row)
+            found["results"] = [dict(r) for r in conn.execute(select(rule_results).where(
+                rule_results.c.assessment_id == row["id"]).order_by(rule_results.c.id)).mappings()]
+        return found
+
+    def assessments(self, batch: str) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(select(assessments).where(assessments.c.batch == batch)
+                                                  .order_by(assessments.c.id)).mappings()]
+
+    def remediations(self, batch: str) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(select(remediations).where(remediations.c.batch == batch)
+                                                  .order_by(remediations.c.id)).mappings()]
 
 
 def _primary_key(result: Any) -> Any:

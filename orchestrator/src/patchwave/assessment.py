@@ -1,0 +1,126 @@
+"""Baseline assessment of a fleet: compile each host's rules, run the assess playbook once,
+store every rule result with its evidence, score with and without exceptions, and compare
+with the host's previous assessment (drift). Remediation lives in remediation.py."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from patchwave.baseline import Baseline, Compiled, Rule
+from patchwave.cycle import new_cycle_id
+from patchwave.errors import InputError
+from patchwave.inventory import load_hosts
+from patchwave.models import Host
+from patchwave.paths import Paths
+from patchwave.progress import Display, quiet
+from patchwave.runner import PlaybookRunner
+from patchwave.store import Store
+
+ASSESS = "patchwave.endpoint.assess_baseline"
+FAILING = ("fail", "error")
+
+
+def select_hosts(inventory: Path, limit: list[str] | None) -> list[Host]:
+    hosts = load_hosts(inventory)
+    if not limit:
+        return hosts
+    names = {h.name for h in hosts}
+    unknown = sorted(set(limit) - names)
+    if unknown:
+        raise InputError(f"--limit: unknown host(s) {', '.join(unknown)}; the inventory has {', '.join(sorted(names))}")
+    return [h for h in hosts if h.name in limit]
+
+
+def compile_rules(baseline: Baseline, hosts: list[Host]) -> dict[str, Compiled]:
+    return {h.name: baseline.compile(h) for h in hosts}
+
+
+def rules_document(compiled: dict[str, Compiled]) -> dict[str, Any]:
+    """What playbooks/assess.yml reads: per host the rules for assess_baseline."""
+    return {"hosts": {name: {"rules": c.module_rules(), "disabled": c.disabled} for name, c in sorted(compiled.items())}}
+
+
+def scores(counts: dict[str, int]) -> tuple[float | None, float | None]:
+    """(% passing without exceptions, % with excepted rules counted as passing) of the
+    applicable rules; None when no rule applied."""
+    applicable = sum(counts.get(s, 0) for s in ("pass", "fail", "error", "excepted"))
+    if not applicable:
+        return None, None
+    passed = counts.get("pass", 0)
+    return round(100 * passed / applicable, 1), round(100 * (passed + counts.get("excepted", 0)) / applicable, 1)
+
+
+def drift(previous: dict[str, Any] | None, results: list[dict[str, Any]], snapshot: dict[str, Any],
+          rules: dict[str, Rule]) -> dict[str, Any] | None:
+    """What changed since the host's previous assessment. Critical: a critical rule that newly
+    fails, a new listening port, a new uid-0 account."""
+    if previous is None:
+        return None
+    before = {r["rule_id"]: r["status"] for r in previous["results"]}
+    newly_failing = sorted(r["id"] for r in results if r["status"] in FAILING and before.get(r["id"]) not in (None, *FAILING))
+    newly_fixed = sorted(r["id"] for r in results if r["status"] == "pass" and before.get(r["id"]) in FAILING)
+    old = previous.get("snapshot") or {}
+    new_ports = sorted(set(snapshot.get("ports", [])) - set(old.get("ports", [])))
+    listeners = [line for line in snapshot.get("listening", [])
+                 if any(line.startswith(f"{p.split('/')[0]} ") and f":{p.split('/')[1]} " in line for p in new_ports)]
+    new_packages = sorted(set(snapshot.get("packages", {})) - set(old.get("packages", {})))
+    removed_packages = sorted(set(old.get("packages", {})) - set(snapshot.get("packages", {})))
+    new_services = sorted(set(snapshot.get("services", [])) - set(old.get("services", [])))
+    new_uid0 = sorted(set(snapshot.get("uid0", [])) - set(old.get("uid0", [])))
+    critical = [f"rule {rid} newly fails ({rules[rid].title})" for rid in newly_failing
+                if rid in rules and rules[rid].criticality == "critical"]
+    critical += [f"new listening socket: {line}" for line in listeners] or [f"new listening port {p}" for p in new_ports]
+    critical += [f"new uid-0 account: {name}" for name in new_uid0]
+    return {"since": str(previous["at"]), "previous_assessment": previous["id"], "newly_failing": newly_failing,
+            "newly_fixed": newly_fixed, "new_ports": new_ports, "new_packages": new_packages,
+            "removed_packages": removed_packages, "new_services": new_services, "new_uid0": new_uid0,
+            "critical": critical}
+
+
+def run_assessment(paths: Paths, store: Store, inventory: Path, baseline: Baseline, hosts: list[Host],
+                   display: Display | None = None, kind: str = "assess", batch: str | None = None) -> dict[str, Any]:
+    """Assess `hosts`; every host's result is stored before the report is returned."""
+    compiled = compile_rules(baseline, hosts)
+    batch = batch or new_cycle_id()
+    work = paths.state / "assessments" / batch
+    work.mkdir(parents=True, exist_ok=True)
+    rules_file = work / "rules.json"
+    rules_file.write_text(json.dumps(rules_document(compiled), indent=1, sort_keys=True) + "\n")
+    runner = PlaybookRunner(paths.root, work / "runs", recorder=store, cycle_id=None, observer=display or quiet())
+    result = runner.run("assess.yml", inventory, ident=f"assess-{kind}", limit=[h.name for h in hosts],
+                        extravars={"patchwave_rules_file": str(rules_file)})
+    report = []
+    for host in hosts:
+        rules = {r.id: r for r in compiled[host.name].rules}
+        data = result.result(ASSESS, host.name)
+        outcome = result.hosts.get(host.name)
+        unreachable = bool(outcome and outcome.unreachable)
+        if data is None or data.get("failed") or (outcome is not None and not outcome.ok):
+            message = (outcome.message if outcome and outcome.message else str((data or {}).get("msg", "")))
+            message = message or "no result from the host"
+            store.add_assessment(batch, host.name, baseline.profile.name, kind, False, unreachable, message, {},
+                                 (None, None), None, None, [])
+            report.append({"host": host.name, "ok": False, "unreachable": unreachable, "message": message})
+            continue
+        results = [dict(r, title=rules[r["id"]].title, severity=rules[r["id"]].severity,
+                        criticality=rules[r["id"]].criticality) for r in data.get("results", [])]
+        results += [{"id": d["id"], "status": "not_applicable", "title": d["id"], "severity": "info",
+                     "criticality": "normal", "evidence": {"reason": f"disabled at {d['layer']}: {d['reason']}"},
+                     "duration": 0.0} for d in compiled[host.name].disabled]
+        counts = {s: sum(1 for r in results if r["status"] == s)
+                  for s in ("pass", "fail", "error", "not_applicable", "excepted")}
+        snapshot = data.get("snapshot") or {}
+        previous = store.last_assessment(host.name)
+        changes = drift(previous, results, snapshot, rules)
+        score, score_with = scores(counts)
+        summary = {**counts, "total": len(results), "facts": data.get("summary", {}).get("facts", {}),
+                   "duration": data.get("summary", {}).get("duration")}
+        assessment_id = store.add_assessment(batch, host.name, baseline.profile.name, kind, True, False, "", summary,
+                                             (score, score_with), snapshot, changes, results)
+        report.append({"host": host.name, "ok": True, "unreachable": False, "message": "", "assessment": assessment_id,
+                       "summary": summary, "score": score, "score_with_exceptions": score_with, "drift": changes,
+                       "results": [{k: r.get(k) for k in ("id", "status", "title", "severity", "evidence", "exception",
+                                                          "duration")} for r in results]})
+    return {"batch": batch, "baseline": baseline.profile.name, "hosts": report}
