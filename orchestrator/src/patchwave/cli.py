@@ -417,6 +417,44 @@ def _print_assessment(report: dict[str, Any]) -> None:
             err.print(f"[bold red]CRITICAL DRIFT[/bold red] {h['host']}: {escape(line)}", highlight=False)
 
 
+@app.command("remediate")
+def remediate(
+    inventory: InventoryOpt = None, baseline: BaselineOpt = None, exceptions: ExceptionsOpt = None,
+    limit: LimitOpt = None, store: StoreOpt = None,
+    check: Annotated[bool, typer.Option("--check", help="Only show what would change (with a diff); change nothing.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Assess, fix the failing rules that declare a remediation (lock-out guarded), reassess.
+    Run it with --check first: every planned change with its diff, nothing touched."""
+    from patchwave.assessment import select_hosts
+    from patchwave.inventory import load_hosts
+    from patchwave.remediation import run_remediation
+
+    paths = project_paths()
+    inv = inventory or paths.lab_inventory
+    hosts = select_hosts(inv, limit)
+    loaded = _baseline(baseline, exceptions, load_hosts(inv))
+    report = run_remediation(paths, _store(store), inv, loaded, hosts, check, _display())
+    if as_json:
+        _emit_json(report)
+    else:
+        table = Table("host", "rule", "result", "what", title=f"remediation {report['batch']}"
+                      + (" (check mode: nothing changed)" if check else ""))
+        for h in report["hosts"]:
+            if not h["ok"]:
+                table.add_row(h["host"], "", "[red]failed[/red]", escape(h["message"]))
+            for r in h["results"]:
+                what = "; ".join(r["actions"]) or r["message"]
+                table.add_row(h["host"], r["id"], r["status"], escape(what))
+        err.print(table)
+        for h in report["hosts"]:
+            if h["score_after"] is not None:
+                err.print(f"{h['host']}: score {h['score_before']}% → {h['score_after']}%; still failing: "
+                          f"{len(h['still_failing'])}")
+    if any(not h["ok"] or any(r["status"] in ("refused", "error") for r in h["results"]) for h in report["hosts"]):
+        raise typer.Exit(1)
+
+
 @app.command("demo")
 def demo(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
     """A fresh lab, then a full patch cycle in two waves on it, stored and written to a workbook.

@@ -104,7 +104,7 @@ class PlaybookRunner:
         self.timeouts = timeouts or Timeouts()
 
     def run(self, playbook: str, inventory: Path, *, ident: str, limit: list[str] | None = None,
-            extravars: dict[str, Any] | None = None) -> RunResult:
+            extravars: dict[str, Any] | None = None, check: bool = False, diff: bool = False) -> RunResult:
         results: dict[str, dict[str, dict[str, Any]]] = {}
         failures: dict[str, tuple[bool, str]] = {}
         path = playbook if Path(playbook).is_absolute() else str(self.root / "playbooks" / playbook)
@@ -178,6 +178,7 @@ class PlaybookRunner:
             ident="run",
             quiet=True,
             event_handler=on_event,
+            cmdline=" ".join(flag for flag, wanted in (("--check", check), ("--diff", diff)) if wanted) or None,
             settings={"idle_timeout": self.timeouts.idle, "job_timeout": self.timeouts.job},
             rotate_artifacts=1,
         )
