@@ -541,7 +541,7 @@ class Baseline:
 
     def __init__(self, profile_path: Path, exceptions_path: Path | None = None) -> None:
         self.path = profile_path
-        data = _mapping(profile_path, "a baseline profile")
+        data = _mapping(profile_path, "a baseline (profile or rule file)")
         if "rules" in data and "include" not in data:
             # a rule file used directly as the whole baseline
             data = yamlsrc.Located({"version": 1, "name": data.get("name", profile_path.stem),
