@@ -392,6 +392,9 @@ def assess(
         _emit_json(report)
     else:
         _print_assessment(report)
+    for h in report["hosts"]:  # on stderr even with --json: someone must see it at once
+        for line in (h.get("drift") or {}).get("critical", []):
+            err.print(f"[bold red]CRITICAL DRIFT[/bold red] {h['host']}: {escape(line)}", highlight=False)
     bad = [h for h in report["hosts"] if not h["ok"] or h["summary"]["fail"] or h["summary"]["error"]
            or (h.get("drift") or {}).get("critical")]
     if bad:
@@ -412,9 +415,6 @@ def _print_assessment(report: dict[str, Any]) -> None:
         table.add_row(h["host"], f"{h['score']}%", f"{h['score_with_exceptions']}%", str(s["pass"]), str(s["fail"]),
                       str(s["error"]), str(s["not_applicable"]), str(s["excepted"]), change)
     err.print(table)
-    for h in report["hosts"]:
-        for line in (h.get("drift") or {}).get("critical", []):
-            err.print(f"[bold red]CRITICAL DRIFT[/bold red] {h['host']}: {escape(line)}", highlight=False)
 
 
 @app.command("remediate")

@@ -189,16 +189,25 @@ class Planner(object):
                 text = set_key(text, key, value, "=")
             self._write(",".join(sorted(r for _v, r in self.sysctl.values())), SYSCTL_DROP_IN, text, mode=0o644)
         if self.sshd:
-            text = self.text(SSHD_DROP_IN) or "# written by Patchwave; sshd takes the first value it reads\n"
-            for key, (value, _rid) in sorted(self.sshd.items()):
-                text = set_key(text, key, value)
-            if text != self.text(SSHD_DROP_IN):
-                problem = sshd_check(self.run, self.user, text)
+            base = self.text(SSHD_DROP_IN) or "# written by Patchwave; sshd takes the first value it reads\n"
+            options = dict(self.sshd)
+            text = _with_options(base, options)
+            if text != self.text(SSHD_DROP_IN) and sshd_check(self.run, self.user, text):
+                # find the culprits one by one; the others still go in
+                for key, (value, rid) in sorted(self.sshd.items()):
+                    problem = sshd_check(self.run, self.user, set_key(base, key, value))
+                    if problem:
+                        self.refused[rid] = problem + "; sshd's configuration was not changed for this rule"
+                        del options[key]
+                text = _with_options(base, options)
+                problem = sshd_check(self.run, self.user, text) if options else ""
                 if problem:
-                    for _value, rid in self.sshd.values():
+                    for _value, rid in options.values():
                         self.refused[rid] = problem + "; sshd's configuration was not changed"
-                    return self.changes
-            self._write(",".join(sorted(r for _v, r in self.sshd.values())), SSHD_DROP_IN, text, mode=0o600)
+                    options = {}
+            if options:
+                self._write(",".join(sorted(r for _v, r in options.values())), SSHD_DROP_IN,
+                            _with_options(base, options), mode=0o600)
         return self.changes
 
     # --- kinds ---------------------------------------------------------------------------
@@ -307,6 +316,12 @@ class Planner(object):
         if links:
             self.changes.append(Change(rid, command=["systemctl", "disable", "--now", unit]
                                        if os.path.isdir("/run/systemd/system") else ["systemctl", "disable", unit]))
+
+
+def _with_options(text, options):
+    for key, (value, _rid) in sorted(options.items()):
+        text = set_key(text, key, value)
+    return text
 
 
 def _name(lookup, number):
