@@ -295,14 +295,14 @@ def check_file_mode(host, args, timeout):
         if args.get("require"):
             return Verdict("fail", "%s exists" % ", ".join(args["paths"]), "no such path", args["paths"][0])
         return Verdict("not_applicable", "", "no such path", args["paths"][0])
-    limit = int(str(args["mode"]), 8) if args.get("mode") is not None else None
+    excess = ~int(str(args["mode"]), 8) if args.get("mode") is not None else 0  # bits the mode must not have
     bad = []
     for path in paths:
         info = os.lstat(host.path(path))
         if stat.S_ISLNK(info.st_mode):
             continue
         problems = []
-        if limit is not None and stat.S_IMODE(info.st_mode) & ~limit:
+        if stat.S_IMODE(info.st_mode) & excess:
             problems.append("mode %s" % _mode_text(info.st_mode))
         owner = _name(pwd.getpwuid, info.st_uid)
         group = _name(grp.getgrgid, info.st_gid)
@@ -669,8 +669,8 @@ def check_accounts(host, args, timeout):
         expected = "no duplicates (%s)" % rule.replace("_", " ")
     elif rule == "system_shells":
         uid_min = int(args.get("uid_min") or _login_defs(host).get("UID_MIN", "1000"))
-        allowed = set(_as_list(args.get("allowed_shells", ["/usr/sbin/nologin", "/sbin/nologin", "/bin/false",
-                                                             "/usr/bin/false"])))
+        default_shells = ["/usr/sbin/nologin", "/sbin/nologin", "/bin/false", "/usr/bin/false"]
+        allowed = set(_as_list(args.get("allowed_shells") or default_shells))
         for number, fields in host.passwd():
             name, uid, shell = fields[0], fields[2], fields[6]
             if name in exempt or name in ("root", "sync", "shutdown", "halt") or not uid.isdigit():
