@@ -56,3 +56,15 @@ def test_demo_patches_the_fleet_in_two_waves(lab, tmp_path: Path) -> None:  # ty
         rows = list(wb[name].iter_rows(values_only=True))
         for package in result["packages"]:
             assert (package["name"], package["before"], package["wanted"], package["after"]) in [r[:4] for r in rows]
+
+    # the baseline assessment of the patched lab: every host assessed, stored, in its workbook
+    assessment = demo["assessment"]
+    assert {h["host"] for h in assessment["hosts"]} == set(by_host)
+    assert all(h["ok"] and h["summary"]["total"] >= 80 and h["summary"]["error"] == 0 for h in assessment["hosts"])
+    book = load_workbook(assessment["workbook"])
+    assert book.sheetnames == ["Hosts", "Failing rules"]
+    scores = {r[0]: r[4] for r in book["Hosts"].iter_rows(min_row=2, values_only=True)}
+    assert scores == {h["host"]: h["score"] for h in assessment["hosts"]}
+    failing = [r for r in book["Failing rules"].iter_rows(min_row=2, values_only=True)]
+    assert sum(h["summary"]["fail"] + h["summary"]["error"] for h in assessment["hosts"]) == len(
+        [r for r in failing if r[4] in ("fail", "error")])

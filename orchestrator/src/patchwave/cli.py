@@ -465,9 +465,27 @@ def demo(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
     result = lab.up()
     err.print(f"lab ready in {result['seconds']}s: {len(result['hosts'])} hosts")
     status, _cycle_id, book = _run_cycle(store, None, None, 1)
+    status["assessment"] = _demo_assessment(store)
     if not as_json:
         err.print("the lab stays up for a look around (inventories/lab/hosts.yml); `patchwave lab down` removes it")
     _report(status, book, as_json)
+
+
+def _demo_assessment(store: str | None) -> dict[str, Any]:
+    """The demo's baseline assessment of the patched lab with the shipped profile."""
+    from patchwave.assessment import run_assessment
+    from patchwave.inventory import load_hosts
+    from patchwave.reporting.workbook import write_assessment_workbook
+
+    paths = project_paths()
+    hosts = load_hosts(paths.lab_inventory)
+    report = run_assessment(paths, _store(store), paths.lab_inventory, _baseline(None, None, hosts), hosts, _display())
+    book = write_assessment_workbook(report, hosts, paths.output / f"baseline-{report['batch']}.xlsx")
+    _print_assessment(report)
+    err.print(f"baseline workbook: [bold]{book}[/bold]")
+    return {"batch": report["batch"], "workbook": str(book),
+            "hosts": [{k: h.get(k) for k in ("host", "ok", "score", "score_with_exceptions", "summary")}
+                      for h in report["hosts"]]}
 
 
 def main() -> None:

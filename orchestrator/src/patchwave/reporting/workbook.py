@@ -106,3 +106,47 @@ def write_cycle_workbook(status: dict[str, Any], hosts: list[Host], path: Path) 
     path.parent.mkdir(parents=True, exist_ok=True)
     wb.save(path)
     return path
+
+
+def write_assessment_workbook(report: dict[str, Any], hosts: list[Host], path: Path) -> Path:
+    """A baseline assessment: scores per host, then every failing or erroring rule with its
+    evidence (the full compliance workbook set reads the store; this is one run's record)."""
+    by_name = {h.name: h for h in hosts}
+    wb = Workbook()
+    summary = wb.active
+    if summary is None:
+        summary = wb.create_sheet("Hosts")
+    summary.title = "Hosts"
+    rows = []
+    for item in report["hosts"]:
+        host = by_name.get(item["host"], Host(item["host"]))
+        if not item["ok"]:
+            rows.append([item["host"], ", ".join(host.groups), host.device_type, host.owner, None, None,
+                         None, None, None, None, None, f"not assessed: {item['message']}"])
+            continue
+        s = item["summary"]
+        rows.append([item["host"], ", ".join(host.groups), host.device_type, host.owner, item["score"],
+                     item["score_with_exceptions"], s["pass"], s["fail"], s["error"], s["not_applicable"],
+                     s["excepted"], "; ".join((item.get("drift") or {}).get("critical", []))])
+    _table(summary, ["Host", "Groups", "Device type", "Owner", "Score %", "Score % with exceptions", "Pass", "Fail",
+                     "Error", "Not applicable", "Excepted", "Critical drift"], rows)
+    failing = wb.create_sheet("Failing rules")
+    fail_rows = []
+    for item in report["hosts"]:
+        for r in item.get("results", []):
+            if r["status"] in ("fail", "error", "excepted"):
+                ev = r.get("evidence") or {}
+                fail_rows.append([item["host"], r["id"], r.get("title"), r.get("severity"), r["status"],
+                                  r.get("exception"), ev.get("expected"), ev.get("observed") or ev.get("error"),
+                                  ev.get("where"), ev.get("note")])
+    _table(failing, ["Host", "Rule", "Title", "Severity", "Status", "Exception", "Expected", "Observed", "Where",
+                     "Note"], fail_rows)
+    for row in failing.iter_rows(min_row=2, min_col=5, max_col=5):
+        for cell in row:
+            fill = {"fail": "FFC7CE", "error": "FFC7CE", "excepted": "FFEB9C"}.get(str(cell.value))
+            if fill:
+                cell.fill = PatternFill("solid", start_color=fill, end_color=fill)
+    failing.auto_filter.ref = failing.dimensions
+    path.parent.mkdir(parents=True, exist_ok=True)
+    wb.save(path)
+    return path
