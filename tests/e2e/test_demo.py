@@ -65,6 +65,6 @@ def test_demo_patches_the_fleet_in_two_waves(lab, tmp_path: Path) -> None:  # ty
     assert book.sheetnames == ["Hosts", "Failing rules"]
     scores = {r[0]: r[4] for r in book["Hosts"].iter_rows(min_row=2, values_only=True)}
     assert scores == {h["host"]: h["score"] for h in assessment["hosts"]}
-    failing = [r for r in book["Failing rules"].iter_rows(min_row=2, values_only=True)]
+    failing = list(book["Failing rules"].iter_rows(min_row=2, values_only=True))
     assert sum(h["summary"]["fail"] + h["summary"]["error"] for h in assessment["hosts"]) == len(
         [r for r in failing if r[4] in ("fail", "error")])

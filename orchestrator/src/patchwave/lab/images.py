@@ -38,13 +38,13 @@ AllowUsers {LAB_USER}
 _RECIPE_VERSION = "1"
 
 
-def recipe_hash(release: str) -> str:
-    recipe = "\n".join([_RECIPE_VERSION, release, *IMAGE_PACKAGES, _SSHD_CONFIG, BOOT_CMD])
+def recipe_hash(release: str, extra: tuple[str, ...] = ()) -> str:
+    recipe = "\n".join([_RECIPE_VERSION, release, *IMAGE_PACKAGES, *extra, _SSHD_CONFIG, BOOT_CMD])
     return hashlib.sha256(recipe.encode()).hexdigest()[:10]
 
 
-def image_ref(release: str) -> str:
-    return f"{IMAGE_REPO}:{release}-{recipe_hash(release)}"
+def image_ref(release: str, extra: tuple[str, ...] = ()) -> str:
+    return f"{IMAGE_REPO}:{release}-{recipe_hash(release, extra)}"
 
 
 def debian_mirror(sources_dir: Path = Path("/etc/apt")) -> str:
@@ -73,8 +73,10 @@ def debian_mirror(sources_dir: Path = Path("/etc/apt")) -> str:
     raise PatchwaveError(f"no Debian mirror found in {sources_dir}/sources.list(.d): cannot debootstrap lab images")
 
 
-def ensure_image(release: str, cache_dir: Path, log: list[str]) -> str:
-    ref = image_ref(release)
+def ensure_image(release: str, cache_dir: Path, log: list[str], extra: tuple[str, ...] = ()) -> str:
+    """The cached image of `release` (built when missing); `extra` packages make a variant
+    (the baseline benchmark's OpenSCAP host)."""
+    ref = image_ref(release, extra)
     if podman.image_exists(ref):
         return ref
     if release not in RELEASES:
@@ -85,7 +87,7 @@ def ensure_image(release: str, cache_dir: Path, log: list[str]) -> str:
     with tempfile.TemporaryDirectory(prefix=f"pw-{release}-", dir=cache_dir) as tmp:
         rootfs = Path(tmp) / "rootfs"
         podman.run(
-            ["debootstrap", "--variant=minbase", f"--include={','.join(IMAGE_PACKAGES)}",
+            ["debootstrap", "--variant=minbase", f"--include={','.join((*IMAGE_PACKAGES, *extra))}",
              release, str(rootfs), mirror],
             timeout=1800,
         )

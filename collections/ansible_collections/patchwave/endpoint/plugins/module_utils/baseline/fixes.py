@@ -313,9 +313,15 @@ class Planner(object):
         if unit in PROTECTED_UNITS:
             raise Refused("%s carries the connection; Patchwave does not disable it" % unit)
         links = glob.glob("/etc/systemd/system/*.wants/" + unit)
-        if links:
-            self.changes.append(Change(rid, command=["systemctl", "disable", "--now", unit]
-                                       if os.path.isdir("/run/systemd/system") else ["systemctl", "disable", unit]))
+        if not links:
+            return
+        if shutil.which("systemctl") is None:
+            # no systemd on the host (a container): disabling is removing the install symlinks
+            for link in sorted(links):
+                self.changes.append(Change(rid, command=["rm", "-f", link], note="no systemctl here"))
+            return
+        self.changes.append(Change(rid, command=["systemctl", "disable", "--now", unit]
+                                   if os.path.isdir("/run/systemd/system") else ["systemctl", "disable", unit]))
 
 
 def _with_options(text, options):
