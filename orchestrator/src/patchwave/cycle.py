@@ -24,6 +24,7 @@ from patchwave.models import Advisory, Decision, Host, Manifest, PendingUpdate, 
 from patchwave.paths import Paths
 from patchwave.policy import Policy
 from patchwave.policy import Wave as WaveSpec
+from patchwave.procs import stop_strays
 from patchwave.progress import Display, quiet
 from patchwave.runner import PlaybookRunner, RunResult, Timeouts
 from patchwave.store import Store
@@ -118,6 +119,9 @@ class Cycle:
             raise InputError(f"cycle {cycle_id} already ended ({row['status']}); nothing to resume")
         self.store.lock(cycle_id)
         try:
+            for stray in stop_strays(cycle_id):
+                self.store.log(cycle_id, "resume", f"stopped {stray}, left running by an orchestrator that died")
+                self.say(f"[{cycle_id}] stopped {stray}, left running by an orchestrator that died")
             return self._drive(cycle_id, row)
         finally:
             self.store.unlock(cycle_id)
@@ -494,6 +498,8 @@ def rollback(paths: Paths, store: Store, cycle_id: str, display: Display | None 
         raise InputError(f"cycle {cycle_id} reached no host: nothing to roll back")
     store.lock(cycle_id)
     try:
+        for stray in stop_strays(cycle_id):
+            store.log(cycle_id, "rollback", f"stopped {stray}, left running by an orchestrator that died")
         work = paths.state / "cycles" / cycle_id
         cycle = Cycle(paths, store, inventory, display)
         runner = cycle._runner(work / "runs", cycle_id, Policy.model_validate_json(json.dumps(row["policy"])))

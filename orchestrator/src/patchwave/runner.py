@@ -13,6 +13,7 @@ from typing import Any, Protocol
 import ansible_runner
 
 from patchwave.models import HostResult
+from patchwave.procs import RUN_MARKER
 
 # Module results the orchestrator reads back, by task action.
 TRACKED_ACTIONS = {
@@ -163,6 +164,9 @@ class PlaybookRunner:
             "ANSIBLE_COLLECTIONS_PATH": str(self.root / "collections"),
             "ANSIBLE_FORCE_COLOR": "0",
             "PATH": _tools_on_path(),
+            # marks the ansible-playbook process tree, so that a resumed cycle can stop what a
+            # killed orchestrator left running (see stop_strays)
+            RUN_MARKER: f"{self.cycle_id or '-'}:{os.getpid()}",
         }
         if self.observer is not None:
             self.observer.begin(ident, sorted(limit or []))

@@ -34,6 +34,7 @@ from sqlalchemy.engine import Engine
 
 from patchwave.errors import PatchwaveError
 from patchwave.models import Decision, Manifest, PendingUpdate
+from patchwave.procs import alive
 
 SCHEMA_VERSION = 5
 metadata = MetaData()
@@ -336,7 +337,7 @@ class Store:
                     held = conn.execute(select(cycle_locks).where(cycle_locks.c.cycle_id == cycle_id)).mappings().first()
                 if held is None:
                     continue
-                if held["hostname"] == me["hostname"] and not _alive(int(held["pid"])):
+                if held["hostname"] == me["hostname"] and not alive(int(held["pid"])):
                     with self.engine.begin() as conn:
                         conn.execute(cycle_locks.delete().where(cycle_locks.c.cycle_id == cycle_id))
                     self.log(cycle_id, "lock", f"took over the lock of pid {held['pid']}, which is gone")
@@ -580,18 +581,6 @@ def _primary_key(result: Any) -> Any:
     if key is None:
         raise PatchwaveError("the store did not return the new row's id")
     return key[0]
-
-
-def _alive(pid: int) -> bool:
-    import os
-
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
