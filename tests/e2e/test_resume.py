@@ -20,14 +20,7 @@ SECURITY = {"pw-libssl": "1.0-2", "pw-kernel": "6.1.0-2", "pw-tools": "2.0-1", "
 
 
 def _wave_running(db: Path, idx: int) -> bool:
-    if not db.exists():
-        return False
-    try:
-        with sqlite3.connect(db, timeout=5) as conn:
-            row = conn.execute("SELECT status FROM waves WHERE idx = ?", (idx,)).fetchone()
-    except sqlite3.OperationalError:
-        return False
-    return row is not None and row[0] == "running"
+    return _wave_status(db, idx) == "running"
 
 
 def _strays(cycle_id: str) -> list[int]:

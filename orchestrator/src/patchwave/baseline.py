@@ -17,7 +17,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from patchwave import yamlsrc
 from patchwave.errors import InputError
@@ -29,7 +29,7 @@ DEFAULT_PROFILE = SHIPPED / "profile.yml"
 RULE_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{1,63}$"
 _PARAM = re.compile(r"^\$([a-z][a-z0-9_]*)$")
 _PACKAGE = re.compile(r"^[a-z0-9*?][a-z0-9+.*?\-]*$")
-_UNIT = re.compile(r"^[A-Za-z0-9@._\-]+$")
+_UNIT = yamlsrc.UNIT_NAME
 _SYSCTL = re.compile(r"^[a-z0-9_]+([./][a-zA-Z0-9_\-]+)+$")
 _MODULE = re.compile(r"^[a-z0-9_\-]+$")
 _ACCOUNT = re.compile(r"^[a-z_][a-z0-9_.\-]*\$?$")
@@ -40,7 +40,7 @@ class BaselineError(InputError):
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = yamlsrc.STRICT
 
 
 def _abs_path(value: str) -> str:

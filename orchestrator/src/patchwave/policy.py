@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from patchwave import yamlsrc
 from patchwave.errors import InputError
@@ -28,7 +28,7 @@ DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _PERCENT = re.compile(r"^(\d+(?:\.\d+)?)%$")
 _PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.\-]*(?::[a-z0-9\-]+)?(?:=(?:[0-9]+:)?[0-9A-Za-z][0-9A-Za-z.+~\-]*)?$")
 _PATTERN = re.compile(r"^[A-Za-z0-9_.*?\[\]!:+\-]+$")
-_SERVICE = re.compile(r"^[A-Za-z0-9@._\-]+$")
+_SERVICE = yamlsrc.UNIT_NAME
 
 
 class PolicyError(InputError):
@@ -36,7 +36,7 @@ class PolicyError(InputError):
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = yamlsrc.STRICT
 
 
 def _check_amount(value: int | str, what: str) -> int | str:

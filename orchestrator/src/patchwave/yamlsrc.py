@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from patchwave.errors import InputError
 
 M = TypeVar("M", bound=BaseModel)
+UNIT_NAME = re.compile(r"^[A-Za-z0-9@._\-]+$")  # a systemd unit (service) name
+
+# how every YAML file Patchwave reads is validated: unknown keys and wrong types are errors
+STRICT = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class Located(dict[str, Any]):

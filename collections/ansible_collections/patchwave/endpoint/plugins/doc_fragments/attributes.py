@@ -7,7 +7,7 @@ from __future__ import annotations
 
 
 class ModuleDocFragment(object):
-    """Attributes shared by the patch modules (diff_mode is declared by each module)."""
+    """Attributes shared by Patchwave's modules; each adds diff_full or diff_none."""
 
     DOCUMENTATION = r"""
 options: {}
@@ -19,4 +19,20 @@ attributes:
     description: Target OS/families that can be operated against.
     support: N/A
     platforms: debian
+"""
+
+    DIFF_FULL = r"""
+options: {}
+attributes:
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
+    support: full
+"""
+
+    DIFF_NONE = r"""
+options: {}
+attributes:
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
+    support: none
 """

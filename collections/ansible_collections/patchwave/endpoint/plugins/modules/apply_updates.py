@@ -49,10 +49,7 @@ options:
     default: ""
 extends_documentation_fragment:
   - patchwave.endpoint.attributes
-attributes:
-  diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
-    support: full
+  - patchwave.endpoint.attributes.diff_full
 author:
   - Patchwave contributors (@patchwave)
 """

@@ -50,10 +50,7 @@ options:
     default: true
 extends_documentation_fragment:
   - patchwave.endpoint.attributes
-attributes:
-  diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
-    support: none
+  - patchwave.endpoint.attributes.diff_none
 author:
   - Patchwave contributors (@patchwave)
 """

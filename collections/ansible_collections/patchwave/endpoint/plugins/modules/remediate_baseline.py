@@ -50,10 +50,7 @@ options:
     default: /var/lib/patchwave
 extends_documentation_fragment:
   - patchwave.endpoint.attributes
-attributes:
-  diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
-    support: full
+  - patchwave.endpoint.attributes.diff_full
 author:
   - Patchwave contributors (@patchwave)
 """

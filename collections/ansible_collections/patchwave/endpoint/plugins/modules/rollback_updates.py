@@ -21,11 +21,8 @@ description:
   - Idempotent; check mode reports what would be restored and removed.
 extends_documentation_fragment:
   - patchwave.endpoint.attributes
+  - patchwave.endpoint.attributes.diff_full
   - patchwave.endpoint.state
-attributes:
-  diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
-    support: full
 options:
   cycle_id:
     description: The patch cycle to roll back.

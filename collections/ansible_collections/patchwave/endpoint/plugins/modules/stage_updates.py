@@ -40,11 +40,8 @@ options:
     default: 300
 extends_documentation_fragment:
   - patchwave.endpoint.attributes
+  - patchwave.endpoint.attributes.diff_none
   - patchwave.endpoint.state
-attributes:
-  diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
-    support: none
 author:
   - Patchwave contributors (@patchwave)
 """

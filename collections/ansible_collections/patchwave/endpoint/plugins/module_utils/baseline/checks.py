@@ -304,8 +304,8 @@ def check_file_mode(host, args, timeout):
         problems = []
         if stat.S_IMODE(info.st_mode) & excess:
             problems.append("mode %s" % _mode_text(info.st_mode))
-        owner = _name(pwd.getpwuid, info.st_uid)
-        group = _name(grp.getgrgid, info.st_gid)
+        owner = name_of(pwd.getpwuid, info.st_uid)
+        group = name_of(grp.getgrgid, info.st_gid)
         if args.get("owner") is not None and owner != args["owner"]:
             problems.append("owner %s" % owner)
         if args.get("group") is not None and group not in _as_list(args["group"]):
@@ -320,7 +320,7 @@ def check_file_mode(host, args, timeout):
                    bad[0].split(":")[0] if bad else paths[0])
 
 
-def _name(lookup, number):
+def name_of(lookup, number):
     try:
         return lookup(number)[0]
     except KeyError:

@@ -22,6 +22,8 @@ import stat
 import tempfile
 import time
 
+from ansible_collections.patchwave.endpoint.plugins.module_utils.baseline.checks import name_of
+
 SSHD_DROP_IN = "/etc/ssh/sshd_config.d/00-patchwave.conf"
 SYSCTL_DROP_IN = "/etc/sysctl.d/60-patchwave.conf"
 PROTECTED_PACKAGES = frozenset(["openssh-server", "openssh-sftp-server", "sudo", "python3", "python3-minimal", "dpkg",
@@ -225,8 +227,8 @@ class Planner(object):
                 mode = stat.S_IMODE(info.st_mode)
                 new_mode = mode & limit if limit is not None else mode
                 owner = check.get("owner")
-                current_owner = _name(pwd.getpwuid, info.st_uid)
-                current_group = _name(grp.getgrgid, info.st_gid)
+                current_owner = name_of(pwd.getpwuid, info.st_uid)
+                current_group = name_of(grp.getgrgid, info.st_gid)
                 change_owner = owner if owner is not None and owner != current_owner else None
                 change_group = group if group is not None and current_group not in allowed_groups else None
                 if new_mode != mode or change_owner or change_group:
@@ -328,13 +330,6 @@ def _with_options(text, options):
     for key, (value, _rid) in sorted(options.items()):
         text = set_key(text, key, value)
     return text
-
-
-def _name(lookup, number):
-    try:
-        return lookup(number)[0]
-    except KeyError:
-        return str(number)
 
 
 def _home(user):
