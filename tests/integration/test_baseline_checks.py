@@ -93,6 +93,12 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
     ("command output", {"type": "command", "args": {"argv": ["uname", "-s"], "stdout_regex": "^Linux$"}}, "pass"),
     ("command rc", {"type": "command", "args": {"argv": ["false"]}}, "fail"),
     ("command hangs", {"type": "command", "args": {"argv": ["sleep", "30"]}, "timeout": 2}, "error"),
+    ("other release", {"type": "command", "args": {"argv": ["false"]}, "applies": {"versions": ["11", "13"]}},
+     "not_applicable"),
+    ("this release", {"type": "command", "args": {"argv": ["true"]}, "applies": {"distributions": ["debian"],
+                                                                                "versions": ["12"]}}, "pass"),
+    ("other device type", {"type": "command", "args": {"argv": ["false"]}, "applies": {"device_types": ["router"]}},
+     "not_applicable"),
 ]
 
 
@@ -111,7 +117,7 @@ def host(lab) -> Iterator[Any]:  # type: ignore[no-untyped-def]
 def test_every_check_type_passes_and_fails_on_a_real_host(host) -> None:  # type: ignore[no-untyped-def]
     rules = [dict(case, id=f"c{index:02d}") for index, (_name, case, _want) in enumerate(CASES)]
     started = time.monotonic()
-    result = run_module(host.name, "patchwave.endpoint.assess_baseline", {"rules": rules})
+    result = run_module(host.name, "patchwave.endpoint.assess_baseline", {"rules": rules, "device_type": "server"})
     assert result["failed"] is False and result["changed"] is False
     got = {r["id"]: r for r in result["results"]}  # type: ignore[attr-defined]
     wrong = [(name, want, got[f"c{index:02d}"]["status"], got[f"c{index:02d}"]["evidence"])
@@ -126,6 +132,8 @@ def test_every_check_type_passes_and_fails_on_a_real_host(host) -> None:  # type
     assert "pwempty has an empty password" in evidence["empty passwords"]["observed"]
     assert "pwsvc" in evidence["system shells"]["observed"]
     assert evidence["command hangs"]["error"].startswith("sleep 30 did not finish within")
+    assert evidence["other release"]["reason"] == "applies to version 11, 13, not 12"
+    assert evidence["other device type"]["reason"] == "applies to device type router, not server"
     summary = result["summary"]
     assert summary["total"] == len(CASES)  # type: ignore[index]
 
