@@ -536,6 +536,12 @@ class Compiled:
         return out
 
 
+def load_exceptions(path: Path) -> list[Exception_]:
+    """The exceptions register alone (reports read it without a baseline)."""
+    data = _mapping(path, "an exceptions register")
+    return list(yamlsrc.validate(ExceptionsFile, data, path, "exceptions", DOCS, BaselineError).exceptions)
+
+
 class Baseline:
     """A profile with its rule files and the exceptions register, loaded and validated."""
 

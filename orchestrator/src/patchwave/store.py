@@ -576,6 +576,41 @@ class Store:
                                                   .order_by(remediations.c.id)).mappings()]
 
 
+    # --- reads for reports: every row, in id order, optionally since a date -----------------
+    def rows(self, table: str, since: datetime | None = None, at_least: tuple[str, int] | None = None,
+             **equal: Any) -> Any:
+        """Stream the rows of one table (as dicts) in id order; `since` filters on its time column,
+        `at_least` (column, value) on a numeric one, keyword arguments on equality (or membership)."""
+        chosen = metadata.tables[table]
+        query = select(chosen)
+        if at_least is not None:
+            query = query.where(chosen.c[at_least[0]] >= at_least[1])
+        stamp = next((chosen.c[c] for c in ("at", "created_at", "started_at") if c in chosen.c), None)
+        if since is not None and stamp is not None:
+            query = query.where(stamp >= since)
+        for column, value in equal.items():
+            query = query.where(chosen.c[column].in_(value) if isinstance(value, list | tuple | set)
+                                else chosen.c[column] == value)
+        order = chosen.c["id"] if "id" in chosen.c else next(iter(chosen.c))
+        with self.engine.connect() as conn:
+            result = conn.execution_options(stream_results=True, yield_per=5000).execute(query.order_by(order))
+            for row in result.mappings():
+                yield dict(row)
+
+    def span(self) -> tuple[datetime | None, datetime | None]:
+        """The earliest and latest time anything was recorded (cycles, scans, assessments)."""
+        from sqlalchemy import func
+
+        lows, highs = [], []
+        with self.engine.connect() as conn:
+            for column in (cycles.c.created_at, scans.c.at, assessments.c.at):
+                low, high = conn.execute(select(func.min(column), func.max(column))).one()
+                if low is not None:
+                    lows.append(low)
+                    highs.append(high)
+        return (min(lows) if lows else None, max(highs) if highs else None)
+
+
 def _primary_key(result: Any) -> Any:
     key = result.inserted_primary_key
     if key is None:

@@ -560,8 +560,9 @@ def check_package(host, args, timeout):
         if args.get("any"):
             return verdict(bool(found), "one of %s installed" % ", ".join(_as_list(args["name"])),
                            listed or "none installed", "/var/lib/dpkg/status")
-        return verdict(not missing, "%s installed" % ", ".join(_as_list(args["name"])),
-                       listed + ("; missing %s" % ", ".join(missing) if missing else ""), "/var/lib/dpkg/status")
+        observed = "; ".join(x for x in (listed, "missing %s" % ", ".join(missing) if missing else "") if x)
+        return verdict(not missing, "%s installed" % ", ".join(_as_list(args["name"])), observed,
+                       "/var/lib/dpkg/status")
     return verdict(not found, "%s not installed" % ", ".join(_as_list(args["name"])), listed or "not installed",
                    "/var/lib/dpkg/status")
 

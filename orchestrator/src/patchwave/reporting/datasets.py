@@ -1,0 +1,285 @@
+"""Datasets: named, typed row streams computed from the store (and the inventory for groups,
+device types and owners). Report definitions pick a dataset and its columns; nothing here knows
+about spreadsheets. Rows are dicts; every dataset declares its fields and their kinds."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+from patchwave.models import Host
+from patchwave.store import Store
+
+Row = dict[str, Any]
+KINDS = ("text", "int", "float", "percent", "date", "datetime", "bool")
+
+
+@dataclass
+class Context:
+    """What every dataset may read: the store, the inventory's hosts, a time range and a group."""
+
+    store: Store
+    hosts: list[Host]
+    since: datetime | None = None
+    group: str | None = None
+    exceptions: list[Any] = field(default_factory=list)  # baseline.Exception_ from a register, if given
+    today: date = field(default_factory=lambda: datetime.now(UTC).date())
+    _cache: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def by_name(self) -> dict[str, Host]:
+        if "by_name" not in self._cache:
+            self._cache["by_name"] = {h.name: h for h in self.hosts}
+        result: dict[str, Host] = self._cache["by_name"]
+        return result
+
+    def host(self, name: str) -> Host:
+        return self.by_name.get(name) or Host(name)
+
+    def wanted(self, name: str) -> bool:
+        """Is this host in the report (the --group filter)?"""
+        return self.group is None or self.group in self.host(name).groups
+
+    def latest_assessments(self) -> dict[str, Row]:
+        """The latest successful assessment of each host (within the time range)."""
+        if "latest" not in self._cache:
+            latest: dict[str, Row] = {}
+            for row in self.store.rows("assessments", self.since, ok=True):
+                if self.wanted(row["host"]):
+                    latest[row["host"]] = row
+            self._cache["latest"] = latest
+        result: dict[str, Row] = self._cache["latest"]
+        return result
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    about: str
+    fields: dict[str, str]  # field -> kind
+    rows: Callable[[Context], Iterator[Row]]
+
+
+def _host_fields(host: Host) -> Row:
+    return {"host": host.name, "groups": ", ".join(host.groups), "device_type": host.device_type,
+            "owner": host.owner}
+
+
+HOST_FIELDS = {"host": "text", "groups": "text", "device_type": "text", "owner": "text"}
+
+
+# --- compliance -----------------------------------------------------------------------------
+
+def _compliance_hosts(ctx: Context) -> Iterator[Row]:
+    latest = ctx.latest_assessments()
+    for host in sorted(ctx.hosts, key=lambda h: h.name):
+        if not ctx.wanted(host.name):
+            continue
+        row = latest.get(host.name)
+        summary = (row or {}).get("summary") or {}
+        drift = (row or {}).get("drift") or {}
+        yield {**_host_fields(host), "assessed_at": row["at"] if row else None,
+               "baseline": row["baseline"] if row else None,
+               "score": _pct(row["score"]) if row else None,
+               "score_with_exceptions": _pct(row["score_with_exceptions"]) if row else None,
+               "pass": summary.get("pass"), "fail": summary.get("fail"), "error": summary.get("error"),
+               "not_applicable": summary.get("not_applicable"), "excepted": summary.get("excepted"),
+               "critical_drift": "; ".join(drift.get("critical", [])), "status": _status(row, summary)}
+
+
+def _status(row: Row | None, summary: dict[str, int]) -> str:
+    if row is None:
+        return "never assessed"
+    if summary.get("fail", 0) + summary.get("error", 0):
+        return "non-compliant"
+    return "compliant with exceptions" if summary.get("excepted", 0) else "compliant"
+
+
+def _pct(value: float | None) -> float | None:
+    return None if value is None else round(value / 100, 4)
+
+
+def _compliance_summary(ctx: Context) -> Iterator[Row]:
+    """Per group and per device type: hosts, assessed, compliant (with and without exceptions)."""
+    rows = list(_compliance_hosts(ctx))
+    dims: dict[tuple[str, str], list[Row]] = {}
+    for row in rows:
+        host = ctx.host(row["host"])
+        dims.setdefault(("all hosts", "all"), []).append(row)
+        for group in host.groups:
+            dims.setdefault(("group", group), []).append(row)
+        if host.device_type:
+            dims.setdefault(("device type", host.device_type), []).append(row)
+    for (dimension, name), members in sorted(dims.items(), key=lambda kv: (kv[0][0] != "all hosts", kv[0])):
+        assessed = [m for m in members if m["assessed_at"] is not None]
+        compliant = [m for m in assessed if m["status"] == "compliant"]
+        with_exc = [m for m in assessed if m["status"] in ("compliant", "compliant with exceptions")]
+        yield {"dimension": dimension, "name": name, "hosts": len(members), "assessed": len(assessed),
+               "never_assessed": len(members) - len(assessed), "compliant_hosts": len(compliant),
+               "compliant": round(len(compliant) / len(assessed), 4) if assessed else None,
+               "compliant_with_exceptions": round(len(with_exc) / len(assessed), 4) if assessed else None,
+               "average_score": _avg([m["score"] for m in assessed]),
+               "average_score_with_exceptions": _avg([m["score_with_exceptions"] for m in assessed])}
+
+
+def _avg(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return round(sum(present) / len(present), 4) if present else None
+
+
+def _rule_results(ctx: Context) -> Iterator[Row]:
+    latest = ctx.latest_assessments()
+    by_id = {row["id"]: row for row in latest.values()}
+    if not by_id:
+        return
+    for result in ctx.store.rows("rule_results", at_least=("assessment_id", min(by_id))):
+        assessment = by_id.get(result["assessment_id"])
+        if assessment is None:
+            continue
+        evidence = result["evidence"] or {}
+        yield {**_host_fields(ctx.host(result["host"])), "rule_id": result["rule_id"], "title": result["title"],
+               "severity": result["severity"], "criticality": result["criticality"], "status": result["status"],
+               "exception_id": result["exception_id"], "expected": evidence.get("expected"),
+               "observed": evidence.get("observed") or evidence.get("error") or evidence.get("reason"),
+               "where": evidence.get("where"), "note": evidence.get("note"), "duration": result["duration"],
+               "assessed_at": assessment["at"], "failing": result["status"] in ("fail", "error"),
+               "passing": result["status"] == "pass", "excepted": result["status"] == "excepted"}
+
+
+def _exceptions(ctx: Context) -> Iterator[Row]:
+    used: dict[str, int] = {}
+    for row in _rule_results(ctx):
+        if row["exception_id"]:
+            used[row["exception_id"]] = used.get(row["exception_id"], 0) + 1
+    for item in ctx.exceptions:
+        expires = date.fromisoformat(item.expires)
+        yield {"exception_id": item.id, "rule_id": item.rule,
+               "scope": ", ".join([*item.scope.hosts, *(f"group {g}" for g in item.scope.groups)]),
+               "owner": item.owner, "justification": item.justification,
+               "compensating_control": item.compensating_control, "expires": expires,
+               "days_to_expiry": (expires - ctx.today).days, "expired": expires < ctx.today,
+               "hosts_excepted": used.get(item.id, 0)}
+
+
+# --- patching -------------------------------------------------------------------------------
+
+def _cycles_in_range(ctx: Context) -> list[Row]:
+    if "cycles" not in ctx._cache:
+        ctx._cache["cycles"] = list(ctx.store.rows("cycles", ctx.since))
+    result: list[Row] = ctx._cache["cycles"]
+    return result
+
+
+def _patch_packages(ctx: Context) -> Iterator[Row]:
+    """One row per cycle, host and approved package, with when it was installed and the SLA."""
+    for cycle in _cycles_in_range(ctx):
+        states: dict[str, Row] = {}
+        for row in ctx.store.rows("end_states", cycle_id=cycle["id"]):
+            states[row["host"]] = row
+        installed_at: dict[str, datetime] = {}
+        wave_of: dict[str, str] = {}
+        for row in ctx.store.rows("host_results", cycle_id=cycle["id"], stage="deploy"):
+            if row["ok"]:
+                installed_at.setdefault(row["host"], row["at"])
+        for wave in ctx.store.rows("waves", cycle_id=cycle["id"]):
+            for host in wave["hosts"]:
+                wave_of[host] = wave["name"]
+        for host, state in sorted(states.items()):
+            if not ctx.wanted(host):
+                continue
+            for package in state["packages"]:
+                done = package.get("after") == package.get("wanted")
+                at = installed_at.get(host) if done else None
+                due = date.fromisoformat(package["sla_due"]) if package.get("sla_due") else None
+                yield {"cycle_id": cycle["id"], "cycle_started": cycle["created_at"],
+                       **_host_fields(ctx.host(host)), "package": package["name"], "before": package.get("before"),
+                       "wanted": package.get("wanted"), "after": package.get("after"),
+                       "severity": package.get("severity") or None, "cves": ", ".join(package.get("cves", [])),
+                       "advisories": ", ".join(package.get("advisories", [])), "sla_due": due,
+                       "installed": done, "installed_at": at, "wave": wave_of.get(host),
+                       "end_state": state["state"],
+                       "sla_met": None if due is None else (at is not None and at.date() <= due),
+                       "reason": package.get("reason")}
+
+
+def _cycles(ctx: Context) -> Iterator[Row]:
+    for cycle in _cycles_in_range(ctx):
+        counts: dict[str, int] = {}
+        for row in ctx.store.rows("end_states", cycle_id=cycle["id"]):
+            if ctx.wanted(row["host"]):
+                counts[row["host"]] = 0
+                counts[f"state:{row['state']}"] = counts.get(f"state:{row['state']}", 0) + 1
+        hosts = sum(1 for k in counts if not k.startswith("state:"))
+        yield {"cycle_id": cycle["id"], "status": cycle["status"], "created_at": cycle["created_at"],
+               "finished_at": cycle["finished_at"], "policy": (cycle["policy"] or {}).get("name"), "hosts": hosts,
+               "patched": counts.get("state:patched", 0) + counts.get("state:patched-pending-reboot", 0),
+               "failed": sum(v for k, v in counts.items() if k in ("state:failed", "state:partially-patched",
+                                                                    "state:unreachable")),
+               "not_reached": counts.get("state:not-reached", 0), "excluded": counts.get("state:excluded", 0),
+               "rolled_back": counts.get("state:rolled-back", 0)}
+
+
+def _waves(ctx: Context) -> Iterator[Row]:
+    for cycle in _cycles_in_range(ctx):
+        for wave in ctx.store.rows("waves", cycle_id=cycle["id"]):
+            gate = wave["gate"] or {}
+            yield {"cycle_id": cycle["id"], "wave": wave["idx"], "name": wave["name"], "status": wave["status"],
+                   "hosts": ", ".join(wave["hosts"]), "host_count": len(wave["hosts"]),
+                   "started_at": wave["started_at"], "finished_at": wave["finished_at"],
+                   "failed_hosts": ", ".join(gate.get("failed", [])), "gate": gate.get("reason", ""),
+                   "wave_budget": gate.get("wave_budget"), "global_budget": gate.get("global_budget")}
+
+
+def _approvals(ctx: Context) -> Iterator[Row]:
+    for cycle in _cycles_in_range(ctx):
+        for row in ctx.store.rows("approvals", cycle_id=cycle["id"]):
+            yield {"cycle_id": cycle["id"], "wave": row["wave_name"], "decision": "approved" if row["approved"]
+                   else "rejected", "by": row["by"], "at": row["at"], "comment": row["comment"]}
+
+
+def _timeline(ctx: Context) -> Iterator[Row]:
+    for cycle in _cycles_in_range(ctx):
+        for row in ctx.store.rows("events", cycle_id=cycle["id"]):
+            yield {"cycle_id": cycle["id"], "at": row["at"], "kind": row["kind"], "message": row["message"]}
+
+
+DATASETS: dict[str, Dataset] = {d.name: d for d in (
+    Dataset("compliance_hosts", "each host's latest baseline assessment (or none)",
+            {**HOST_FIELDS, "assessed_at": "datetime", "baseline": "text", "score": "percent",
+             "score_with_exceptions": "percent", "pass": "int", "fail": "int", "error": "int",
+             "not_applicable": "int", "excepted": "int", "critical_drift": "text",
+             "status": "text"}, _compliance_hosts),
+    Dataset("compliance_summary", "compliance per group and per device type, from each host's latest assessment",
+            {"dimension": "text", "name": "text", "hosts": "int", "assessed": "int", "never_assessed": "int",
+             "compliant_hosts": "int", "compliant": "percent", "compliant_with_exceptions": "percent",
+             "average_score": "percent", "average_score_with_exceptions": "percent"}, _compliance_summary),
+    Dataset("rule_results", "every rule of each host's latest assessment, with its evidence",
+            {**HOST_FIELDS, "rule_id": "text", "title": "text", "severity": "text", "criticality": "text",
+             "status": "text", "exception_id": "text", "expected": "text", "observed": "text", "where": "text",
+             "note": "text", "duration": "float", "assessed_at": "datetime", "failing": "bool", "passing": "bool",
+             "excepted": "bool"}, _rule_results),
+    Dataset("exceptions", "the exceptions register, with days to expiry and how many results each excepts",
+            {"exception_id": "text", "rule_id": "text", "scope": "text", "owner": "text", "justification": "text",
+             "compensating_control": "text", "expires": "date", "days_to_expiry": "int", "expired": "bool",
+             "hosts_excepted": "int"}, _exceptions),
+    Dataset("patch_packages", "every approved package of every cycle and host: versions, SLA, installation",
+            {"cycle_id": "text", "cycle_started": "datetime", **HOST_FIELDS, "package": "text", "before": "text",
+             "wanted": "text", "after": "text", "severity": "text", "cves": "text", "advisories": "text",
+             "sla_due": "date", "installed": "bool", "installed_at": "datetime", "wave": "text",
+             "end_state": "text", "sla_met": "bool", "reason": "text"}, _patch_packages),
+    Dataset("cycles", "every patch cycle with its host counts per outcome",
+            {"cycle_id": "text", "status": "text", "created_at": "datetime", "finished_at": "datetime",
+             "policy": "text", "hosts": "int", "patched": "int", "failed": "int", "not_reached": "int",
+             "excluded": "int", "rolled_back": "int"}, _cycles),
+    Dataset("waves", "every wave of every cycle with its gate",
+            {"cycle_id": "text", "wave": "int", "name": "text", "status": "text", "hosts": "text",
+             "host_count": "int", "started_at": "datetime", "finished_at": "datetime", "failed_hosts": "text",
+             "gate": "text", "wave_budget": "int", "global_budget": "int"}, _waves),
+    Dataset("approvals", "manual approval decisions: who and when",
+            {"cycle_id": "text", "wave": "text", "decision": "text", "by": "text", "at": "datetime",
+             "comment": "text"}, _approvals),
+    Dataset("timeline", "everything a cycle recorded, in order",
+            {"cycle_id": "text", "at": "datetime", "kind": "text", "message": "text"}, _timeline),
+)}

@@ -1,0 +1,48 @@
+"""`patchwave report`: which workbooks to write, from which definitions, for which hosts and time."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from patchwave.baseline import load_exceptions
+from patchwave.errors import InputError
+from patchwave.inventory import load_hosts
+from patchwave.paths import Paths
+from patchwave.reporting.datasets import Context
+from patchwave.reporting.definitions import STANDARD, load_workbook_definition, standard
+from patchwave.reporting.engine import Progress, Writer
+from patchwave.store import Store
+
+
+def write_reports(paths: Paths, store: Store, inventory: Path, kind: str, definitions: list[Path],
+                  output: Path | None, since: str | None, group: str | None, exceptions: Path | None,
+                  progress: Progress | None = None) -> dict[str, Any]:
+    kinds = list(STANDARD) if kind == "all" else [kind]
+    if kind != "all" and kind not in STANDARD:
+        raise InputError(f"--type {kind}: use one of {', '.join(STANDARD)} or all")
+    if definitions:
+        kinds = [] if kind == "all" else kinds
+    start = None
+    if since is not None:
+        try:
+            start = datetime.fromisoformat(since).replace(tzinfo=UTC)
+        except ValueError as exc:
+            raise InputError(f"--since {since!r}: use a date YYYY-MM-DD") from exc
+    hosts = load_hosts(inventory)
+    if group is not None and group not in {g for h in hosts for g in h.groups}:
+        raise InputError(f"--group {group}: no such group in {inventory}")
+    register = load_exceptions(exceptions) if exceptions is not None else []
+    books = [standard(paths.root / "reports", k) for k in kinds] + [(load_workbook_definition(d), d) for d in definitions]
+    several = len(books) > 1
+    if output is not None and several and output.suffix == ".xlsx":
+        raise InputError(f"-o {output}: several workbooks need a directory")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    written = []
+    for book, source in books:
+        target = (output if output is not None and not several and output.suffix == ".xlsx"
+                  else (output or paths.output) / f"{book.name}-{stamp}.xlsx")
+        ctx = Context(store, hosts, since=start, group=group, exceptions=register)
+        written.append(Writer(progress).write(book, ctx, target, f"{store.url} (definition {source})"))
+    return {"workbooks": written}
