@@ -20,7 +20,17 @@ from patchwave.reporting.datasets import Context
 from patchwave.reporting.definitions import load_workbook_definition
 from patchwave.reporting.engine import CELL_LIMIT, Writer
 from patchwave.reporting.reports import write_reports
-from patchwave.store import Store, assessments, cycles, end_states, host_results, rule_results, waves
+from patchwave.store import (
+    Store,
+    assessments,
+    cycles,
+    decisions,
+    end_states,
+    host_results,
+    rule_results,
+    scans,
+    waves,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 HOSTS = [Host("web1", ("web",), "server", "team-web"), Host("web2", ("web",), "server", "team-web"),
@@ -70,6 +80,21 @@ def fill(store: Store) -> None:
         def pkg(name: str, after: str | None, due: str) -> dict[str, Any]:
             return {"name": name, "before": "1", "wanted": "2", "after": after, "severity": "critical",
                     "advisories": ["PWSA-1"], "cves": ["CVE-1"], "reason": "approved", "sla_due": due}
+        # publication dates for mean time to patch (all at 10:00 UTC, like the installs)
+        for host, name, day in (("web1", "a", 5), ("web1", "b", 8), ("web2", "a", 5), ("web2", "b", 8),
+                                ("db1", "a", 5)):
+            conn.execute(insert(decisions).values(cycle_id="c1", host=host, name=name, installed="1", version="2",
+                                                  approved=True, reason="approved", advisories=["PWSA-1"],
+                                                  severity="critical", cves=["CVE-1"],
+                                                  published=f"2026-11-{day:02d}T10:00:00Z", sla_due=""))
+            conn.execute(insert(scans).values(cycle_id="c1", host=host, kind="scan", at=at(10), ok=True, result={
+                "updates": [{"name": name, "source": f"{name}-src", "candidate": "2",
+                             "origins": [{"label": "Debian-Security", "suite": "s"}]}]}))
+        # a critical rule on web1: failing in assessment 1 (Nov 1), passing in assessment 2 (Nov 2)
+        for aid, status in ((1, "fail"), (2, "pass")):
+            conn.execute(insert(rule_results).values(assessment_id=aid, host="web1", rule_id="crit", title="critical",
+                                                     severity="critical", criticality="critical", status=status,
+                                                     duration=0.0, evidence={}))
         for host, state, packages in (
                 ("web1", "patched", [pkg("a", "2", "2026-11-10"), pkg("b", "2", "2026-11-20")]),
                 ("web2", "patched", [pkg("a", "2", "2026-11-10"), pkg("b", "2", "2026-11-20")]),
@@ -204,3 +229,29 @@ def test_bad_definitions_are_refused_with_file_and_line(tmp_path: Path, kind: st
 def test_shipped_definitions_all_load() -> None:
     for path in sorted((ROOT / "reports").rglob("*.yml")):
         assert load_workbook_definition(path).sheets, path
+
+
+def test_trend_owner_and_vendor_workbooks_against_hand_computed_figures(store: Store, tmp_path: Path) -> None:
+    trend = load_workbook(Writer().write(load_workbook_definition(ROOT / "reports/standard/trend.yml"),
+                                         Context(store, HOSTS), tmp_path / "t.xlsx", "t")["workbook"])
+    (cycle,) = sheet(trend, "Patching")
+    # by hand: installed after 5, 2, 6 and 3 days -> 4.0; db1's fix stayed unpatched from Nov 5 10:00 to the
+    # cycle's end, Nov 10 12:00 -> 5.08 days; 4 of 5 installed; 2 SLA breaches (web2/a late, db1/a missing)
+    assert (cycle["MTTP days"], cycle["MTTP critical"], cycle["MTTP high"]) == (4.0, 4.0, None)
+    assert (cycle["Coverage"], cycle["Unpatched age days"], cycle["SLA breaches"]) == (0.8, 5.08, 2)
+    assert len(trend["Patching"]._charts) == 1
+    runs = sheet(trend, "Compliance")
+    assert [r["Hosts"] for r in runs] == [1, 1, 1, 1]  # four assessment runs of one host each
+    (fix,) = sheet(trend, "Critical fixes")
+    assert (fix["Host"], fix["Rule"], fix["Days to fix"]) == ("web1", "crit", 1.0)
+    owner = load_workbook(Writer().write(load_workbook_definition(ROOT / "reports/standard/owner.yml"),
+                                         Context(store, HOSTS), tmp_path / "o.xlsx", "t")["workbook"])
+    owners = {r["Owner"]: r for r in sheet(owner, "Owners")}
+    assert (owners["team-web"]["Hosts"], owners["team-web"]["Approved patches"], owners["team-web"]["Installed"],
+            owners["team-web"]["SLA breaches"]) == (2, 4, 4, 1)
+    assert (owners["team-data"]["Missing"], owners["team-data"]["Assessed"]) == (1, 0)
+    vendor = load_workbook(Writer().write(load_workbook_definition(ROOT / "reports/standard/vendor.yml"),
+                                          Context(store, HOSTS), tmp_path / "v.xlsx", "t")["workbook"])
+    (origin,) = sheet(vendor, "Vendors")
+    assert (origin["Origin"], origin["Packages"], origin["Host updates pending"],
+            origin["Host updates installed"]) == ("Debian-Security", 2, 5, 4)

@@ -457,7 +457,7 @@ def remediate(
 
 @app.command("report")
 def report(
-    kind: Annotated[str, typer.Option("--type", "-t", help="compliance, patch, cycle or all.")] = "all",
+    kind: Annotated[str, typer.Option("--type", "-t", help="compliance, patch, owner, vendor, trend, cycle or all.")] = "all",
     definition: Annotated[list[Path] | None, typer.Option("--definition", "-d",
                                                           help="A report definition (reports/*.yml); repeatable.")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="The .xlsx file (a directory for "

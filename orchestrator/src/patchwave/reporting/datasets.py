@@ -245,6 +245,164 @@ def _timeline(ctx: Context) -> Iterator[Row]:
             yield {"cycle_id": cycle["id"], "at": row["at"], "kind": row["kind"], "message": row["message"]}
 
 
+# --- owners, vendors -------------------------------------------------------------------------
+
+FAILED_STATES = ("failed", "partially-patched", "unreachable", "not-reached")
+
+
+def _owners(ctx: Context) -> Iterator[Row]:
+    compliance = {r["host"]: r for r in _compliance_hosts(ctx)}
+    packages: dict[str, list[Row]] = {}
+    for row in _patch_packages(ctx):
+        packages.setdefault(row["host"], []).append(row)
+    owners: dict[str, list[Host]] = {}
+    for host in ctx.hosts:
+        if ctx.wanted(host.name):
+            owners.setdefault(host.owner or "(no owner)", []).append(host)
+    for owner, members in sorted(owners.items()):
+        rows = [compliance[h.name] for h in members]
+        assessed = [r for r in rows if r["assessed_at"] is not None]
+        mine = [p for h in members for p in packages.get(h.name, [])]
+        yield {"owner": owner, "hosts": len(members), "host_names": ", ".join(sorted(h.name for h in members)),
+               "assessed": len(assessed), "compliant_hosts": sum(1 for r in assessed if r["status"] == "compliant"),
+               "average_score": _avg([r["score"] for r in assessed]),
+               "approved_patches": len(mine), "installed_patches": sum(1 for p in mine if p["installed"]),
+               "missing_patches": sum(1 for p in mine if not p["installed"]),
+               "sla_breaches": sum(1 for p in mine if p["sla_met"] is False)}
+
+
+def _repeat_offenders(ctx: Context) -> Iterator[Row]:
+    """Hosts that ended a cycle failed (or not reached), or were non-compliant, more than once."""
+    failed: dict[str, list[str]] = {}
+    for cycle in _cycles_in_range(ctx):
+        for row in ctx.store.rows("end_states", cycle_id=cycle["id"]):
+            if row["state"] in FAILED_STATES and ctx.wanted(row["host"]):
+                failed.setdefault(row["host"], [])
+                if cycle["id"] not in failed[row["host"]]:
+                    failed[row["host"]].append(cycle["id"])
+    noncompliant: dict[str, int] = {}
+    for row in ctx.store.rows("assessments", ctx.since, ok=True):
+        summary = row["summary"] or {}
+        if ctx.wanted(row["host"]) and summary.get("fail", 0) + summary.get("error", 0):
+            noncompliant[row["host"]] = noncompliant.get(row["host"], 0) + 1
+    for host in sorted(set(failed) | set(noncompliant)):
+        cycles_failed, assessments_failed = len(failed.get(host, [])), noncompliant.get(host, 0)
+        if cycles_failed > 1 or assessments_failed > 1:
+            yield {**_host_fields(ctx.host(host)), "cycles_failed": cycles_failed,
+                   "failed_cycles": ", ".join(failed.get(host, [])), "non_compliant_assessments": assessments_failed}
+
+
+def _package_updates(ctx: Context) -> Iterator[Row]:
+    """Per cycle and package: source package, origin (repository label, i.e. the vendor), how
+    many hosts had it pending, approved, installed."""
+    for cycle in _cycles_in_range(ctx):
+        info: dict[str, Row] = {}
+        for scan in ctx.store.rows("scans", cycle_id=cycle["id"], kind="scan"):
+            if not scan["ok"] or not ctx.wanted(scan["host"]):
+                continue
+            for update in (scan["result"] or {}).get("updates", []):
+                item = info.setdefault(update["name"], {
+                    "source": update.get("source") or update["name"],
+                    "origin": ", ".join(sorted({o.get("label") or o.get("suite", "") for o in update.get("origins", [])})),
+                    "pending": set(), "approved": set(), "installed": set()})
+                item["pending"].add(scan["host"])
+        for decision in ctx.store.rows("decisions", cycle_id=cycle["id"], approved=True):
+            if decision["name"] in info and ctx.wanted(decision["host"]):
+                info[decision["name"]]["approved"].add(decision["host"])
+        for state in ctx.store.rows("end_states", cycle_id=cycle["id"]):
+            for package in state["packages"]:
+                if package["name"] in info and package.get("after") == package.get("wanted"):
+                    info[package["name"]]["installed"].add(state["host"])
+        for name, item in sorted(info.items()):
+            yield {"cycle_id": cycle["id"], "cycle_started": cycle["created_at"], "package": name,
+                   "source": item["source"], "origin": item["origin"], "hosts_pending": len(item["pending"]),
+                   "hosts_approved": len(item["approved"]), "hosts_installed": len(item["installed"])}
+
+
+# --- trends ---------------------------------------------------------------------------------
+
+def _published(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        stamp = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+
+
+def _aware(stamp: datetime) -> datetime:
+    return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+
+
+def _trend_patch(ctx: Context) -> Iterator[Row]:
+    """Per cycle: coverage, mean time to patch per severity (advisory publication → install, in
+    days) and the average age of what stayed unpatched (publication → the cycle's end)."""
+    for cycle in _cycles_in_range(ctx):
+        published = {(d["host"], d["name"]): _published(d["published"])
+                     for d in ctx.store.rows("decisions", cycle_id=cycle["id"], approved=True)}
+        rows = list(_patch_packages(Context(ctx.store, ctx.hosts, ctx.since, ctx.group, _cache={
+            "cycles": [cycle], "by_name": ctx.by_name})))
+        ttp: dict[str, list[float]] = {}
+        ages: list[float] = []
+        end = _aware(cycle["finished_at"] or cycle["created_at"])
+        for row in rows:
+            stamp = published.get((row["host"], row["package"]))
+            if stamp is None:
+                continue
+            if row["installed"] and row["installed_at"] is not None:
+                days = (_aware(row["installed_at"]) - stamp).total_seconds() / 86400
+                ttp.setdefault(row["severity"] or "unknown", []).append(days)
+                ttp.setdefault("all", []).append(days)
+            elif not row["installed"]:
+                ages.append((end - stamp).total_seconds() / 86400)
+        approved = len(rows)
+        item: Row = {"cycle_id": cycle["id"], "started": cycle["created_at"], "approved": approved,
+                     "installed": sum(1 for r in rows if r["installed"]),
+                     "coverage": round(sum(1 for r in rows if r["installed"]) / approved, 4) if approved else None,
+                     "sla_breaches": sum(1 for r in rows if r["sla_met"] is False),
+                     "average_unpatched_age_days": round(sum(ages) / len(ages), 2) if ages else None}
+        for severity in ("all", "critical", "high", "medium", "low"):
+            values = ttp.get(severity, [])
+            item[f"mttp_{severity}_days"] = round(sum(values) / len(values), 2) if values else None
+        yield item
+
+
+def _trend_compliance(ctx: Context) -> Iterator[Row]:
+    """Per assessment run: hosts, average scores, share of compliant hosts."""
+    batches: dict[str, list[Row]] = {}
+    for row in ctx.store.rows("assessments", ctx.since, ok=True):
+        if ctx.wanted(row["host"]) and row["kind"] == "assess":
+            batches.setdefault(row["batch"], []).append(row)
+    for batch, rows in batches.items():
+        compliant = [r for r in rows if not (r["summary"] or {}).get("fail") and not (r["summary"] or {}).get("error")]
+        yield {"batch": batch, "at": min(r["at"] for r in rows), "hosts": len(rows),
+               "average_score": _avg([_pct(r["score"]) for r in rows]),
+               "average_score_with_exceptions": _avg([_pct(r["score_with_exceptions"]) for r in rows]),
+               "compliant": round(len(compliant) / len(rows), 4)}
+
+
+def _config_fix_times(ctx: Context) -> Iterator[Row]:
+    """For every critical-severity rule that failed on a host: since when, when it was fixed
+    (the first passing assessment after), and how many days that took."""
+    when = {r["id"]: r["at"] for r in ctx.store.rows("assessments", ctx.since, ok=True)}
+    open_since: dict[tuple[str, str], tuple[datetime, str]] = {}
+    for row in ctx.store.rows("rule_results", severity="critical"):
+        at = when.get(row["assessment_id"])
+        if at is None or not ctx.wanted(row["host"]):
+            continue
+        key = (row["host"], row["rule_id"])
+        if row["status"] in ("fail", "error"):
+            open_since.setdefault(key, (at, row["title"]))
+        elif row["status"] == "pass" and key in open_since:
+            since, title = open_since.pop(key)
+            yield {**_host_fields(ctx.host(key[0])), "rule_id": key[1], "title": title, "failing_since": since,
+                   "fixed_at": at, "days_to_fix": round((_aware(at) - _aware(since)).total_seconds() / 86400, 2)}
+    for (host, rule), (since, title) in sorted(open_since.items()):
+        yield {**_host_fields(ctx.host(host)), "rule_id": rule, "title": title, "failing_since": since,
+               "fixed_at": None, "days_to_fix": None}
+
+
 DATASETS: dict[str, Dataset] = {d.name: d for d in (
     Dataset("compliance_hosts", "each host's latest baseline assessment (or none)",
             {**HOST_FIELDS, "assessed_at": "datetime", "baseline": "text", "score": "percent",
@@ -282,4 +440,26 @@ DATASETS: dict[str, Dataset] = {d.name: d for d in (
              "comment": "text"}, _approvals),
     Dataset("timeline", "everything a cycle recorded, in order",
             {"cycle_id": "text", "at": "datetime", "kind": "text", "message": "text"}, _timeline),
+    Dataset("owners", "per owner: their hosts' compliance and patch status",
+            {"owner": "text", "hosts": "int", "host_names": "text", "assessed": "int", "compliant_hosts": "int",
+             "average_score": "percent", "approved_patches": "int", "installed_patches": "int",
+             "missing_patches": "int", "sla_breaches": "int"}, _owners),
+    Dataset("repeat_offenders", "hosts that failed more than one cycle or assessment",
+            {**HOST_FIELDS, "cycles_failed": "int", "failed_cycles": "text", "non_compliant_assessments": "int"},
+            _repeat_offenders),
+    Dataset("package_updates", "per cycle and package: source package, origin (vendor), hosts pending, approved, "
+            "installed", {"cycle_id": "text", "cycle_started": "datetime", "package": "text", "source": "text",
+                          "origin": "text", "hosts_pending": "int", "hosts_approved": "int",
+                          "hosts_installed": "int"}, _package_updates),
+    Dataset("trend_patch", "per cycle: coverage, mean time to patch per severity, unpatched age, SLA breaches",
+            {"cycle_id": "text", "started": "datetime", "approved": "int", "installed": "int", "coverage": "percent",
+             "sla_breaches": "int", "average_unpatched_age_days": "float", "mttp_all_days": "float",
+             "mttp_critical_days": "float", "mttp_high_days": "float", "mttp_medium_days": "float",
+             "mttp_low_days": "float"}, _trend_patch),
+    Dataset("trend_compliance", "per assessment run: average scores and the share of compliant hosts",
+            {"batch": "text", "at": "datetime", "hosts": "int", "average_score": "percent",
+             "average_score_with_exceptions": "percent", "compliant": "percent"}, _trend_compliance),
+    Dataset("config_fix_times", "critical configuration failures: failing since, fixed at, days to fix",
+            {**HOST_FIELDS, "rule_id": "text", "title": "text", "failing_since": "datetime", "fixed_at": "datetime",
+             "days_to_fix": "float"}, _config_fix_times),
 )}

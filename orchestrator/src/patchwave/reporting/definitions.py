@@ -164,7 +164,7 @@ def load_workbook_definition(path: Path) -> Workbook:
     return Workbook(name=name if name[:1].isalpha() else f"r{name}"[:32], title=sheet.title, sheets=[sheet])
 
 
-STANDARD = ("compliance", "patch", "cycle")
+STANDARD = ("compliance", "patch", "owner", "vendor", "trend", "cycle")
 
 
 def standard(reports_dir: Path, kind: str) -> tuple[Workbook, Path]:
