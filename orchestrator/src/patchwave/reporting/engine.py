@@ -129,6 +129,7 @@ class Writer:
 
     def _about(self, ws: Any, book: Workbook, ctx: Context, source: str, written: list[dict[str, Any]]) -> None:
         first, last = ctx.store.span()
+        self._printable(ws)
         ws.column_dimensions["A"].width = 28
         ws.column_dimensions["B"].width = 100
         bold = Font(bold=True)
@@ -151,7 +152,9 @@ class Writer:
         ws.append([])
         line("Sheet", "What it shows")
         for item in written:
-            ws.append([item["sheet"], f"{item['title']}: {item['about']} ({item['rows']:,} rows)"])
+            text = WriteOnlyCell(ws, value=f"{item['title']}: {item['about']} ({item['rows']:,} rows)")
+            text.alignment = Alignment(wrap_text=True, vertical="top")
+            ws.append([item["sheet"], text])
 
     def _sheet(self, xlsx: Any, sheet: Sheet, ctx: Context) -> Iterator[tuple[str, int]]:
         kinds = sheet.fields()
@@ -182,8 +185,18 @@ class Writer:
         names.append((ws.title, count))
         yield from names
 
+    @staticmethod
+    def _printable(ws: Any) -> None:
+        """Landscape, as wide as the page, header row repeated: what a PDF or a printout needs."""
+        ws.page_setup.orientation = "landscape"
+        ws.page_setup.fitToWidth = 1
+        ws.page_setup.fitToHeight = 0
+        ws.sheet_properties.pageSetUpPr.fitToPage = True
+
     def _new_sheet(self, xlsx: Any, name: str, titles: list[str], widths: list[int]) -> Any:
         ws = xlsx.create_sheet(name)
+        self._printable(ws)
+        ws.print_title_rows = "1:1"
         for index, width in enumerate(widths, start=1):
             ws.column_dimensions[get_column_letter(index)].width = width
         ws.freeze_panes = "A2"
