@@ -215,7 +215,7 @@ rule_results = Table(
     Column("host", String(255), nullable=False),
     Column("rule_id", String(64), nullable=False),
     Column("title", Text, nullable=False),
-    Column("severity", String(16), nullable=False),
+    Column("severity", String(16), nullable=False, index=True),  # trends read the critical ones
     Column("criticality", String(16), nullable=False),
     Column("status", String(16), nullable=False),
     Column("evidence", JSON, nullable=False),

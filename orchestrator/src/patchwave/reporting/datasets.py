@@ -252,9 +252,12 @@ FAILED_STATES = ("failed", "partially-patched", "unreachable", "not-reached")
 
 def _owners(ctx: Context) -> Iterator[Row]:
     compliance = {r["host"]: r for r in _compliance_hosts(ctx)}
-    packages: dict[str, list[Row]] = {}
+    patches: dict[str, list[int]] = {}  # host -> approved, installed, missing, breaches (counts only)
     for row in _patch_packages(ctx):
-        packages.setdefault(row["host"], []).append(row)
+        counts = patches.setdefault(row["host"], [0, 0, 0, 0])
+        counts[0] += 1
+        counts[1 if row["installed"] else 2] += 1
+        counts[3] += row["sla_met"] is False
     owners: dict[str, list[Host]] = {}
     for host in ctx.hosts:
         if ctx.wanted(host.name):
@@ -262,13 +265,12 @@ def _owners(ctx: Context) -> Iterator[Row]:
     for owner, members in sorted(owners.items()):
         rows = [compliance[h.name] for h in members]
         assessed = [r for r in rows if r["assessed_at"] is not None]
-        mine = [p for h in members for p in packages.get(h.name, [])]
+        mine = [patches.get(h.name, [0, 0, 0, 0]) for h in members]
         yield {"owner": owner, "hosts": len(members), "host_names": ", ".join(sorted(h.name for h in members)),
                "assessed": len(assessed), "compliant_hosts": sum(1 for r in assessed if r["status"] == "compliant"),
                "average_score": _avg([r["score"] for r in assessed]),
-               "approved_patches": len(mine), "installed_patches": sum(1 for p in mine if p["installed"]),
-               "missing_patches": sum(1 for p in mine if not p["installed"]),
-               "sla_breaches": sum(1 for p in mine if p["sla_met"] is False)}
+               "approved_patches": sum(c[0] for c in mine), "installed_patches": sum(c[1] for c in mine),
+               "missing_patches": sum(c[2] for c in mine), "sla_breaches": sum(c[3] for c in mine)}
 
 
 def _repeat_offenders(ctx: Context) -> Iterator[Row]:

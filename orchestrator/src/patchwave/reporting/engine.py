@@ -67,26 +67,28 @@ def _matches(row: Row, sheet: Sheet) -> bool:
 
 
 def _grouped(rows: Iterable[Row], sheet: Sheet) -> list[Row]:
-    groups: dict[tuple[Any, ...], list[Row]] = {}
+    """Aggregates kept as running totals: memory grows with the number of groups, not rows."""
+    groups: dict[tuple[Any, ...], list[Any]] = {}
     for row in rows:
-        groups.setdefault(tuple(row.get(f) for f in sheet.group_by), []).append(row)
+        state = groups.setdefault(tuple(row.get(f) for f in sheet.group_by),
+                                  [[0, 0.0, None, None] for _ in sheet.aggregates] + [0])
+        state[-1] += 1
+        for index, agg in enumerate(sheet.aggregates):
+            value = row.get(agg.field) if agg.field else None
+            if value is None:
+                continue
+            acc = state[index]  # count of values, sum (or trues), min, max
+            acc[0] += 1
+            acc[1] += (1 if value else 0) if agg.fn == "count_true" else (value if agg.fn in ("sum", "avg") else 0)
+            acc[2] = value if acc[2] is None or value < acc[2] else acc[2]
+            acc[3] = value if acc[3] is None or value > acc[3] else acc[3]
     out = []
-    for key, members in groups.items():
+    for key, state in groups.items():
         item: Row = dict(zip(sheet.group_by, key, strict=True))
-        for agg in sheet.aggregates:
-            values: list[Any] = [m.get(agg.field) for m in members if agg.field and m.get(agg.field) is not None]
-            if agg.fn == "count":
-                item[agg.header] = len(members)
-            elif agg.fn == "count_true":
-                item[agg.header] = sum(1 for v in values if v)
-            elif agg.fn == "sum":
-                item[agg.header] = sum(values) if values else 0
-            elif agg.fn == "avg":
-                item[agg.header] = round(sum(values) / len(values), 4) if values else None
-            elif agg.fn == "min":
-                item[agg.header] = min(values) if values else None
-            else:
-                item[agg.header] = max(values) if values else None
+        for index, agg in enumerate(sheet.aggregates):
+            count, total, low, high = state[index]
+            item[agg.header] = {"count": state[-1], "count_true": int(total), "sum": total,
+                                "avg": round(total / count, 4) if count else None, "min": low, "max": high}[agg.fn]
         out.append(item)
     return out
 
@@ -113,6 +115,7 @@ class Writer:
         self.progress = progress or (lambda _m, _n: None)
         self.max_rows = max_rows  # data rows per sheet (the header takes one)
         self.truncated = 0
+        self._styles: dict[tuple[str | None, str | None], tuple[str | None, PatternFill | None]] = {}
 
     def write(self, book: Workbook, ctx: Context, path: Path, source: str) -> dict[str, Any]:
         """Write the workbook; returns what was written (sheets and their row counts)."""
@@ -228,6 +231,7 @@ class Writer:
             ws.add_chart(chart, f"{get_column_letter(columns + 2)}2")
 
     def _cell(self, ws: Any, value: Any, kind: str, fills: dict[str, str]) -> Any:
+        """A plain value where no style is needed (much faster to write), else a styled cell."""
         if isinstance(value, datetime) and value.tzinfo is not None:
             value = value.replace(tzinfo=None)  # Excel has no time zones; the store keeps UTC
         if isinstance(value, str) and len(value) > CELL_LIMIT:
@@ -235,10 +239,17 @@ class Writer:
             self.truncated += 1
         if isinstance(value, list | dict):
             value = str(value)
-        cell = WriteOnlyCell(ws, value=value)
-        if kind in FORMATS and value is not None:
-            cell.number_format = FORMATS[kind]
         colour = fills.get(str(value)) or (STATE_FILLS.get(value) if isinstance(value, str) else None)
-        if colour:
-            cell.fill = PatternFill("solid", start_color=colour, end_color=colour)
+        style = FORMATS.get(kind) if value is not None else None
+        if colour is None and (style is None or (kind == "int" and isinstance(value, int) and abs(value) < 1000)):
+            return value
+        key = (style, colour)
+        cell = WriteOnlyCell(ws, value=value)
+        if key not in self._styles:
+            self._styles[key] = (style, PatternFill("solid", start_color=colour, end_color=colour) if colour else None)
+        number_format, fill = self._styles[key]
+        if number_format:
+            cell.number_format = number_format
+        if fill is not None:
+            cell.fill = fill
         return cell
