@@ -68,3 +68,10 @@ def test_demo_patches_the_fleet_in_two_waves(lab, tmp_path: Path) -> None:  # ty
     failing = list(book["Failing rules"].iter_rows(min_row=2, values_only=True))
     assert sum(h["summary"]["fail"] + h["summary"]["error"] for h in assessment["hosts"]) == len(
         [r for r in failing if r[4] in ("fail", "error")])
+
+    # and every standard workbook, written from what the demo stored
+    kinds = sorted(Path(book).name.split("-")[0] for book in demo["reports"])
+    assert kinds == ["compliance", "cycle", "owner", "patch", "trend", "vendor"]
+    patch_book = load_workbook(next(b for b in demo["reports"] if Path(b).name.startswith("patch-")))
+    patches = list(patch_book["Patches"].iter_rows(min_row=2, values_only=True))
+    assert len(patches) == sum(len(h["packages"]) for h in demo["hosts"])

@@ -491,9 +491,22 @@ def demo(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
     err.print(f"lab ready in {result['seconds']}s: {len(result['hosts'])} hosts")
     status, _cycle_id, book = _run_cycle(store, None, None, 1)
     status["assessment"] = _demo_assessment(store)
+    status["reports"] = _demo_reports(store)
     if not as_json:
         err.print("the lab stays up for a look around (inventories/lab/hosts.yml); `patchwave lab down` removes it")
     _report(status, book, as_json)
+
+
+def _demo_reports(store: str | None) -> list[str]:
+    """Every standard workbook from what the demo stored."""
+    from patchwave.reporting.reports import write_reports
+
+    paths = project_paths()
+    result = write_reports(paths, _store(store), paths.lab_inventory, "all", [], None, None, None, None)
+    books = [str(book["workbook"]) for book in result["workbooks"]]
+    for book in books:
+        err.print(f"workbook: [bold]{book}[/bold]")
+    return books
 
 
 def _demo_assessment(store: str | None) -> dict[str, Any]:
