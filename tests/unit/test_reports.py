@@ -164,7 +164,7 @@ def test_trend_owner_and_vendor_workbooks_against_hand_computed_figures(store: S
     runs = sheet(trend, "Compliance")
     assert [r["Hosts"] for r in runs] == [1, 1, 1, 1]  # four assessment runs of one host each
     (fix,) = sheet(trend, "Critical fixes")
-    assert (fix["Host"], fix["Rule"], fix["Days to fix"]) == ("web1", "crit", 1.0)
+    assert (fix["Rule id"], fix["Failures"], fix["Fixed"], fix["Mean days to fix"]) == ("crit", 1, 1, 1.0)
     owner = load_workbook(Writer().write(load_workbook_definition(ROOT / "reports/standard/owner.yml"),
                                          Context(store, HOSTS), tmp_path / "o.xlsx", "t")["workbook"])
     owners = {r["Owner"]: r for r in sheet(owner, "Owners")}

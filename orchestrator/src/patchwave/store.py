@@ -578,11 +578,16 @@ class Store:
 
     # --- reads for reports: every row, in id order, optionally since a date -----------------
     def rows(self, table: str, since: datetime | None = None, at_least: tuple[str, int] | None = None,
-             **equal: Any) -> Any:
+             columns: tuple[str, ...] | None = None, raw: tuple[str, ...] = (), **equal: Any) -> Any:
         """Stream the rows of one table (as dicts) in id order; `since` filters on its time column,
-        `at_least` (column, value) on a numeric one, keyword arguments on equality (or membership)."""
+        `at_least` (column, value) on a numeric one, keyword arguments on equality (or membership).
+        `columns` narrows the select; JSON columns named in `raw` come back as their text, for
+        callers that decode only the rows they need."""
+        from sqlalchemy import type_coerce
+
         chosen = metadata.tables[table]
-        query = select(chosen)
+        names = columns or tuple(chosen.c.keys())
+        query = select(*(type_coerce(chosen.c[n], Text).label(n) if n in raw else chosen.c[n] for n in names))
         if at_least is not None:
             query = query.where(chosen.c[at_least[0]] >= at_least[1])
         stamp = next((chosen.c[c] for c in ("at", "created_at", "started_at") if c in chosen.c), None)

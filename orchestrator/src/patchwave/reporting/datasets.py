@@ -4,6 +4,7 @@ about spreadsheets. Rows are dicts; every dataset declares its fields and their 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -13,6 +14,9 @@ from patchwave.models import Host
 from patchwave.store import Store
 
 Row = dict[str, Any]
+# an assessment without its snapshot (every package of the host: only drift needs it)
+ASSESSMENT_COLUMNS = ("id", "batch", "host", "baseline", "kind", "at", "summary", "score", "score_with_exceptions",
+                      "drift")
 KINDS = ("text", "int", "float", "percent", "date", "datetime", "bool")
 
 
@@ -46,7 +50,7 @@ class Context:
         """The latest successful assessment of each host (within the time range)."""
         if "latest" not in self._cache:
             latest: dict[str, Row] = {}
-            for row in self.store.rows("assessments", self.since, ok=True):
+            for row in self.store.rows("assessments", self.since, columns=ASSESSMENT_COLUMNS, ok=True):
                 if self.wanted(row["host"]):
                     latest[row["host"]] = row
             self._cache["latest"] = latest
@@ -134,11 +138,12 @@ def _rule_results(ctx: Context) -> Iterator[Row]:
     by_id = {row["id"]: row for row in latest.values()}
     if not by_id:
         return
-    for result in ctx.store.rows("rule_results", at_least=("assessment_id", min(by_id))):
+    for result in ctx.store.rows("rule_results", at_least=("assessment_id", min(by_id)), raw=("evidence",)):
         assessment = by_id.get(result["assessment_id"])
         if assessment is None:
             continue
-        evidence = result["evidence"] or {}
+        # evidence matters for what did not pass: decode only that (most rows pass)
+        evidence = json.loads(result["evidence"] or "{}") if result["status"] != "pass" else {}
         yield {**_host_fields(ctx.host(result["host"])), "rule_id": result["rule_id"], "title": result["title"],
                "severity": result["severity"], "criticality": result["criticality"], "status": result["status"],
                "exception_id": result["exception_id"], "expected": evidence.get("expected"),
@@ -149,9 +154,13 @@ def _rule_results(ctx: Context) -> Iterator[Row]:
 
 
 def _exceptions(ctx: Context) -> Iterator[Row]:
+    if not ctx.exceptions:
+        return
+    latest = {row["id"] for row in ctx.latest_assessments().values()}
     used: dict[str, int] = {}
-    for row in _rule_results(ctx):
-        if row["exception_id"]:
+    for row in ctx.store.rows("rule_results", at_least=("assessment_id", min(latest, default=0)),
+                              columns=("assessment_id", "exception_id"), status="excepted"):
+        if row["assessment_id"] in latest:
             used[row["exception_id"]] = used.get(row["exception_id"], 0) + 1
     for item in ctx.exceptions:
         expires = date.fromisoformat(item.expires)
@@ -172,15 +181,34 @@ def _cycles_in_range(ctx: Context) -> list[Row]:
     return result
 
 
-def _patch_packages(ctx: Context) -> Iterator[Row]:
-    """One row per cycle, host and approved package, with when it was installed and the SLA."""
+def _latest_cycle_of_hosts(ctx: Context) -> dict[str, str]:
+    """Each host's latest cycle in the range (the one its patch status is about)."""
+    ids = {c["id"] for c in _cycles_in_range(ctx)}
+    latest: dict[str, str] = {}
+    for row in ctx.store.rows("end_states", columns=("cycle_id", "host")):
+        if row["cycle_id"] in ids:
+            latest[row["host"]] = row["cycle_id"]
+    return latest
+
+
+def _patch_status(ctx: Context) -> Iterator[Row]:
+    """patch_packages of each host's latest cycle only: where every host stands now."""
+    yield from _patch_packages(ctx, _latest_cycle_of_hosts(ctx))
+
+
+def _patch_packages(ctx: Context, only: dict[str, str] | None = None) -> Iterator[Row]:
+    """One row per cycle, host and approved package, with when it was installed and the SLA
+    (`only`: host -> the one cycle to report for it)."""
     for cycle in _cycles_in_range(ctx):
+        if only is not None and cycle["id"] not in set(only.values()):
+            continue
         states: dict[str, Row] = {}
         for row in ctx.store.rows("end_states", cycle_id=cycle["id"]):
-            states[row["host"]] = row
+            if only is None or only.get(row["host"]) == cycle["id"]:
+                states[row["host"]] = row
         installed_at: dict[str, datetime] = {}
         wave_of: dict[str, str] = {}
-        for row in ctx.store.rows("host_results", cycle_id=cycle["id"], stage="deploy"):
+        for row in ctx.store.rows("host_results", cycle_id=cycle["id"], stage="deploy", columns=("host", "at", "ok")):
             if row["ok"]:
                 installed_at.setdefault(row["host"], row["at"])
         for wave in ctx.store.rows("waves", cycle_id=cycle["id"]):
@@ -283,7 +311,7 @@ def _repeat_offenders(ctx: Context) -> Iterator[Row]:
                 if cycle["id"] not in failed[row["host"]]:
                     failed[row["host"]].append(cycle["id"])
     noncompliant: dict[str, int] = {}
-    for row in ctx.store.rows("assessments", ctx.since, ok=True):
+    for row in ctx.store.rows("assessments", ctx.since, columns=ASSESSMENT_COLUMNS, ok=True):
         summary = row["summary"] or {}
         if ctx.wanted(row["host"]) and summary.get("fail", 0) + summary.get("error", 0):
             noncompliant[row["host"]] = noncompliant.get(row["host"], 0) + 1
@@ -373,7 +401,7 @@ def _trend_patch(ctx: Context) -> Iterator[Row]:
 def _trend_compliance(ctx: Context) -> Iterator[Row]:
     """Per assessment run: hosts, average scores, share of compliant hosts."""
     batches: dict[str, list[Row]] = {}
-    for row in ctx.store.rows("assessments", ctx.since, ok=True):
+    for row in ctx.store.rows("assessments", ctx.since, columns=ASSESSMENT_COLUMNS, ok=True):
         if ctx.wanted(row["host"]) and row["kind"] == "assess":
             batches.setdefault(row["batch"], []).append(row)
     for batch, rows in batches.items():
@@ -387,9 +415,10 @@ def _trend_compliance(ctx: Context) -> Iterator[Row]:
 def _config_fix_times(ctx: Context) -> Iterator[Row]:
     """For every critical-severity rule that failed on a host: since when, when it was fixed
     (the first passing assessment after), and how many days that took."""
-    when = {r["id"]: r["at"] for r in ctx.store.rows("assessments", ctx.since, ok=True)}
+    when = {r["id"]: r["at"] for r in ctx.store.rows("assessments", ctx.since, columns=("id", "at"), ok=True)}
     open_since: dict[tuple[str, str], tuple[datetime, str]] = {}
-    for row in ctx.store.rows("rule_results", severity="critical"):
+    for row in ctx.store.rows("rule_results", severity="critical",
+                              columns=("assessment_id", "host", "rule_id", "title", "status")):
         at = when.get(row["assessment_id"])
         if at is None or not ctx.wanted(row["host"]):
             continue
@@ -399,10 +428,11 @@ def _config_fix_times(ctx: Context) -> Iterator[Row]:
         elif row["status"] == "pass" and key in open_since:
             since, title = open_since.pop(key)
             yield {**_host_fields(ctx.host(key[0])), "rule_id": key[1], "title": title, "failing_since": since,
-                   "fixed_at": at, "days_to_fix": round((_aware(at) - _aware(since)).total_seconds() / 86400, 2)}
+                   "fixed_at": at, "fixed": True,
+                   "days_to_fix": round((_aware(at) - _aware(since)).total_seconds() / 86400, 2)}
     for (host, rule), (since, title) in sorted(open_since.items()):
         yield {**_host_fields(ctx.host(host)), "rule_id": rule, "title": title, "failing_since": since,
-               "fixed_at": None, "days_to_fix": None}
+               "fixed_at": None, "fixed": False, "days_to_fix": None}
 
 
 DATASETS: dict[str, Dataset] = {d.name: d for d in (
@@ -429,6 +459,11 @@ DATASETS: dict[str, Dataset] = {d.name: d for d in (
              "wanted": "text", "after": "text", "severity": "text", "cves": "text", "advisories": "text",
              "sla_due": "date", "installed": "bool", "installed_at": "datetime", "wave": "text",
              "end_state": "text", "sla_met": "bool", "reason": "text"}, _patch_packages),
+    Dataset("patch_status", "like patch_packages, for each host's latest cycle only: where every host stands now",
+            {"cycle_id": "text", "cycle_started": "datetime", **HOST_FIELDS, "package": "text", "before": "text",
+             "wanted": "text", "after": "text", "severity": "text", "cves": "text", "advisories": "text",
+             "sla_due": "date", "installed": "bool", "installed_at": "datetime", "wave": "text",
+             "end_state": "text", "sla_met": "bool", "reason": "text"}, _patch_status),
     Dataset("cycles", "every patch cycle with its host counts per outcome",
             {"cycle_id": "text", "status": "text", "created_at": "datetime", "finished_at": "datetime",
              "policy": "text", "hosts": "int", "patched": "int", "failed": "int", "not_reached": "int",
@@ -463,5 +498,5 @@ DATASETS: dict[str, Dataset] = {d.name: d for d in (
              "average_score_with_exceptions": "percent", "compliant": "percent"}, _trend_compliance),
     Dataset("config_fix_times", "critical configuration failures: failing since, fixed at, days to fix",
             {**HOST_FIELDS, "rule_id": "text", "title": "text", "failing_since": "datetime", "fixed_at": "datetime",
-             "days_to_fix": "float"}, _config_fix_times),
+             "fixed": "bool", "days_to_fix": "float"}, _config_fix_times),
 )}

@@ -5,7 +5,7 @@ and the source. The only importer of openpyxl besides workbook.py."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -66,12 +66,17 @@ def _matches(row: Row, sheet: Sheet) -> bool:
     return True
 
 
-def _grouped(rows: Iterable[Row], sheet: Sheet) -> list[Row]:
+class Grouping:
     """Aggregates kept as running totals: memory grows with the number of groups, not rows."""
-    groups: dict[tuple[Any, ...], list[Any]] = {}
-    for row in rows:
-        state = groups.setdefault(tuple(row.get(f) for f in sheet.group_by),
-                                  [[0, 0.0, None, None] for _ in sheet.aggregates] + [0])
+
+    def __init__(self, sheet: Sheet) -> None:
+        self.sheet = sheet
+        self.groups: dict[tuple[Any, ...], list[Any]] = {}
+
+    def add(self, row: Row) -> None:
+        sheet = self.sheet
+        state = self.groups.setdefault(tuple(row.get(f) for f in sheet.group_by),
+                                       [[0, 0.0, None, None] for _ in sheet.aggregates] + [0])
         state[-1] += 1
         for index, agg in enumerate(sheet.aggregates):
             value = row.get(agg.field) if agg.field else None
@@ -82,15 +87,17 @@ def _grouped(rows: Iterable[Row], sheet: Sheet) -> list[Row]:
             acc[1] += (1 if value else 0) if agg.fn == "count_true" else (value if agg.fn in ("sum", "avg") else 0)
             acc[2] = value if acc[2] is None or value < acc[2] else acc[2]
             acc[3] = value if acc[3] is None or value > acc[3] else acc[3]
-    out = []
-    for key, state in groups.items():
-        item: Row = dict(zip(sheet.group_by, key, strict=True))
-        for index, agg in enumerate(sheet.aggregates):
-            count, total, low, high = state[index]
-            item[agg.header] = {"count": state[-1], "count_true": int(total), "sum": total,
-                                "avg": round(total / count, 4) if count else None, "min": low, "max": high}[agg.fn]
-        out.append(item)
-    return out
+
+    def rows(self) -> list[Row]:
+        out = []
+        for key, state in self.groups.items():
+            item: Row = dict(zip(self.sheet.group_by, key, strict=True))
+            for index, agg in enumerate(self.sheet.aggregates):
+                count, total, low, high = state[index]
+                item[agg.header] = {"count": state[-1], "count_true": int(total), "sum": total,
+                                    "avg": round(total / count, 4) if count else None, "min": low, "max": high}[agg.fn]
+            out.append(item)
+        return out
 
 
 def _sorted(rows: list[Row], sheet: Sheet) -> list[Row]:
@@ -101,13 +108,57 @@ def _sorted(rows: list[Row], sheet: Sheet) -> list[Row]:
     return rows
 
 
-def sheet_rows(sheet: Sheet, ctx: Context) -> Iterator[Row]:
-    rows: Iterable[Row] = (r for r in DATASETS[sheet.dataset].rows(ctx) if _matches(r, sheet))
-    if sheet.group_by:
-        rows = _grouped(rows, sheet)
-    if sheet.sort:
-        rows = _sorted(list(rows), sheet)
-    yield from rows
+class SheetSink:
+    """One sheet being written: rows arrive as the dataset streams; a grouped or sorted sheet
+    collects first and writes when the stream ends."""
+
+    def __init__(self, writer: Writer, xlsx: Any, sheet: Sheet) -> None:
+        self.writer, self.xlsx, self.sheet = writer, xlsx, sheet
+        self.kinds = sheet.fields()
+        self.order = list(self.kinds)
+        self.titles = sheet.headers()
+        self.fills = {c.field: c.fills for c in sheet.columns}
+        self.widths = [max(10, min(60, len(t) + 2)) for t in self.titles]
+        for column in sheet.columns:
+            if column.width:
+                self.widths[self.order.index(column.field)] = column.width
+        self.grouping = Grouping(sheet) if sheet.group_by else None
+        self.buffer: list[Row] | None = [] if sheet.sort and not sheet.group_by else None
+        self.part, self.count = 1, 0
+        self.parts: list[tuple[str, int]] = []
+        self.ws = writer._new_sheet(xlsx, sheet.name, self.titles, self.widths)  # tab order = definition order
+
+    def feed(self, row: Row) -> None:
+        if not _matches(row, self.sheet):
+            return
+        if self.grouping is not None:
+            self.grouping.add(row)
+        elif self.buffer is not None:
+            self.buffer.append(row)
+        else:
+            self._write(row)
+
+    def _write(self, row: Row) -> None:
+        if self.count >= self.writer.max_rows:
+            self.writer._finish(self.ws, len(self.order), self.count, self.sheet, self.titles, None)
+            self.parts.append((self.ws.title, self.count))
+            self.part += 1
+            self.ws = self.writer._new_sheet(self.xlsx, f"{self.sheet.name[:27]} ({self.part})", self.titles,
+                                             self.widths)
+            self.count = 0
+        ws, cell = self.ws, self.writer._cell
+        ws.append([cell(ws, row.get(f), self.kinds[f], self.fills.get(f) or {}) for f in self.order])
+        self.count += 1
+        if self.count % 100_000 == 0:
+            self.writer.progress(f"{self.sheet.name}: {self.count:,} rows", self.count)
+
+    def close(self) -> list[tuple[str, int]]:
+        pending = self.grouping.rows() if self.grouping is not None else self.buffer
+        if pending is not None:
+            for row in _sorted(pending, self.sheet) if self.sheet.sort else pending:
+                self._write(row)
+        self.writer._finish(self.ws, len(self.order), self.count, self.sheet, self.titles, self.order)
+        return [*self.parts, (self.ws.title, self.count)]
 
 
 class Writer:
@@ -121,10 +172,17 @@ class Writer:
         """Write the workbook; returns what was written (sheets and their row counts)."""
         xlsx = XlsxWorkbook(write_only=True)
         about = xlsx.create_sheet("About")
+        sinks = [SheetSink(self, xlsx, sheet) for sheet in book.sheets]
+        # one pass over each dataset feeds every sheet built on it
+        for dataset in dict.fromkeys(sheet.dataset for sheet in book.sheets):
+            mine = [sink for sink in sinks if sink.sheet.dataset == dataset]
+            for row in DATASETS[dataset].rows(ctx):
+                for sink in mine:
+                    sink.feed(row)
         written: list[dict[str, Any]] = []
-        for sheet in book.sheets:
-            for name, count in self._sheet(xlsx, sheet, ctx):
-                written.append({"sheet": name, "rows": count, "about": sheet.about, "title": sheet.title})
+        for sink in sinks:
+            for name, count in sink.close():
+                written.append({"sheet": name, "rows": count, "about": sink.sheet.about, "title": sink.sheet.title})
         self._about(about, book, ctx, source, written)
         path.parent.mkdir(parents=True, exist_ok=True)
         xlsx.save(path)
@@ -158,35 +216,6 @@ class Writer:
             text = WriteOnlyCell(ws, value=f"{item['title']}: {item['about']} ({item['rows']:,} rows)")
             text.alignment = Alignment(wrap_text=True, vertical="top")
             ws.append([item["sheet"], text])
-
-    def _sheet(self, xlsx: Any, sheet: Sheet, ctx: Context) -> Iterator[tuple[str, int]]:
-        kinds = sheet.fields()
-        order = list(kinds)
-        titles = sheet.headers()
-        fills = {c.field: c.fills for c in sheet.columns}
-        widths = [max(10, min(60, len(t) + 2)) for t in titles]
-        for c in sheet.columns:
-            if c.width:
-                widths[order.index(c.field)] = c.width
-        part, count, ws = 0, 0, None
-        names: list[tuple[str, int]] = []
-        for row in sheet_rows(sheet, ctx):
-            if ws is None or count >= self.max_rows:
-                if ws is not None:
-                    self._finish(ws, len(order), count, sheet, titles, None)
-                    names.append((ws.title, count))
-                part += 1
-                ws = self._new_sheet(xlsx, sheet.name if part == 1 else f"{sheet.name[:27]} ({part})", titles, widths)
-                count = 0
-            ws.append([self._cell(ws, row.get(f), kinds[f], fills.get(f) or {}) for f in order])
-            count += 1
-            if count % 50_000 == 0:
-                self.progress(f"{sheet.name}: {count:,} rows", count)
-        if ws is None:
-            ws = self._new_sheet(xlsx, sheet.name, titles, widths)
-        self._finish(ws, len(order), count, sheet, titles, order)
-        names.append((ws.title, count))
-        yield from names
 
     @staticmethod
     def _printable(ws: Any) -> None:
