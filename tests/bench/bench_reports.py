@@ -114,6 +114,28 @@ def build(path: Path, hosts: int, rules: int, cycles: int) -> None:
             for g in range(20)))
 
 
+def tree_rss_mb(root: int) -> float:
+    """Resident memory of a process and all its descendants, from /proc."""
+    parents: dict[int, int] = {}
+    rss: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                parents[int(entry.name)] = int(fields[1])
+                rss[int(entry.name)] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+            except (OSError, IndexError, ValueError):
+                continue
+    family, grown = {root}, True
+    while grown:
+        grown = False
+        for pid, parent in parents.items():
+            if parent in family and pid not in family:
+                family.add(pid)
+                grown = True
+    return sum(rss.get(pid, 0) for pid in family) / 1e6
+
+
 def main(hosts: int, rules: int, cycles: int) -> None:
     work = ROOT / ".patchwave" / "bench"
     work.mkdir(parents=True, exist_ok=True)
@@ -133,21 +155,27 @@ def main(hosts: int, rules: int, cycles: int) -> None:
     out = work / "out"
     env = dict(os.environ, PATH=f"{BIN}:{os.environ.get('PATH', '')}")
     started = time.monotonic()
-    proc = subprocess.run([str(BIN / "patchwave"), "report", "--type", "all", "--store", f"sqlite:///{db}",
-                           "-i", str(work / "hosts.yml"), "-o", str(out), "--json"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, check=False)
+    child = subprocess.Popen([str(BIN / "patchwave"), "report", "--type", "all", "--store", f"sqlite:///{db}",
+                              "-i", str(work / "hosts.yml"), "-o", str(out), "--json"], cwd=ROOT, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    total_peak = 0.0
+    while child.poll() is None:  # the sum over the report process and its workers, sampled
+        total_peak = max(total_peak, tree_rss_mb(child.pid))
+        time.sleep(0.2)
+    stdout, stderr = child.communicate()
     wall = time.monotonic() - started
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    if proc.returncode != 0:
-        sys.exit(proc.stderr[-3000:])
-    result = json.loads(proc.stdout)
+    if child.returncode != 0:
+        sys.exit(stderr[-3000:])
+    result = json.loads(stdout)
     for book in result["workbooks"]:
         size = Path(book["workbook"]).stat().st_size / 1e6
         print(f"{Path(book['workbook']).name}: {size:.1f} MB, "
               + ", ".join(f"{s['sheet']} {s['rows']:,}" for s in book["sheets"]))
     print(f"reading the rows the reports need from the store alone: {baseline:.1f} s ({counted:,} rows)")
-    print(f"patchwave report --type all: {wall:.1f} s, peak memory {peak:.0f} MB "
-          f"(target < 60 s and < 1024 MB); report / read-only = {wall / baseline:.2f}x")
+    print(f"patchwave report --type all: {wall:.1f} s, peak memory {total_peak:.0f} MB for all its processes "
+          f"together (largest single process {peak:.0f} MB); target < 60 s and < 1024 MB; "
+          f"report / read-only = {wall / baseline:.2f}x")
 
 
 if __name__ == "__main__":

@@ -599,8 +599,30 @@ class Store:
         order = chosen.c["id"] if "id" in chosen.c else next(iter(chosen.c))
         with self.engine.connect() as conn:
             result = conn.execution_options(stream_results=True, yield_per=5000).execute(query.order_by(order))
-            for row in result.mappings():
-                yield dict(row)
+            keys = list(result.keys())
+            for row in result:
+                yield dict(zip(keys, row, strict=True))
+
+    def status_changes(self, severity: str) -> Any:
+        """Rule results of one severity where a host's rule changed status since its previous
+        result (and each pair's first result): (host, rule_id, title, assessment_id, status), in
+        order per host and rule. The database does the scan (a window function), so the history of
+        millions of results comes back as its few transitions."""
+        from sqlalchemy import func
+
+        previous = func.lag(rule_results.c.status).over(partition_by=(rule_results.c.host, rule_results.c.rule_id),
+                                                        order_by=rule_results.c.assessment_id).label("previous")
+        inner = (select(rule_results.c.host, rule_results.c.rule_id, rule_results.c.title,
+                        rule_results.c.assessment_id, rule_results.c.status, previous)
+                 .where(rule_results.c.severity == severity).subquery())
+        query = (select(inner.c.host, inner.c.rule_id, inner.c.title, inner.c.assessment_id, inner.c.status)
+                 .where((inner.c.previous.is_(None)) | (inner.c.previous != inner.c.status))
+                 .order_by(inner.c.host, inner.c.rule_id, inner.c.assessment_id))
+        with self.engine.connect() as conn:
+            result = conn.execution_options(stream_results=True, yield_per=5000).execute(query)
+            keys = list(result.keys())
+            for row in result:
+                yield dict(zip(keys, row, strict=True))
 
     def span(self) -> tuple[datetime | None, datetime | None]:
         """The earliest and latest time anything was recorded (cycles, scans, assessments)."""

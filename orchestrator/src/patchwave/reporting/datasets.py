@@ -336,7 +336,7 @@ def _package_updates(ctx: Context) -> Iterator[Row]:
                     "origin": ", ".join(sorted({o.get("label") or o.get("suite", "") for o in update.get("origins", [])})),
                     "pending": set(), "approved": set(), "installed": set()})
                 item["pending"].add(scan["host"])
-        for decision in ctx.store.rows("decisions", cycle_id=cycle["id"], approved=True):
+        for decision in ctx.store.rows("decisions", columns=("host", "name"), cycle_id=cycle["id"], approved=True):
             if decision["name"] in info and ctx.wanted(decision["host"]):
                 info[decision["name"]]["approved"].add(decision["host"])
         for state in ctx.store.rows("end_states", cycle_id=cycle["id"]):
@@ -370,7 +370,8 @@ def _trend_patch(ctx: Context) -> Iterator[Row]:
     days) and the average age of what stayed unpatched (publication → the cycle's end)."""
     for cycle in _cycles_in_range(ctx):
         published = {(d["host"], d["name"]): _published(d["published"])
-                     for d in ctx.store.rows("decisions", cycle_id=cycle["id"], approved=True)}
+                     for d in ctx.store.rows("decisions", columns=("host", "name", "published"), cycle_id=cycle["id"],
+                                             approved=True)}
         rows = list(_patch_packages(Context(ctx.store, ctx.hosts, ctx.since, ctx.group, _cache={
             "cycles": [cycle], "by_name": ctx.by_name})))
         ttp: dict[str, list[float]] = {}
@@ -417,8 +418,7 @@ def _config_fix_times(ctx: Context) -> Iterator[Row]:
     (the first passing assessment after), and how many days that took."""
     when = {r["id"]: r["at"] for r in ctx.store.rows("assessments", ctx.since, columns=("id", "at"), ok=True)}
     open_since: dict[tuple[str, str], tuple[datetime, str]] = {}
-    for row in ctx.store.rows("rule_results", severity="critical",
-                              columns=("assessment_id", "host", "rule_id", "title", "status")):
+    for row in ctx.store.status_changes("critical"):
         at = when.get(row["assessment_id"])
         if at is None or not ctx.wanted(row["host"]):
             continue

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -9,9 +12,10 @@ from typing import Any
 from patchwave.baseline import load_exceptions
 from patchwave.errors import InputError
 from patchwave.inventory import load_hosts
+from patchwave.models import Host
 from patchwave.paths import Paths
 from patchwave.reporting.datasets import Context
-from patchwave.reporting.definitions import STANDARD, load_workbook_definition, standard
+from patchwave.reporting.definitions import STANDARD, Workbook, load_workbook_definition, standard
 from patchwave.reporting.engine import Progress, Writer
 from patchwave.store import Store
 
@@ -39,10 +43,28 @@ def write_reports(paths: Paths, store: Store, inventory: Path, kind: str, defini
     if output is not None and several and output.suffix == ".xlsx":
         raise InputError(f"-o {output}: several workbooks need a directory")
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    written = []
+    jobs = []
     for book, source in books:
         target = (output if output is not None and not several and output.suffix == ".xlsx"
                   else (output or paths.output) / f"{book.name}-{stamp}.xlsx")
-        ctx = Context(store, hosts, since=start, group=group, exceptions=register)
-        written.append(Writer(progress).write(book, ctx, target, f"{store.url} (definition {source})"))
+        jobs.append((book, target, f"{store.url} (definition {source})"))
+    workers = min(len(jobs), os.cpu_count() or 1)
+    if workers < 2:
+        return {"workbooks": [_write(store.url, hosts, start, group, register, job, progress) for job in jobs]}
+    # workbooks are independent: one process each, as many at once as there are cores (each
+    # opens the store itself; SQLite readers do not block one another)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(_write, store.url, hosts, start, group, register, job, None) for job in jobs]
+        written = []
+        for (book, _target, _source), future in zip(jobs, futures, strict=True):
+            written.append(future.result())
+            if progress is not None:
+                progress(f"written: {book.name}", 0)
     return {"workbooks": written}
+
+
+def _write(url: str, hosts: list[Host], since: datetime | None, group: str | None, register: list[Any],
+           job: tuple[Workbook, Path, str], progress: Progress | None) -> dict[str, Any]:
+    book, target, source = job
+    ctx = Context(Store(url), hosts, since=since, group=group, exceptions=register)
+    return Writer(progress).write(book, ctx, target, source)
