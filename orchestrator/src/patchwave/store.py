@@ -19,6 +19,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -222,6 +223,10 @@ rule_results = Table(
     Column("duration", Float),
     Column("exception_id", String(64)),
 )
+
+# the history of one rule on one host, in order: what status_changes() walks
+Index("ix_rule_results_history", rule_results.c.severity, rule_results.c.host, rule_results.c.rule_id,
+      rule_results.c.assessment_id, rule_results.c.status)
 
 remediations = Table(
     "remediations", metadata,  # schema 5: what a remediation changed (or would change) on a host

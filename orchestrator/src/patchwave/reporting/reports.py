@@ -48,6 +48,9 @@ def write_reports(paths: Paths, store: Store, inventory: Path, kind: str, defini
         target = (output if output is not None and not several and output.suffix == ".xlsx"
                   else (output or paths.output) / f"{book.name}-{stamp}.xlsx")
         jobs.append((book, target, f"{store.url} (definition {source})"))
+    # the biggest workbooks first, so that the small ones fill in around them
+    weight = {"compliance": 0, "trend": 1, "patch": 2, "owner": 3}
+    jobs.sort(key=lambda job: weight.get(job[0].name, 9))
     workers = min(len(jobs), os.cpu_count() or 1)
     if workers < 2:
         return {"workbooks": [_write(store.url, hosts, start, group, register, job, progress) for job in jobs]}
