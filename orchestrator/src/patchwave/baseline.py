@@ -517,8 +517,8 @@ class Compiled:
     """The rules for one host, ready for assess_baseline, and what was disabled where."""
 
     def __init__(self, host: str, rules: list[Rule], disabled: list[dict[str, str]], exceptions: dict[str, Exception_],
-                 sources: dict[str, str]) -> None:
-        self.host, self.rules, self.disabled, self.exceptions, self.sources = host, rules, disabled, exceptions, sources
+                 ) -> None:
+        self.host, self.rules, self.disabled, self.exceptions = host, rules, disabled, exceptions
 
     def module_rules(self) -> list[dict[str, Any]]:
         out = []
@@ -638,8 +638,7 @@ class Baseline:
                 current = exceptions.get(item.rule)
                 if current is None or item.expires > current.expires:
                     exceptions[item.rule] = item
-        sources = {r.id: r.source for r in chosen.values()}
-        return Compiled(host.name, rules, sorted(disabled.values(), key=lambda d: d["id"]), exceptions, sources)
+        return Compiled(host.name, rules, sorted(disabled.values(), key=lambda d: d["id"]), exceptions)
 
     def rules_by_id(self) -> dict[str, Rule]:
         """Every rule with the rule files' own defaults (for reports: titles, severities)."""

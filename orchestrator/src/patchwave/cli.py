@@ -170,7 +170,7 @@ def _report(status: dict[str, Any], book: Path, as_json: bool) -> None:
 def _exit_for(status: dict[str, Any]) -> None:
     """0 all good, 1 some hosts failed, 3 stopped by a gate — halted, or waiting at a manual
     approval gate (2 is bad input, raised earlier)."""
-    from patchwave.cycle import FAILED_STATES
+    from patchwave.models import FAILED_STATES
 
     if status["status"] in ("halted", "awaiting-approval"):
         raise typer.Exit(3)

@@ -20,7 +20,7 @@ from patchwave import waves as waves_mod
 from patchwave import windows as windows_mod
 from patchwave.errors import GateHalt, InputError
 from patchwave.inventory import load_hosts
-from patchwave.models import Advisory, Decision, Host, Manifest, PendingUpdate, Wave
+from patchwave.models import FAILED_STATES, Advisory, Decision, Host, Manifest, PendingUpdate, Wave
 from patchwave.paths import Paths
 from patchwave.policy import Policy
 from patchwave.policy import Wave as WaveSpec
@@ -33,7 +33,6 @@ SCAN = "patchwave.endpoint.pending_updates"
 STAGE = "patchwave.endpoint.stage_updates"
 APPLY = "patchwave.endpoint.apply_updates"
 REBOOT = "ansible.builtin.reboot"
-FAILED_STATES = ("failed", "partially-patched", "unreachable", "not-reached")
 FINAL_STATUSES = ("completed", "failed", "halted", "rolled-back")
 
 

@@ -31,7 +31,10 @@ def _listed(update: PendingUpdate, entries: list[str]) -> str | None:
     return None
 
 
-def _published(text: str) -> datetime | None:
+def published_at(text: str | None) -> datetime | None:
+    """An advisory's publication time (UTC when the text has no zone); None when absent or unreadable."""
+    if not text:
+        return None
     try:
         stamp = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
@@ -72,7 +75,7 @@ def decide(update: PendingUpdate, advisories: list[Advisory], approval: Approval
         effective = severity or "unknown"
         if rank(effective) > rank(approval.min_severity):
             return make(False, f"excluded: severity {effective} is below the policy minimum {approval.min_severity}")
-        stamp = _published(published) if published else None
+        stamp = published_at(published) if published else None
         if approval.delay_days and stamp is not None:
             ready = stamp + timedelta(days=approval.delay_days)
             if (now or datetime.now(UTC)) < ready:
@@ -102,7 +105,7 @@ def emergency(update: PendingUpdate, advisories: list[Advisory], only: set[str])
 def sla_due(decision: Decision, sla_days: Mapping[Any, int]) -> str:
     """The date by which the fix must be installed: publication + the SLA days of its severity
     ('' when the advisory has no publication date or the policy sets no SLA for the severity)."""
-    stamp = _published(decision.published) if decision.published else None
+    stamp = published_at(decision.published) if decision.published else None
     days = sla_days.get(decision.severity or "unknown")
     if stamp is None or days is None:
         return ""

@@ -12,6 +12,10 @@ END_STATES = ("patched", "patched-pending-reboot", "partially-patched", "failed"
               "unreachable", "not-reached")
 
 
+# the end states that count as a failure of the host (exit code 1, reports, repeat offenders)
+FAILED_STATES = ("failed", "partially-patched", "unreachable", "not-reached")
+
+
 @dataclass(frozen=True)
 class Host:
     name: str

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-from patchwave.models import Host
+from patchwave.manifest import published_at
+from patchwave.models import FAILED_STATES, Host
 from patchwave.store import Store
 
 Row = dict[str, Any]
@@ -275,9 +276,6 @@ def _timeline(ctx: Context) -> Iterator[Row]:
 
 # --- owners, vendors -------------------------------------------------------------------------
 
-FAILED_STATES = ("failed", "partially-patched", "unreachable", "not-reached")
-
-
 def _owners(ctx: Context) -> Iterator[Row]:
     compliance = {r["host"]: r for r in _compliance_hosts(ctx)}
     patches: dict[str, list[int]] = {}  # host -> approved, installed, missing, breaches (counts only)
@@ -351,16 +349,6 @@ def _package_updates(ctx: Context) -> Iterator[Row]:
 
 # --- trends ---------------------------------------------------------------------------------
 
-def _published(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        stamp = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
-
-
 def _aware(stamp: datetime) -> datetime:
     return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
 
@@ -369,7 +357,7 @@ def _trend_patch(ctx: Context) -> Iterator[Row]:
     """Per cycle: coverage, mean time to patch per severity (advisory publication → install, in
     days) and the average age of what stayed unpatched (publication → the cycle's end)."""
     for cycle in _cycles_in_range(ctx):
-        published = {(d["host"], d["name"]): _published(d["published"])
+        published = {(d["host"], d["name"]): published_at(d["published"])
                      for d in ctx.store.rows("decisions", columns=("host", "name", "published"), cycle_id=cycle["id"],
                                              approved=True)}
         rows = list(_patch_packages(Context(ctx.store, ctx.hosts, ctx.since, ctx.group, _cache={

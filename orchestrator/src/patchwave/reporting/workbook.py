@@ -12,17 +12,8 @@ from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.worksheet import Worksheet
 
 from patchwave.models import Host
+from patchwave.reporting.engine import STATE_FILLS
 
-STATE_FILL = {
-    "patched": "C6EFCE",
-    "patched-pending-reboot": "FFEB9C",
-    "partially-patched": "FFC7CE",
-    "failed": "FFC7CE",
-    "unreachable": "FFC7CE",
-    "not-reached": "FFC7CE",
-    "rolled-back": "FFEB9C",
-    "excluded": "EDEDED",
-}
 _BOLD = Font(bold=True)
 
 
@@ -88,7 +79,7 @@ def write_cycle_workbook(status: dict[str, Any], hosts: list[Host], path: Path) 
     _table(overview, ["Host", "Groups", "Device type", "Owner", "Release", "End state", "Packages", "Detail"], host_rows)
     for row in overview.iter_rows(min_row=2, min_col=6, max_col=6):
         for cell in row:
-            fill = STATE_FILL.get(str(cell.value))
+            fill = STATE_FILLS.get(str(cell.value))
             if fill:
                 cell.fill = PatternFill("solid", start_color=fill, end_color=fill)
 
