@@ -12,14 +12,15 @@ from typing import Any
 import pytest
 from openpyxl import load_workbook
 from reportdata import HOSTS, at, fill
+from sqlalchemy import insert
 
 from patchwave.errors import InputError
 from patchwave.paths import Paths
-from patchwave.reporting.datasets import Context
-from patchwave.reporting.definitions import load_workbook_definition
-from patchwave.reporting.engine import CELL_LIMIT, Writer
+from patchwave.reporting.datasets import DATASETS, Context
+from patchwave.reporting.definitions import STANDARD, Sheet, load_workbook_definition
+from patchwave.reporting.engine import CELL_LIMIT, Writer, _narrowing
 from patchwave.reporting.reports import write_reports
-from patchwave.store import Store
+from patchwave.store import Store, assessments, rule_results
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -176,3 +177,66 @@ def test_trend_owner_and_vendor_workbooks_against_hand_computed_figures(store: S
     (origin,) = sheet(vendor, "Vendors")
     assert (origin["Origin"], origin["Packages"], origin["Host updates pending"],
             origin["Host updates installed"]) == ("Debian-Security", 2, 5, 4)
+
+
+def test_failure_transitions_and_fix_times_from_a_rule_history(tmp_path: Path) -> None:
+    """One critical rule on one host through eight assessments: the store returns only the results
+    that start or end a failure, and the fix times pair them (written out by hand below)."""
+    made = Store(f"sqlite:///{tmp_path / 'h.db'}")
+    statuses = ["pass", "fail", "error", "not_applicable", "fail", "pass", "pass", "error"]
+    with made.engine.begin() as conn:
+        for aid, status in enumerate(statuses, start=1):
+            conn.execute(insert(assessments).values(
+                id=aid, batch=f"b{aid}", host="web1", baseline="t", kind="assess", at=at(aid), ok=True,
+                unreachable=False, message="", summary={}, score=0.0, score_with_exceptions=0.0, snapshot={}))
+            conn.execute(insert(rule_results).values(assessment_id=aid, host="web1", rule_id="crit", title="c",
+                                                     severity="critical", criticality="normal", status=status,
+                                                     duration=0.0, evidence={}))
+    # 1 pass (first: nothing to end), 2 fail (starts), 3 error (still failing), 4 n/a, 5 fail (starts
+    # again after n/a), 6 pass (ends), 7 pass, 8 error (starts)
+    assert [(a, s) for _h, _r, _t, a, s in made.failure_transitions("critical")] == [
+        (2, "fail"), (5, "fail"), (6, "pass"), (8, "error")]
+    fixes = list(DATASETS["config_fix_times"].rows(Context(made, HOSTS)))
+    assert [(f["failing_since"].day, f["fixed_at"].day if f["fixed_at"] else None, f["days_to_fix"])
+            for f in fixes] == [(2, 6, 4.0), (8, None, None)]
+
+
+def test_latest_per_host_from_the_store(store: Store) -> None:
+    latest = {r["host"]: r["id"] for r in store.rows("assessments", columns=("id", "host"), latest_per="host")}
+    assert latest == {"web1": 2, "web2": 3, "ws1": 4}
+    since = {r["host"] for r in store.rows("assessments", at(3), columns=("id", "host"), latest_per="host")}
+    assert since == {"web2", "ws1"}
+
+
+def test_sheets_that_all_filter_a_field_narrow_the_store_query() -> None:
+    def sheet_with(filters: list[dict[str, Any]]) -> Any:
+        return Sheet.model_validate({"name": "S", "title": "t", "about": "a b c", "dataset": "rule_results",
+                                     "columns": [{"field": "host"}], "filters": filters})
+
+    failing = sheet_with([{"field": "status", "op": "in", "value": ["fail", "error"]}])
+    excepted = sheet_with([{"field": "status", "op": "eq", "value": "excepted"},
+                           {"field": "severity", "op": "ne", "value": "low"}])
+    everything = sheet_with([])
+    rules = DATASETS["rule_results"]
+    assert _narrowing(rules, [failing, excepted]) == {"status": ["fail", "error", "excepted"]}
+    assert _narrowing(rules, [failing, everything]) == {}  # one sheet needs every status
+    assert _narrowing(DATASETS["cycles"], [sheet_with([{"field": "status", "op": "eq", "value": "x"}])]) == {}
+
+
+def test_progress_reaches_the_caller_from_every_worker_process(store: Store, tmp_path: Path) -> None:
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text("all:\n  children:\n    web: {hosts: {web1: {}, web2: {}}}\n    data: {hosts: {db1: {}}}\n")
+    heard: list[str] = []
+    result = write_reports(Paths(ROOT), store, inventory, "all", [], tmp_path / "out", None, None, None,
+                           progress=lambda text, _n: heard.append(text))
+    names = [Path(b["workbook"]).name.split("-")[0] for b in result["workbooks"]]
+    assert sorted(names) == sorted(STANDARD)
+    for name in STANDARD:  # each workbook's own process reported reading, sheets and the file
+        assert any(t.startswith(f"{name}: reading ") for t in heard), name
+        assert any(t.startswith(f"{name}: written to ") for t in heard), name
+    assert heard[0].startswith("reading the inventory")
+    lines: list[str] = []
+    Writer(lambda t, _n: lines.append(t), progress_every=2).write(
+        load_workbook_definition(ROOT / "reports/standard/compliance.yml"), Context(store, HOSTS),
+        tmp_path / "c.xlsx", "t")
+    assert "compliance: rule_results: 2 rows so far" in lines

@@ -583,51 +583,84 @@ class Store:
 
     # --- reads for reports: every row, in id order, optionally since a date -----------------
     def rows(self, table: str, since: datetime | None = None, at_least: tuple[str, int] | None = None,
-             columns: tuple[str, ...] | None = None, raw: tuple[str, ...] = (), **equal: Any) -> Any:
+             columns: tuple[str, ...] | None = None, raw: tuple[str, ...] = (), tuples: bool = False,
+             latest_per: str | None = None, **equal: Any) -> Any:
         """Stream the rows of one table (as dicts) in id order; `since` filters on its time column,
         `at_least` (column, value) on a numeric one, keyword arguments on equality (or membership).
         `columns` narrows the select; JSON columns named in `raw` come back as their text, for
-        callers that decode only the rows they need."""
-        from sqlalchemy import type_coerce
+        callers that decode only the rows they need; `tuples` gives tuples in `columns` order
+        (cheaper, for callers that go through millions of rows); `latest_per` (a column) keeps
+        only the latest matching row of each value of that column (each host's, say)."""
+        from sqlalchemy import func, type_coerce
 
         chosen = metadata.tables[table]
         names = columns or tuple(chosen.c.keys())
-        query = select(*(type_coerce(chosen.c[n], Text).label(n) if n in raw else chosen.c[n] for n in names))
+        conditions = []
         if at_least is not None:
-            query = query.where(chosen.c[at_least[0]] >= at_least[1])
+            conditions.append(chosen.c[at_least[0]] >= at_least[1])
         stamp = next((chosen.c[c] for c in ("at", "created_at", "started_at") if c in chosen.c), None)
         if since is not None and stamp is not None:
-            query = query.where(stamp >= since)
+            conditions.append(stamp >= since)
         for column, value in equal.items():
-            query = query.where(chosen.c[column].in_(value) if isinstance(value, list | tuple | set)
-                                else chosen.c[column] == value)
+            conditions.append(chosen.c[column].in_(value) if isinstance(value, list | tuple | set)
+                              else chosen.c[column] == value)
         order = chosen.c["id"] if "id" in chosen.c else next(iter(chosen.c))
+        if latest_per is not None:
+            conditions = [order.in_(select(func.max(order)).where(*conditions).group_by(chosen.c[latest_per]))]
+        query = select(*(type_coerce(chosen.c[n], Text).label(n) if n in raw else chosen.c[n] for n in names))
         with self.engine.connect() as conn:
-            result = conn.execution_options(stream_results=True, yield_per=5000).execute(query.order_by(order))
+            result = conn.execution_options(stream_results=True, yield_per=5000).execute(
+                query.where(*conditions).order_by(order))
+            if tuples:
+                yield from result
+                return
             keys = list(result.keys())
             for row in result:
                 yield dict(zip(keys, row, strict=True))
 
-    def status_changes(self, severity: str) -> Any:
-        """Rule results of one severity where a host's rule changed status since its previous
-        result (and each pair's first result): (host, rule_id, title, assessment_id, status), in
-        order per host and rule. The database does the scan (a window function), so the history of
-        millions of results comes back as its few transitions."""
-        from sqlalchemy import func
+    def failure_transitions(self, severity: str) -> Any:
+        """The rule results of one severity that start or end a failure of a host's rule: a fail or
+        error after anything else (or first), a pass after anything else; as (host, rule_id,
+        title, assessment_id, status), in order per host and rule. The database walks the history
+        (a window function over the covering index), so millions of results come back as their
+        transitions."""
+        from sqlalchemy import and_, func, or_
 
+        failing = ("fail", "error")
         previous = func.lag(rule_results.c.status).over(partition_by=(rule_results.c.host, rule_results.c.rule_id),
                                                         order_by=rule_results.c.assessment_id).label("previous")
-        inner = (select(rule_results.c.host, rule_results.c.rule_id, rule_results.c.title,
-                        rule_results.c.assessment_id, rule_results.c.status, previous)
+        inner = (select(rule_results.c.id, rule_results.c.host, rule_results.c.rule_id, rule_results.c.assessment_id,
+                        rule_results.c.status, previous)
                  .where(rule_results.c.severity == severity).subquery())
-        query = (select(inner.c.host, inner.c.rule_id, inner.c.title, inner.c.assessment_id, inner.c.status)
-                 .where((inner.c.previous.is_(None)) | (inner.c.previous != inner.c.status))
+        titled = rule_results.alias("titled")  # the title is not in the index: read only for what comes back
+        query = (select(inner.c.host, inner.c.rule_id, titled.c.title, inner.c.assessment_id, inner.c.status)
+                 .join(titled, titled.c.id == inner.c.id)
+                 .where(or_(and_(inner.c.status.in_(failing),
+                                 or_(inner.c.previous.is_(None), inner.c.previous.not_in(failing))),
+                            and_(inner.c.status == "pass", inner.c.previous != "pass")))
                  .order_by(inner.c.host, inner.c.rule_id, inner.c.assessment_id))
         with self.engine.connect() as conn:
-            result = conn.execution_options(stream_results=True, yield_per=5000).execute(query)
-            keys = list(result.keys())
-            for row in result:
-                yield dict(zip(keys, row, strict=True))
+            yield from conn.execution_options(stream_results=True, yield_per=5000).execute(query)
+
+    def rule_counts(self, assessment_ids: list[int], chunk: int = 5000) -> dict[tuple[str, str, str], dict[str, int]]:
+        """Per rule (id, title, severity) of these assessments: how many results have each status.
+        The database counts (a million results come back as a few hundred rows); the ids go in
+        chunks so that no statement carries more parameters than a database accepts."""
+        from sqlalchemy import func
+
+        counts: dict[tuple[str, str, str], dict[str, int]] = {}
+        ids = sorted(set(assessment_ids))
+        with self.engine.connect() as conn:
+            for start in range(0, len(ids), chunk):
+                query = (select(rule_results.c.rule_id, rule_results.c.title, rule_results.c.severity,
+                                rule_results.c.status, func.count())
+                         .where(rule_results.c.assessment_id.in_(ids[start:start + chunk]))
+                         .group_by(rule_results.c.rule_id, rule_results.c.title, rule_results.c.severity,
+                                   rule_results.c.status))
+                for rule_id, title, severity, status, count in conn.execute(query):
+                    per_status = counts.setdefault((rule_id, title, severity), {})
+                    per_status[status] = per_status.get(status, 0) + count
+        return counts
 
     def span(self) -> tuple[datetime | None, datetime | None]:
         """The earliest and latest time anything was recorded (cycles, scans, assessments)."""

@@ -31,6 +31,9 @@ class Context:
     group: str | None = None
     exceptions: list[Any] = field(default_factory=list)  # baseline.Exception_ from a register, if given
     today: date = field(default_factory=lambda: datetime.now(UTC).date())
+    # field -> the only values any sheet on the dataset keeps: a dataset that can filter those
+    # fields in the store does (the sheets still apply their own filters)
+    narrow: dict[str, list[Any]] = field(default_factory=dict)
     _cache: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -51,7 +54,8 @@ class Context:
         """The latest successful assessment of each host (within the time range)."""
         if "latest" not in self._cache:
             latest: dict[str, Row] = {}
-            for row in self.store.rows("assessments", self.since, columns=ASSESSMENT_COLUMNS, ok=True):
+            for row in self.store.rows("assessments", self.since, columns=ASSESSMENT_COLUMNS, latest_per="host",
+                                       ok=True):
                 if self.wanted(row["host"]):
                     latest[row["host"]] = row
             self._cache["latest"] = latest
@@ -65,6 +69,7 @@ class Dataset:
     about: str
     fields: dict[str, str]  # field -> kind
     rows: Callable[[Context], Iterator[Row]]
+    narrowable: tuple[str, ...] = ()  # fields it can filter in the store (see Context.narrow)
 
 
 def _host_fields(host: Host) -> Row:
@@ -139,7 +144,9 @@ def _rule_results(ctx: Context) -> Iterator[Row]:
     by_id = {row["id"]: row for row in latest.values()}
     if not by_id:
         return
-    for result in ctx.store.rows("rule_results", at_least=("assessment_id", min(by_id)), raw=("evidence",)):
+    narrow: dict[str, Any] = {f: ctx.narrow[f] for f in RULE_RESULT_FILTERS if f in ctx.narrow}
+    for result in ctx.store.rows("rule_results", at_least=("assessment_id", min(by_id)), raw=("evidence",),
+                                 **narrow):
         assessment = by_id.get(result["assessment_id"])
         if assessment is None:
             continue
@@ -152,6 +159,20 @@ def _rule_results(ctx: Context) -> Iterator[Row]:
                "where": evidence.get("where"), "note": evidence.get("note"), "duration": result["duration"],
                "assessed_at": assessment["at"], "failing": result["status"] in ("fail", "error"),
                "passing": result["status"] == "pass", "excepted": result["status"] == "excepted"}
+
+
+RULE_RESULT_FILTERS = ("status", "severity", "rule_id")
+
+
+def _rule_summary(ctx: Context) -> Iterator[Row]:
+    """Per rule: how many hosts' latest assessments pass, fail, error, are excepted (counted by
+    the database, not row by row)."""
+    counts = ctx.store.rule_counts([row["id"] for row in ctx.latest_assessments().values()])
+    for (rule_id, title, severity), by_status in sorted(counts.items()):
+        yield {"rule_id": rule_id, "title": title, "severity": severity, "hosts": sum(by_status.values()),
+               "failing": by_status.get("fail", 0) + by_status.get("error", 0), "passing": by_status.get("pass", 0),
+               "erroring": by_status.get("error", 0), "excepted": by_status.get("excepted", 0),
+               "not_applicable": by_status.get("not_applicable", 0)}
 
 
 def _exceptions(ctx: Context) -> Iterator[Row]:
@@ -184,11 +205,10 @@ def _cycles_in_range(ctx: Context) -> list[Row]:
 
 def _latest_cycle_of_hosts(ctx: Context) -> dict[str, str]:
     """Each host's latest cycle in the range (the one its patch status is about)."""
-    ids = {c["id"] for c in _cycles_in_range(ctx)}
+    within: dict[str, Any] = {"cycle_id": [c["id"] for c in _cycles_in_range(ctx)]} if ctx.since is not None else {}
     latest: dict[str, str] = {}
-    for row in ctx.store.rows("end_states", columns=("cycle_id", "host")):
-        if row["cycle_id"] in ids:
-            latest[row["host"]] = row["cycle_id"]
+    for row in ctx.store.rows("end_states", columns=("cycle_id", "host"), latest_per="host", **within):
+        latest[row["host"]] = row["cycle_id"]
     return latest
 
 
@@ -200,37 +220,49 @@ def _patch_status(ctx: Context) -> Iterator[Row]:
 def _patch_packages(ctx: Context, only: dict[str, str] | None = None) -> Iterator[Row]:
     """One row per cycle, host and approved package, with when it was installed and the SLA
     (`only`: host -> the one cycle to report for it)."""
+    for cycle, host, state, package, done, at, due in _outcomes(ctx, only):
+        yield {"cycle_id": cycle["id"], "cycle_started": cycle["created_at"],
+               **_host_fields(ctx.host(host)), "package": package["name"], "before": package.get("before"),
+               "wanted": package.get("wanted"), "after": package.get("after"),
+               "severity": package.get("severity") or None, "cves": ", ".join(package.get("cves", [])),
+               "advisories": ", ".join(package.get("advisories", [])), "sla_due": due,
+               "installed": done, "installed_at": at, "wave": state["wave"],
+               "end_state": state["state"], "sla_met": None if due is None else (at is not None and at.date() <= due),
+               "reason": package.get("reason")}
+
+
+Outcome = tuple[Row, str, Row, dict[str, Any], bool, datetime | None, date | None]
+
+
+def _outcomes(ctx: Context, only: dict[str, str] | None = None) -> Iterator[Outcome]:
+    """(cycle, host, end state, package, installed, installed at, SLA due date) for every
+    approved package of every cycle's hosts, in cycle and host order: what the patch datasets
+    are made of, without building their rows (trends and owners only count)."""
+    due_dates: dict[str, date] = {}
     for cycle in _cycles_in_range(ctx):
         if only is not None and cycle["id"] not in set(only.values()):
             continue
         states: dict[str, Row] = {}
-        for row in ctx.store.rows("end_states", cycle_id=cycle["id"]):
-            if only is None or only.get(row["host"]) == cycle["id"]:
+        for row in ctx.store.rows("end_states", cycle_id=cycle["id"], columns=("host", "state", "packages")):
+            if (only is None or only.get(row["host"]) == cycle["id"]) and ctx.wanted(row["host"]):
                 states[row["host"]] = row
         installed_at: dict[str, datetime] = {}
-        wave_of: dict[str, str] = {}
         for row in ctx.store.rows("host_results", cycle_id=cycle["id"], stage="deploy", columns=("host", "at", "ok")):
             if row["ok"]:
                 installed_at.setdefault(row["host"], row["at"])
-        for wave in ctx.store.rows("waves", cycle_id=cycle["id"]):
+        for wave in ctx.store.rows("waves", cycle_id=cycle["id"], columns=("name", "hosts")):
             for host in wave["hosts"]:
-                wave_of[host] = wave["name"]
+                if host in states:
+                    states[host]["wave"] = wave["name"]
         for host, state in sorted(states.items()):
-            if not ctx.wanted(host):
-                continue
+            state.setdefault("wave", None)
             for package in state["packages"]:
+                due_text = package.get("sla_due")
+                if due_text and due_text not in due_dates:
+                    due_dates[due_text] = date.fromisoformat(due_text)
                 done = package.get("after") == package.get("wanted")
-                at = installed_at.get(host) if done else None
-                due = date.fromisoformat(package["sla_due"]) if package.get("sla_due") else None
-                yield {"cycle_id": cycle["id"], "cycle_started": cycle["created_at"],
-                       **_host_fields(ctx.host(host)), "package": package["name"], "before": package.get("before"),
-                       "wanted": package.get("wanted"), "after": package.get("after"),
-                       "severity": package.get("severity") or None, "cves": ", ".join(package.get("cves", [])),
-                       "advisories": ", ".join(package.get("advisories", [])), "sla_due": due,
-                       "installed": done, "installed_at": at, "wave": wave_of.get(host),
-                       "end_state": state["state"],
-                       "sla_met": None if due is None else (at is not None and at.date() <= due),
-                       "reason": package.get("reason")}
+                yield (cycle, host, state, package, done, installed_at.get(host) if done else None,
+                       due_dates[due_text] if due_text else None)
 
 
 def _cycles(ctx: Context) -> Iterator[Row]:
@@ -279,11 +311,11 @@ def _timeline(ctx: Context) -> Iterator[Row]:
 def _owners(ctx: Context) -> Iterator[Row]:
     compliance = {r["host"]: r for r in _compliance_hosts(ctx)}
     patches: dict[str, list[int]] = {}  # host -> approved, installed, missing, breaches (counts only)
-    for row in _patch_packages(ctx):
-        counts = patches.setdefault(row["host"], [0, 0, 0, 0])
+    for _cycle, name, _state, _package, done, at, due in _outcomes(ctx):
+        counts = patches.setdefault(name, [0, 0, 0, 0])
         counts[0] += 1
-        counts[1 if row["installed"] else 2] += 1
-        counts[3] += row["sla_met"] is False
+        counts[1 if done else 2] += 1
+        counts[3] += due is not None and (at is None or at.date() > due)
     owners: dict[str, list[Host]] = {}
     for host in ctx.hosts:
         if ctx.wanted(host.name):
@@ -356,30 +388,35 @@ def _aware(stamp: datetime) -> datetime:
 def _trend_patch(ctx: Context) -> Iterator[Row]:
     """Per cycle: coverage, mean time to patch per severity (advisory publication → install, in
     days) and the average age of what stayed unpatched (publication → the cycle's end)."""
+    stamps: dict[str, datetime | None] = {}  # publication texts repeat (one per advisory): parse each once
     for cycle in _cycles_in_range(ctx):
-        published = {(d["host"], d["name"]): published_at(d["published"])
-                     for d in ctx.store.rows("decisions", columns=("host", "name", "published"), cycle_id=cycle["id"],
-                                             approved=True)}
-        rows = list(_patch_packages(Context(ctx.store, ctx.hosts, ctx.since, ctx.group, _cache={
-            "cycles": [cycle], "by_name": ctx.by_name})))
+        published: dict[tuple[str, str], datetime | None] = {}
+        for host, name, text in ctx.store.rows("decisions", columns=("host", "name", "published"),
+                                               cycle_id=cycle["id"], approved=True, tuples=True):
+            if text not in stamps:
+                stamps[text] = published_at(text)
+            published[(host, name)] = stamps[text]
         ttp: dict[str, list[float]] = {}
         ages: list[float] = []
+        approved = installed = breaches = 0
         end = _aware(cycle["finished_at"] or cycle["created_at"])
-        for row in rows:
-            stamp = published.get((row["host"], row["package"]))
+        only = Context(ctx.store, ctx.hosts, ctx.since, ctx.group, _cache={"cycles": [cycle], "by_name": ctx.by_name})
+        for _cycle, host, _state, package, done, at, due in _outcomes(only):
+            approved += 1
+            installed += done
+            breaches += due is not None and (at is None or at.date() > due)
+            stamp = published.get((host, package["name"]))
             if stamp is None:
                 continue
-            if row["installed"] and row["installed_at"] is not None:
-                days = (_aware(row["installed_at"]) - stamp).total_seconds() / 86400
-                ttp.setdefault(row["severity"] or "unknown", []).append(days)
+            if done and at is not None:
+                days = (_aware(at) - stamp).total_seconds() / 86400
+                ttp.setdefault(package.get("severity") or "unknown", []).append(days)
                 ttp.setdefault("all", []).append(days)
-            elif not row["installed"]:
+            elif not done:
                 ages.append((end - stamp).total_seconds() / 86400)
-        approved = len(rows)
         item: Row = {"cycle_id": cycle["id"], "started": cycle["created_at"], "approved": approved,
-                     "installed": sum(1 for r in rows if r["installed"]),
-                     "coverage": round(sum(1 for r in rows if r["installed"]) / approved, 4) if approved else None,
-                     "sla_breaches": sum(1 for r in rows if r["sla_met"] is False),
+                     "installed": installed, "coverage": round(installed / approved, 4) if approved else None,
+                     "sla_breaches": breaches,
                      "average_unpatched_age_days": round(sum(ages) / len(ages), 2) if ages else None}
         for severity in ("all", "critical", "high", "medium", "low"):
             values = ttp.get(severity, [])
@@ -406,16 +443,16 @@ def _config_fix_times(ctx: Context) -> Iterator[Row]:
     (the first passing assessment after), and how many days that took."""
     when = {r["id"]: r["at"] for r in ctx.store.rows("assessments", ctx.since, columns=("id", "at"), ok=True)}
     open_since: dict[tuple[str, str], tuple[datetime, str]] = {}
-    for row in ctx.store.status_changes("critical"):
-        at = when.get(row["assessment_id"])
-        if at is None or not ctx.wanted(row["host"]):
+    for host, rule_id, title, assessment_id, status in ctx.store.failure_transitions("critical"):
+        at = when.get(assessment_id)
+        if at is None or not ctx.wanted(host):
             continue
-        key = (row["host"], row["rule_id"])
-        if row["status"] in ("fail", "error"):
-            open_since.setdefault(key, (at, row["title"]))
-        elif row["status"] == "pass" and key in open_since:
-            since, title = open_since.pop(key)
-            yield {**_host_fields(ctx.host(key[0])), "rule_id": key[1], "title": title, "failing_since": since,
+        key = (host, rule_id)
+        if status != "pass":
+            open_since.setdefault(key, (at, title))
+        elif key in open_since:
+            since, first_title = open_since.pop(key)
+            yield {**_host_fields(ctx.host(host)), "rule_id": rule_id, "title": first_title, "failing_since": since,
                    "fixed_at": at, "fixed": True,
                    "days_to_fix": round((_aware(at) - _aware(since)).total_seconds() / 86400, 2)}
     for (host, rule), (since, title) in sorted(open_since.items()):
@@ -437,7 +474,10 @@ DATASETS: dict[str, Dataset] = {d.name: d for d in (
             {**HOST_FIELDS, "rule_id": "text", "title": "text", "severity": "text", "criticality": "text",
              "status": "text", "exception_id": "text", "expected": "text", "observed": "text", "where": "text",
              "note": "text", "duration": "float", "assessed_at": "datetime", "failing": "bool", "passing": "bool",
-             "excepted": "bool"}, _rule_results),
+             "excepted": "bool"}, _rule_results, RULE_RESULT_FILTERS),
+    Dataset("rule_summary", "per rule: hosts whose latest assessment passes, fails, errors or excepts it",
+            {"rule_id": "text", "title": "text", "severity": "text", "hosts": "int", "failing": "int",
+             "passing": "int", "erroring": "int", "excepted": "int", "not_applicable": "int"}, _rule_summary),
     Dataset("exceptions", "the exceptions register, with days to expiry and how many results each excepts",
             {"exception_id": "text", "rule_id": "text", "scope": "text", "owner": "text", "justification": "text",
              "compensating_control": "text", "expires": "date", "days_to_expiry": "int", "expired": "bool",

@@ -5,7 +5,9 @@ and the source. The only importer of openpyxl besides workbook.py."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,7 @@ from openpyxl.chart import BarChart, LineChart, Reference
 from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.utils import get_column_letter
 
-from patchwave.reporting.datasets import DATASETS, Context, Row
+from patchwave.reporting.datasets import DATASETS, Context, Dataset, Row
 from patchwave.reporting.definitions import Sheet, Workbook
 
 EXCEL_ROWS = 1_048_576
@@ -64,6 +66,23 @@ def _matches(row: Row, sheet: Sheet) -> bool:
             if not ok:
                 return False
     return True
+
+
+def _narrowing(dataset: Dataset, sheets: list[Sheet]) -> dict[str, list[Any]]:
+    """The fields on which every sheet fed by the dataset keeps only some values (an eq or in
+    filter), with the union of those values: what the store may leave out for all of them."""
+    narrow: dict[str, list[Any]] = {}
+    for name in dataset.narrowable:
+        values: list[Any] = []
+        for sheet in sheets:
+            kept = next((f.value if isinstance(f.value, list) else [f.value] for f in sheet.filters
+                         if f.field == name and f.op in ("eq", "in")), None)
+            if kept is None:
+                break
+            values += [v for v in kept if v not in values]
+        else:
+            narrow[name] = values
+    return narrow
 
 
 class Grouping:
@@ -149,8 +168,6 @@ class SheetSink:
         ws, cell = self.ws, self.writer._cell
         ws.append([cell(ws, row.get(f), self.kinds[f], self.fills.get(f) or {}) for f in self.order])
         self.count += 1
-        if self.count % 100_000 == 0:
-            self.writer.progress(f"{self.sheet.name}: {self.count:,} rows", self.count)
 
     def close(self) -> list[tuple[str, int]]:
         pending = self.grouping.rows() if self.grouping is not None else self.buffer
@@ -162,9 +179,11 @@ class SheetSink:
 
 
 class Writer:
-    def __init__(self, progress: Progress | None = None, max_rows: int = EXCEL_ROWS - 1) -> None:
+    def __init__(self, progress: Progress | None = None, max_rows: int = EXCEL_ROWS - 1,
+                 progress_every: int = 100_000) -> None:
         self.progress = progress or (lambda _m, _n: None)
         self.max_rows = max_rows  # data rows per sheet (the header takes one)
+        self.progress_every = progress_every  # rows read between two progress messages
         self.truncated = 0
         self._styles: dict[tuple[str | None, str | None], tuple[str | None, PatternFill | None]] = {}
 
@@ -174,11 +193,18 @@ class Writer:
         about = xlsx.create_sheet("About")
         sinks = [SheetSink(self, xlsx, sheet) for sheet in book.sheets]
         # one pass over each dataset feeds every sheet built on it
+        started = time.monotonic()
         for dataset in dict.fromkeys(sheet.dataset for sheet in book.sheets):
             mine = [sink for sink in sinks if sink.sheet.dataset == dataset]
-            for row in DATASETS[dataset].rows(ctx):
+            narrowed = replace(ctx, narrow=_narrowing(DATASETS[dataset], [sink.sheet for sink in mine]))
+            self.progress(f"{book.name}: reading {dataset}", 0)
+            count = 0
+            for count, row in enumerate(DATASETS[dataset].rows(narrowed), start=1):
                 for sink in mine:
                     sink.feed(row)
+                if count % self.progress_every == 0:
+                    self.progress(f"{book.name}: {dataset}: {count:,} rows so far", count)
+            self.progress(f"{book.name}: {dataset}: {count:,} rows read", count)
         written: list[dict[str, Any]] = []
         for sink in sinks:
             for name, count in sink.close():
@@ -186,7 +212,9 @@ class Writer:
         self._about(about, book, ctx, source, written)
         path.parent.mkdir(parents=True, exist_ok=True)
         xlsx.save(path)
-        return {"workbook": str(path), "sheets": written, "truncated_cells": self.truncated}
+        seconds = round(time.monotonic() - started, 1)
+        self.progress(f"{book.name}: written to {path} in {seconds} s", 0)
+        return {"workbook": str(path), "sheets": written, "truncated_cells": self.truncated, "seconds": seconds}
 
     def _about(self, ws: Any, book: Workbook, ctx: Context, source: str, written: list[dict[str, Any]]) -> None:
         first, last = ctx.store.span()

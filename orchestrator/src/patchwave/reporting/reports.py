@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor
+import queue
+from concurrent.futures import ProcessPoolExecutor, wait
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,11 @@ def write_reports(paths: Paths, store: Store, inventory: Path, kind: str, defini
             start = datetime.fromisoformat(since).replace(tzinfo=UTC)
         except ValueError as exc:
             raise InputError(f"--since {since!r}: use a date YYYY-MM-DD") from exc
+    if progress is not None:
+        progress(f"reading the inventory {inventory}", 0)
     hosts = load_hosts(inventory)
+    if progress is not None:
+        progress(f"inventory: {len(hosts):,} hosts", len(hosts))
     if group is not None and group not in {g for h in hosts for g in h.groups}:
         raise InputError(f"--group {group}: no such group in {inventory}")
     register = load_exceptions(exceptions) if exceptions is not None else []
@@ -55,19 +60,43 @@ def write_reports(paths: Paths, store: Store, inventory: Path, kind: str, defini
     if workers < 2:
         return {"workbooks": [_write(store.url, hosts, start, group, register, job, progress) for job in jobs]}
     # workbooks are independent: one process each, as many at once as there are cores (each
-    # opens the store itself; SQLite readers do not block one another)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    # opens the store itself; SQLite readers do not block one another); their progress comes
+    # back through a queue and is shown here as it arrives
+    spawn = multiprocessing.get_context("spawn")
+    messages: Any = spawn.Queue()
+    with ProcessPoolExecutor(max_workers=workers, mp_context=spawn, initializer=_worker_start,
+                             initargs=(messages,)) as pool:
         futures = [pool.submit(_write, store.url, hosts, start, group, register, job, None) for job in jobs]
-        written = []
-        for (book, _target, _source), future in zip(jobs, futures, strict=True):
-            written.append(future.result())
-            if progress is not None:
-                progress(f"written: {book.name}", 0)
-    return {"workbooks": written}
+        pending = set(futures)
+        while pending:
+            _done, pending = wait(pending, timeout=0.2)
+            _relay(messages, progress)
+    # the pool has shut down: each worker flushed its queue before it exited
+    _relay(messages, progress)
+    return {"workbooks": [future.result() for future in futures]}
+
+
+_WORKER: dict[str, Any] = {}  # in a worker process: the queue its progress goes to
+
+
+def _worker_start(messages: Any) -> None:
+    _WORKER["messages"] = messages
+
+
+def _relay(messages: Any, progress: Progress | None) -> None:
+    while True:
+        try:
+            text, count = messages.get_nowait()
+        except queue.Empty:
+            return
+        if progress is not None:
+            progress(text, count)
 
 
 def _write(url: str, hosts: list[Host], since: datetime | None, group: str | None, register: list[Any],
            job: tuple[Workbook, Path, str], progress: Progress | None) -> dict[str, Any]:
     book, target, source = job
+    if progress is None and "messages" in _WORKER:
+        progress = lambda text, count: _WORKER["messages"].put((text, count))  # noqa: E731
     ctx = Context(Store(url), hosts, since=since, group=group, exceptions=register)
     return Writer(progress).write(book, ctx, target, source)
