@@ -15,7 +15,7 @@ from rich.table import Table
 from patchwave.errors import InputError, PatchwaveError
 from patchwave.paths import project_paths
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="Agentless patch and configuration management.")
+app = typer.Typer(no_args_is_help=True, add_completion=False)
 lab_app = typer.Typer(no_args_is_help=True, help="The lab fleet of real Debian hosts (podman).")
 cycle_app = typer.Typer(no_args_is_help=True, help="Patch cycles: plan, run in waves, status.")
 app.add_typer(lab_app, name="lab")
@@ -23,6 +23,31 @@ app.add_typer(cycle_app, name="cycle")
 
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
+notify_app = typer.Typer(no_args_is_help=True, help="Notifications and tickets: the outbox, digests, checks.")
+app.add_typer(notify_app, name="notify")
+
+
+@app.callback()
+def _options(
+    notify: Annotated[Path | None, typer.Option(
+        "--notify", envvar="PATCHWAVE_NOTIFY",
+        help="Notification policy (YAML, see docs/notifications.md): alerts and tickets after each command.")] = None,
+) -> None:
+    """Agentless patch and configuration management."""
+    import os
+
+    if notify is not None:
+        from patchwave.notify import ENV, config
+
+        config.load(notify)  # a bad policy stops here, before anything runs
+        os.environ[ENV] = str(notify.resolve())
+
+
+def _notify(kind: str, store: Any, ident: str, inventory: Path | None) -> dict[str, Any] | None:
+    """After a command: queue and send its notifications (when a notification policy is set)."""
+    from patchwave import notify
+
+    return notify.after(kind, store, ident, inventory, log=lambda msg: err.print(f"[dim]{escape(msg)}[/dim]"))
 
 
 def _emit_json(data: Any) -> None:
@@ -135,6 +160,7 @@ def _run_cycle(store_url: str | None, inventory: Path | None, advisories: Path |
         emergency=emergency, skip_soak=skip_soak)
     status = status_report(store, cycle_id)
     book = write_cycle_workbook(status, hosts, paths.output / f"patch-cycle-{cycle_id}.xlsx")
+    _notify("cycle", store, cycle_id, inv)
     return status, cycle_id, book
 
 
@@ -236,6 +262,7 @@ def cycle_rollback(
     row = st.cycle(cycle_id) or {}
     book = write_cycle_workbook(status, load_hosts(Path(row["inventory"])),
                                 paths.output / f"patch-cycle-{cycle_id}.xlsx")
+    _notify("cycle", st, cycle_id, Path(row["inventory"]))
     _report(status, book, as_json)
 
 
@@ -268,6 +295,7 @@ def _drive_and_report(st: Any, cycle_id: str, as_json: bool) -> None:
     Cycle(paths, st, inventory, _display()).drive(cycle_id)
     status = status_report(st, cycle_id)
     book = write_cycle_workbook(status, load_hosts(inventory), paths.output / f"patch-cycle-{cycle_id}.xlsx")
+    _notify("cycle", st, cycle_id, inventory)
     _report(status, book, as_json)
 
 
@@ -387,7 +415,9 @@ def assess(
         compile_to.write_text(json.dumps(rules_document(compile_rules(loaded, hosts)), indent=1, sort_keys=True) + "\n")
         err.print(f"compiled rules for {len(hosts)} host(s): {compile_to}")
         return
-    report = run_assessment(paths, _store(store), inv, loaded, hosts, _display())
+    st = _store(store)
+    report = run_assessment(paths, st, inv, loaded, hosts, _display())
+    _notify("assessment", st, report["batch"], inv)
     if as_json:
         _emit_json(report)
     else:
@@ -434,7 +464,9 @@ def remediate(
     inv = inventory or paths.lab_inventory
     hosts = select_hosts(inv, limit)
     loaded = _baseline(baseline, exceptions, load_hosts(inv))
-    report = run_remediation(paths, _store(store), inv, loaded, hosts, check, _display())
+    st = _store(store)
+    report = run_remediation(paths, st, inv, loaded, hosts, check, _display())
+    _notify("remediation", st, report["batch"], inv)
     if as_json:
         _emit_json(report)
     else:
@@ -524,6 +556,96 @@ def _demo_assessment(store: str | None) -> dict[str, Any]:
     return {"batch": report["batch"], "workbook": str(book),
             "hosts": [{k: h.get(k) for k in ("host", "ok", "score", "score_with_exceptions", "summary")}
                       for h in report["hosts"]]}
+
+
+NotifyFileOpt = Annotated[Path | None, typer.Option("--policy", "-p", envvar="PATCHWAVE_NOTIFY",
+                                                    help="Notification policy (default: --notify / PATCHWAVE_NOTIFY).")]
+
+
+def _notifier(store: str | None, inventory: Path | None, policy: Path | None) -> Any:
+    from patchwave import notify
+
+    paths = project_paths()
+    path = policy or notify.configured()
+    if path is None:
+        raise InputError("no notification policy: give --policy FILE, `patchwave --notify FILE ...` or set "
+                         "PATCHWAVE_NOTIFY (see docs/notifications.md)")
+    inv = inventory or paths.lab_inventory
+    return notify.notifier(_store(store), inv if inv.exists() else None, path,
+                           log=lambda msg: err.print(f"[dim]{escape(msg)}[/dim]"))
+
+
+@notify_app.command("check")
+def notify_check(policy: NotifyFileOpt = None, inventory: InventoryOpt = None, as_json: JsonOpt = False) -> None:
+    """Validate a notification policy (and its groups against the inventory); send nothing."""
+    sender = _notifier(None, inventory, policy)
+    result = {"channels": {n: c.type for n, c in sender.policy.channels.items()},
+              "routes": [{"name": r.name, "events": r.events, "channels": r.channels} for r in sender.policy.routes]}
+    if as_json:
+        _emit_json(result)
+    else:
+        err.print(f"notification policy OK: {len(result['channels'])} channel(s), {len(result['routes'])} route(s)")
+
+
+@notify_app.command("flush")
+def notify_flush(
+    policy: NotifyFileOpt = None, inventory: InventoryOpt = None, store: StoreOpt = None,
+    wait: Annotated[float, typer.Option("--wait", min=0, help="Keep retrying for up to this many seconds.")] = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Send everything in the outbox that is due (retries with backoff; held messages wait)."""
+    counts = _notifier(store, inventory, policy).flush(wait_seconds=wait)
+    if as_json:
+        _emit_json(counts)
+    else:
+        err.print(", ".join(f"{v} {k}" for k, v in counts.items()))
+    if counts["pending"] or counts["failed"]:
+        raise typer.Exit(1)
+
+
+@notify_app.command("digest")
+def notify_digest(policy: NotifyFileOpt = None, inventory: InventoryOpt = None, store: StoreOpt = None,
+                  as_json: JsonOpt = False) -> None:
+    """Queue the periodic messages (hosts still non-compliant, SLAs about to breach or breached;
+    once a day at most) and send them. Run it from a timer."""
+    from patchwave.notify import events
+
+    sender = _notifier(store, inventory, policy)
+    queued = events.digest(sender)
+    counts = sender.flush()
+    if as_json:
+        _emit_json({"queued": queued, **counts})
+    else:
+        err.print(f"{queued} queued; " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+
+
+@notify_app.command("status")
+def notify_status(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
+    """The outbox (pending and given-up messages with their last error) and the tickets."""
+    st = _store(store)
+    rows = st.outbox_rows()
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row["status"]] = counts.get(row["status"], 0) + 1
+    waiting = [{k: row[k] for k in ("key", "channel", "op", "subject", "status", "attempts", "next_at", "last_error")}
+               for row in rows if row["status"] in ("pending", "failed")]
+    tickets = [{k: t[k] for k in ("key", "number", "state", "host", "subject", "reopened", "opened_at", "closed_at")}
+               for t in st.tickets()]
+    if as_json:
+        _emit_json({"outbox": counts, "waiting": waiting, "tickets": tickets})
+        return
+    err.print("outbox: " + (", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "empty"))
+    if waiting:
+        table = Table("channel", "op", "subject", "status", "attempts", "next", "last error")
+        for w in waiting:
+            table.add_row(w["channel"], w["op"], escape(w["subject"]), w["status"], str(w["attempts"]),
+                          f"{w['next_at']:%Y-%m-%d %H:%M:%S}", escape(w["last_error"]))
+        err.print(table)
+    if tickets:
+        table = Table("ticket", "state", "host", "about", "re-opened")
+        for t in tickets:
+            table.add_row(t["number"] or "(opening)", t["state"], t["host"], t["subject"], str(t["reopened"]))
+        err.print(table)
 
 
 def main() -> None:

@@ -37,7 +37,7 @@ from patchwave.errors import PatchwaveError
 from patchwave.models import Decision, Manifest, PendingUpdate
 from patchwave.procs import alive
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 metadata = MetaData()
 
 schema_info = Table("schema_info", metadata, Column("version", Integer, nullable=False))
@@ -242,6 +242,46 @@ remediations = Table(
 )
 
 
+outbox = Table(
+    "outbox", metadata,  # schema 6: every notification and ticket call, written before it is sent
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("key", String(255), nullable=False, unique=True),  # idempotency key: one row per message, ever
+    Column("channel", String(64), nullable=False),
+    Column("route", String(64), nullable=False),
+    Column("event", String(32), nullable=False),
+    Column("op", String(16), nullable=False),  # send, or for tickets: open, update, close, check
+    Column("ticket", String(255)),  # tickets.key for ticket operations
+    Column("severity", String(16), nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("body", JSON, nullable=False),  # the event's data; never a secret (those are read when sending)
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("status", String(16), nullable=False),  # pending, sent, failed (gave up), skipped
+    Column("attempts", Integer, nullable=False),
+    Column("next_at", DateTime(timezone=True), nullable=False),
+    Column("last_error", Text, nullable=False),
+    Column("sent_at", DateTime(timezone=True)),
+    Column("result", JSON),
+)
+Index("ix_outbox_due", outbox.c.status, outbox.c.next_at)
+
+tickets = Table(
+    "tickets", metadata,  # schema 6: one ticket per host and rule (or host and failed cycle) and channel
+    Column("key", String(255), primary_key=True),
+    Column("channel", String(64), nullable=False),
+    Column("kind", String(16), nullable=False),  # rule or patch
+    Column("host", String(255), nullable=False),
+    Column("subject", String(255), nullable=False),  # the rule id or the cycle id
+    Column("external_id", String(128)),  # the ticket system's key (OPS-12, an incident sys_id)
+    Column("number", String(128)),  # what people call it (OPS-12, INC0010001)
+    Column("state", String(16), nullable=False),  # opening, open, closing, closed
+    Column("opened_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("closed_at", DateTime(timezone=True)),
+    Column("reopened", Integer, nullable=False),  # times found closed in the ticket system while still failing
+    Column("note", Text, nullable=False),
+)
+
+
 def _add_column(conn: Any, table: str, column: str, kind: str) -> None:
     # create_all() has already made any table missing from an old store in its current shape
     from sqlalchemy import inspect
@@ -270,9 +310,13 @@ def _v4_to_v5(conn: Any) -> None:
     """Baseline assessments, rule results and remediations: new tables only (made by create_all)."""
 
 
+def _v5_to_v6(conn: Any) -> None:
+    """The notification outbox and tickets: new tables only (made by create_all)."""
+
+
 # Migrations: index i upgrades schema version i+1 to i+2. A new store is created at the current
 # version by create_all; an older one is brought forward step by step, in one transaction.
-MIGRATIONS: list[Any] = [_v1_to_v2, _v2_to_v3, _v3_to_v4, _v4_to_v5]
+MIGRATIONS: list[Any] = [_v1_to_v2, _v2_to_v3, _v3_to_v4, _v4_to_v5, _v5_to_v6]
 
 
 def now() -> datetime:
@@ -580,6 +624,73 @@ class Store:
             return [dict(r) for r in conn.execute(select(remediations).where(remediations.c.batch == batch)
                                                   .order_by(remediations.c.id)).mappings()]
 
+
+    # --- the outbox and tickets (notify/) --------------------------------------------------
+    def enqueue(self, messages: list[dict[str, Any]]) -> int:
+        """Append notifications to the outbox; a message whose key is there already is left out
+        (that is what makes a repeated or resumed command send nothing twice). Returns how many
+        were new."""
+        if not messages:
+            return 0
+        with self.engine.begin() as conn:
+            keys = [m["key"] for m in messages]
+            known = set()
+            for start in range(0, len(keys), 500):
+                known |= set(conn.execute(select(outbox.c.key).where(outbox.c.key.in_(keys[start:start + 500])))
+                             .scalars())
+            fresh = [m for m in {m["key"]: m for m in messages}.values() if m["key"] not in known]
+            stamp = now()
+            if fresh:
+                conn.execute(insert(outbox), [{"created_at": stamp, "status": "pending", "attempts": 0,
+                                               "next_at": stamp, "last_error": "", "ticket": None, **m}
+                                              for m in fresh])
+        return len(fresh)
+
+    def outbox_due(self, at: datetime) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(
+                select(outbox).where((outbox.c.status == "pending") & (outbox.c.next_at <= at))
+                .order_by(outbox.c.id)).mappings()]
+
+    def outbox_rows(self, status: str | None = None) -> list[dict[str, Any]]:
+        query = select(outbox).order_by(outbox.c.id)
+        if status is not None:
+            query = query.where(outbox.c.status == status)
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(query).mappings()]
+
+    def outbox_update(self, row_id: int, **values: Any) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(outbox).where(outbox.c.id == row_id).values(**values))
+
+    def sent_since(self, route: str, channel: str, since: datetime) -> list[datetime]:
+        """When the messages of a route on a channel were sent since a time (for rate limits)."""
+        with self.engine.connect() as conn:
+            return list(conn.execute(select(outbox.c.sent_at).where(
+                (outbox.c.route == route) & (outbox.c.channel == channel) & (outbox.c.status == "sent")
+                & (outbox.c.op == "send") & (outbox.c.sent_at >= since)).order_by(outbox.c.sent_at)).scalars())
+
+    def ticket(self, key: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(tickets).where(tickets.c.key == key)).mappings().first()
+        return dict(row) if row else None
+
+    def tickets(self, **equal: Any) -> list[dict[str, Any]]:
+        query = select(tickets).order_by(tickets.c.opened_at, tickets.c.key)
+        for column, value in equal.items():
+            query = query.where(tickets.c[column] == value)
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(query).mappings()]
+
+    def save_ticket(self, key: str, **values: Any) -> None:
+        """Create the ticket row (state opening) or change it."""
+        with self.engine.begin() as conn:
+            if conn.execute(select(tickets.c.key).where(tickets.c.key == key)).first() is None:
+                stamp = now()
+                conn.execute(insert(tickets).values(key=key, opened_at=stamp, updated_at=stamp, reopened=0, note="",
+                                                    **values))
+            else:
+                conn.execute(update(tickets).where(tickets.c.key == key).values(updated_at=now(), **values))
 
     # --- reads for reports: every row, in id order, optionally since a date -----------------
     def rows(self, table: str, since: datetime | None = None, at_least: tuple[str, int] | None = None,

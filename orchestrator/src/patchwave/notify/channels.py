@@ -1,0 +1,270 @@
+"""Sending: a signed JSON webhook, an e-mail over SMTP (STARTTLS), and tickets through
+Jira-compatible and ServiceNow-compatible REST calls. Each call either succeeds or raises
+DeliveryError with a message that never contains a secret; the outbox decides about retries."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import smtplib
+import ssl
+import time
+import urllib.error
+import urllib.request
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from patchwave.notify.config import Jira, NotifyError, ServiceNow, Smtp, Webhook
+
+SIGNATURE_HEADER = "X-Patchwave-Signature"  # sha256=<hex HMAC of "<timestamp>.<body>">
+TIMESTAMP_HEADER = "X-Patchwave-Timestamp"  # seconds since the epoch, part of what is signed
+DELIVERY_HEADER = "X-Patchwave-Delivery"  # the outbox key: the same for every retry of one message
+
+
+class DeliveryError(Exception):
+    """Not delivered; `retry` is False when sending it again cannot help (a 4xx answer)."""
+
+    def __init__(self, message: str, retry: bool = True) -> None:
+        super().__init__(message)
+        self.retry = retry
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return f"sha256={digest}"
+
+
+def _tls(ca_file: str | None, base: Path) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(base / ca_file) if ca_file else None)
+
+
+def _secret(item: Any, base: Path) -> str:
+    try:
+        value: str = item.value(base)
+    except NotifyError as exc:
+        raise DeliveryError(f"secret: {exc.message}", retry=False) from exc
+    return value
+
+
+def _request(method: str, url: str, data: bytes | None, headers: dict[str, str], timeout: float,
+             tls: ssl.SSLContext) -> tuple[int, bytes]:
+    """One HTTP(S) call (the channel URLs are checked to be http or https when the policy loads)."""
+    request = urllib.request.Request(url, data=data, method=method,  # noqa: S310
+                                     headers={"User-Agent": "patchwave", **headers})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout, context=tls) as answer:  # noqa: S310
+            return answer.status, answer.read()
+    except urllib.error.HTTPError as exc:
+        # 408, 425, 429 and 5xx may pass; any other 4xx will not (a bad request, credentials, a missing project)
+        raise DeliveryError(f"{method} {_path(url)}: HTTP {exc.code} {exc.reason}",
+                            retry=exc.code in (408, 425, 429) or exc.code >= 500) from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise DeliveryError(f"{method} {_path(url)}: {getattr(exc, 'reason', exc)}") from None
+
+
+def _http(method: str, url: str, body: Any, headers: dict[str, str], timeout: float, tls: ssl.SSLContext) -> Any:
+    """A JSON call; the decoded answer."""
+    data = json.dumps(body).encode() if body is not None else None
+    _status, text = _request(method, url, data, {"Content-Type": "application/json", "Accept": "application/json",
+                                                 **headers}, timeout, tls)
+    if not text:
+        return {}
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise DeliveryError(f"{method} {_path(url)}: the answer is not JSON") from None
+
+
+def _path(url: str) -> str:
+    """A URL for messages: without any query (search terms stay out of logs)."""
+    return url.split("?", 1)[0]
+
+
+def _basic(user: str, password: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+# --- messages --------------------------------------------------------------------------------
+
+def send_webhook(channel: Webhook, base: Path, key: str, message: dict[str, Any]) -> dict[str, Any]:
+    body = json.dumps(message, sort_keys=True, default=str).encode()
+    stamp = str(int(time.time()))
+    headers = {TIMESTAMP_HEADER: stamp, SIGNATURE_HEADER: sign(_secret(channel.secret, base), stamp, body),
+               DELIVERY_HEADER: key, "Content-Type": "application/json", "User-Agent": "patchwave"}
+    status, _text = _request("POST", channel.url, body, headers, channel.timeout_seconds, _tls(channel.ca_file, base))
+    return {"status": status}
+
+
+def send_mail(channel: Smtp, base: Path, key: str, subject: str, text: str) -> dict[str, Any]:
+    mail = EmailMessage()
+    mail["Subject"] = subject
+    mail["From"] = channel.sender
+    mail["To"] = ", ".join(channel.to)
+    mail["Date"] = format_datetime(time_now())
+    # the same Message-ID for every retry of one message: mail systems and people can tell a repeat
+    mail["Message-ID"] = make_msgid(idstring=hashlib.sha256(key.encode()).hexdigest()[:24], domain="patchwave")
+    mail["X-Patchwave-Delivery"] = key
+    mail.set_content(text)
+    try:
+        with smtplib.SMTP(channel.host, channel.port, timeout=channel.timeout_seconds) as server:
+            if channel.starttls:
+                server.starttls(context=_tls(channel.ca_file, base))
+            if channel.username is not None and channel.password is not None:
+                server.login(_secret(channel.username, base), _secret(channel.password, base))
+            refused = server.send_message(mail)
+    except smtplib.SMTPAuthenticationError as exc:
+        raise DeliveryError(f"SMTP {channel.host}:{channel.port}: authentication refused ({exc.smtp_code})",
+                            retry=False) from None
+    except smtplib.SMTPResponseException as exc:
+        raise DeliveryError(f"SMTP {channel.host}:{channel.port}: {exc.smtp_code}",
+                            retry=exc.smtp_code >= 400 and exc.smtp_code < 500) from None
+    except (smtplib.SMTPException, OSError) as exc:
+        raise DeliveryError(f"SMTP {channel.host}:{channel.port}: {type(exc).__name__}: {exc}") from None
+    if refused:
+        raise DeliveryError(f"SMTP {channel.host}:{channel.port}: refused recipients {', '.join(refused)}",
+                            retry=False)
+    return {"recipients": len(channel.to), "message_id": mail["Message-ID"]}
+
+
+def time_now() -> Any:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC)
+
+
+# --- tickets ---------------------------------------------------------------------------------
+
+class TicketSystem:
+    """What the closed loop needs from a ticket system; `marker` is the idempotency key that
+    finds a ticket again (a Jira label, a ServiceNow correlation id)."""
+
+    def find(self, marker: str) -> dict[str, Any] | None:
+        raise NotImplementedError
+
+    def open(self, marker: str, summary: str, text: str, severity: str) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def comment(self, external_id: str, text: str) -> None:
+        raise NotImplementedError
+
+    def close(self, external_id: str, text: str) -> None:
+        raise NotImplementedError
+
+    def reopen(self, external_id: str, text: str) -> None:
+        raise NotImplementedError
+
+    def is_closed(self, external_id: str) -> bool:
+        raise NotImplementedError
+
+
+def marker(ticket_key: str) -> str:
+    """A stable, label-safe form of a ticket key."""
+    return "patchwave-" + hashlib.sha256(ticket_key.encode()).hexdigest()[:20]
+
+
+class JiraTickets(TicketSystem):
+    """Jira REST API v2 (Cloud and Data Center accept it): issues, comments, transitions, search."""
+
+    def __init__(self, channel: Jira, base: Path) -> None:
+        self.channel = channel
+        self.tls = _tls(channel.ca_file, base)
+        self.auth = _basic(_secret(channel.user, base), _secret(channel.token, base))
+
+    def _call(self, method: str, path: str, body: Any = None) -> Any:
+        return _http(method, f"{self.channel.url}{path}", body, self.auth, self.channel.timeout_seconds, self.tls)
+
+    def find(self, marker: str) -> dict[str, Any] | None:
+        jql = quote(f'project = {self.channel.project} AND labels = "{marker}"')
+        found = self._call("GET", f"/rest/api/2/search?jql={jql}&fields=status&maxResults=1")
+        issues = found.get("issues") or []
+        return {"external_id": issues[0]["key"], "number": issues[0]["key"]} if issues else None
+
+    def open(self, marker: str, summary: str, text: str, severity: str) -> dict[str, Any]:
+        created = self._call("POST", "/rest/api/2/issue", {"fields": {
+            "project": {"key": self.channel.project}, "issuetype": {"name": self.channel.issue_type},
+            "summary": summary[:250], "description": text, "labels": [marker, "patchwave", f"severity-{severity}"]}})
+        if not created.get("key"):
+            raise DeliveryError("Jira did not return the new issue's key")
+        return {"external_id": created["key"], "number": created["key"]}
+
+    def comment(self, external_id: str, text: str) -> None:
+        self._call("POST", f"/rest/api/2/issue/{quote(external_id)}/comment", {"body": text})
+
+    def _transition(self, external_id: str, name: str, text: str) -> None:
+        offered = self._call("GET", f"/rest/api/2/issue/{quote(external_id)}/transitions").get("transitions", [])
+        chosen = next((t for t in offered if t.get("name", "").lower() == name.lower()
+                       or (t.get("to") or {}).get("name", "").lower() == name.lower()), None)
+        if chosen is None:
+            raise DeliveryError(f"Jira issue {external_id} offers no transition {name!r} (it offers "
+                                f"{', '.join(t.get('name', '?') for t in offered) or 'none'}): set the channel's "
+                                "close_transition / reopen_transition", retry=False)
+        self.comment(external_id, text)
+        self._call("POST", f"/rest/api/2/issue/{quote(external_id)}/transitions", {"transition": {"id": chosen["id"]}})
+
+    def close(self, external_id: str, text: str) -> None:
+        self._transition(external_id, self.channel.close_transition, text)
+
+    def reopen(self, external_id: str, text: str) -> None:
+        self._transition(external_id, self.channel.reopen_transition, text)
+
+    def is_closed(self, external_id: str) -> bool:
+        issue = self._call("GET", f"/rest/api/2/issue/{quote(external_id)}?fields=status")
+        status = (issue.get("fields") or {}).get("status") or {}
+        return bool((status.get("statusCategory") or {}).get("key") == "done")
+
+
+# ServiceNow incident states: 1 New, 2 In Progress, 3 On Hold, 6 Resolved, 7 Closed, 8 Canceled
+_SNOW_DONE = ("6", "7", "8")
+_SNOW_URGENCY = {"critical": "1", "high": "1", "medium": "2", "low": "3", "unknown": "3"}
+
+
+class ServiceNowTickets(TicketSystem):
+    """ServiceNow Table API on the incident table."""
+
+    def __init__(self, channel: ServiceNow, base: Path) -> None:
+        self.channel = channel
+        self.tls = _tls(channel.ca_file, base)
+        self.auth = _basic(_secret(channel.user, base), _secret(channel.password, base))
+
+    def _call(self, method: str, path: str, body: Any = None) -> Any:
+        return _http(method, f"{self.channel.url}{path}", body, self.auth, self.channel.timeout_seconds, self.tls)
+
+    def find(self, marker: str) -> dict[str, Any] | None:
+        found = self._call("GET", "/api/now/table/incident?sysparm_query=" + quote(f"correlation_id={marker}")
+                           + "&sysparm_fields=sys_id,number,state&sysparm_limit=1")
+        rows = found.get("result") or []
+        return {"external_id": rows[0]["sys_id"], "number": rows[0].get("number", "")} if rows else None
+
+    def open(self, marker: str, summary: str, text: str, severity: str) -> dict[str, Any]:
+        body = {"short_description": summary[:160], "description": text, "correlation_id": marker,
+                "correlation_display": "Patchwave", "urgency": _SNOW_URGENCY.get(severity, "3"),
+                "impact": _SNOW_URGENCY.get(severity, "3")}
+        if self.channel.assignment_group:
+            body["assignment_group"] = self.channel.assignment_group
+        created = (self._call("POST", "/api/now/table/incident", body).get("result") or {})
+        if not created.get("sys_id"):
+            raise DeliveryError("ServiceNow did not return the new incident's sys_id")
+        return {"external_id": created["sys_id"], "number": created.get("number", "")}
+
+    def comment(self, external_id: str, text: str) -> None:
+        self._call("PATCH", f"/api/now/table/incident/{quote(external_id)}", {"work_notes": text})
+
+    def close(self, external_id: str, text: str) -> None:
+        self._call("PATCH", f"/api/now/table/incident/{quote(external_id)}",
+                   {"state": "6", "close_code": "Solved (Permanently)", "close_notes": text})
+
+    def reopen(self, external_id: str, text: str) -> None:
+        self._call("PATCH", f"/api/now/table/incident/{quote(external_id)}", {"state": "2", "work_notes": text})
+
+    def is_closed(self, external_id: str) -> bool:
+        found = self._call("GET", f"/api/now/table/incident/{quote(external_id)}?sysparm_fields=state")
+        return str((found.get("result") or {}).get("state", "")) in _SNOW_DONE
+
+
+def ticket_system(channel: Jira | ServiceNow, base: Path) -> TicketSystem:
+    return JiraTickets(channel, base) if isinstance(channel, Jira) else ServiceNowTickets(channel, base)

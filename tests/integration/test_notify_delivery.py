@@ -1,0 +1,290 @@
+"""Notifications against real servers on 127.0.0.1, started by the tests: a signed webhook (a
+receiver that fails N times, one that is down, one that hangs while the sender is killed), SMTP
+with STARTTLS and AUTH (aiosmtpd), Jira- and ServiceNow-compatible ticket APIs. Every message
+arrives exactly once; secrets never reach the store or the output."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from notifyservers import (
+    JiraHandler,
+    JiraState,
+    SnowHandler,
+    SnowState,
+    WebhookHandler,
+    WebhookState,
+    serving,
+    smtp_server,
+)
+from reportdata import HOSTS, at, fill
+from sqlalchemy import insert
+
+from patchwave.notify import config, events
+from patchwave.notify.outbox import Notifier
+from patchwave.store import Store, assessments, rule_results
+
+ROOT = Path(__file__).resolve().parents[2]
+SECRET = "s3cret-hmac-key-for-tests"  # noqa: S105 - a test key
+FAST = "delivery: {max_attempts: 6, backoff_seconds: 0.05, max_backoff_seconds: 0.2}\n"
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    made = Store(f"sqlite:///{tmp_path / 'pw.db'}")
+    fill(made)
+    return made
+
+
+@pytest.fixture(autouse=True)
+def secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PW_TEST_HOOK_SECRET", SECRET)
+    monkeypatch.setenv("PW_TEST_USER", "patchwave")
+    monkeypatch.setenv("PW_TEST_PASSWORD", "mail-password-42")
+
+
+def notifier(store: Store, tmp_path: Path, text: str) -> Notifier:
+    path = tmp_path / "notify.yml"
+    path.write_text(textwrap.dedent(text))
+    return Notifier(store, config.load(path), tmp_path, HOSTS)
+
+
+def webhook_policy(url: str, extra: str = "") -> str:
+    return (f"channels:\n  hook: {{type: webhook, url: '{url}', secret: {{env: PW_TEST_HOOK_SECRET}}}}\n"
+            "routes:\n  - {name: all, events: [patch_failed, cycle_completed, rule_failed, critical_drift], "
+            f"channels: [hook]{extra}}}\n" + FAST)
+
+
+def no_secret_anywhere(store: Store, *secrets: str) -> None:
+    text = json.dumps([store.outbox_rows(), store.tickets()], default=str)
+    for secret in secrets:
+        assert secret not in text
+
+
+def test_a_receiver_that_fails_three_times_gets_every_message_exactly_once(store: Store, tmp_path: Path) -> None:
+    with serving(WebhookHandler, WebhookState(SECRET, fail_first=3)) as (url, state):
+        sender = notifier(store, tmp_path, webhook_policy(url))
+        queued = events.after_cycle(sender, "c1") + events.after_assessment(sender, "b3")
+        # c1: db1 failed (patch_failed) + cycle_completed; b3: web2 fails r1 and errors on r2
+        assert queued == 4
+        counts = sender.flush(wait_seconds=10)
+        assert counts["pending"] == 0 and counts["failed"] == 0
+        assert state.failed == 3 and state.refused == 0
+        assert sorted(state.ids()) == sorted(r["key"] for r in store.outbox_rows())  # each once
+        # deriving the same events again (a resumed or repeated command) queues and sends nothing
+        assert events.after_cycle(sender, "c1") + events.after_assessment(sender, "b3") == 0
+        sender.flush(wait_seconds=1)
+        assert len(state.delivered) == 4
+    kinds = sorted(m["event"] for _i, m in state.delivered)
+    assert kinds == ["cycle_completed", "patch_failed", "rule_failed", "rule_failed"]
+    failed = next(m for _i, m in state.delivered if m["event"] == "patch_failed")
+    assert failed["hosts"] == ["db1"] and failed["data"]["missing"] == ["a"] and failed["severity"] == "critical"
+    no_secret_anywhere(store, SECRET)
+
+
+def test_a_wrong_signature_is_refused_and_not_retried(store: Store, tmp_path: Path) -> None:
+    with serving(WebhookHandler, WebhookState("another-key")) as (url, state):
+        sender = notifier(store, tmp_path, webhook_policy(url))
+        events.after_cycle(sender, "c1")
+        counts = sender.flush(wait_seconds=2)
+    assert state.refused == 2 and not state.delivered
+    assert counts["failed"] == 2 and counts["retry"] == 0  # a 401 cannot get better by trying again
+    assert all("HTTP 401" in r["last_error"] for r in store.outbox_rows())
+    no_secret_anywhere(store, SECRET)
+
+
+def test_a_receiver_that_is_down_loses_nothing(store: Store, tmp_path: Path) -> None:
+    with socket.socket() as probe:  # a free port, closed again: nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    sender = notifier(store, tmp_path, webhook_policy(f"http://127.0.0.1:{port}/hook"))
+    events.after_cycle(sender, "c1")
+    counts = sender.flush()
+    assert counts["retry"] == 2 and counts["pending"] == 2
+    assert all("refused" in r["last_error"].lower() for r in store.outbox_rows())
+    with serving(WebhookHandler, WebhookState(SECRET), port=port) as (_url, state):
+        counts = sender.flush(wait_seconds=10)
+    assert counts["pending"] == 0
+    assert sorted(state.ids()) == sorted(r["key"] for r in store.outbox_rows())
+
+
+def test_killed_while_sending_then_flushed_again_nothing_lost_nothing_twice(store: Store, tmp_path: Path) -> None:
+    """`patchwave notify digest` writes its messages to the outbox and starts sending; the receiver
+    takes them but never answers; the process is killed. A later `notify flush` sends each once."""
+    env = {**os.environ, "PATCHWAVE_STORE": store.url}
+    policy = tmp_path / "notify.yml"
+    with serving(WebhookHandler, WebhookState(SECRET, hang_seconds=30)) as (first_url, hanging):
+        policy.write_text(f"channels:\n  hook: {{type: webhook, url: '{first_url}', secret: {{env: PW_TEST_HOOK_SECRET}}, "
+                          "timeout_seconds: 60}\nroutes:\n  - {name: sla, events: [sla_breached, sla_warning], "
+                          "channels: [hook]}\n" + FAST)
+        child = subprocess.Popen([str(Path(sys.executable).parent / "patchwave"), "notify", "digest", "-p",
+                                  str(policy), "-i", str(tmp_path / "none.yml")], env=env, cwd=ROOT,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while not store.outbox_rows() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(1.0)  # the first message is on its way to a receiver that does not answer
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    rows = store.outbox_rows()
+    # db1's fix "a" was due Nov 10 and never installed: one breach (web1 and web2 installed theirs)
+    assert [r["status"] for r in rows] == ["pending"] and not hanging.delivered
+    with serving(WebhookHandler, WebhookState(SECRET)) as (url, state):
+        policy.write_text(policy.read_text().replace(first_url, url))
+        done = subprocess.run([str(Path(sys.executable).parent / "patchwave"), "notify", "flush", "-p", str(policy),
+                               "-i", str(tmp_path / "none.yml"), "--wait", "10", "--json"], env=env, cwd=ROOT,
+                              capture_output=True, text=True, check=False)
+        again = subprocess.run([str(Path(sys.executable).parent / "patchwave"), "notify", "digest", "-p",
+                                str(policy), "-i", str(tmp_path / "none.yml"), "--json"], env=env, cwd=ROOT,
+                               capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(again.stdout)["queued"] == 0  # the same day's digest is in the outbox already
+    assert state.ids() == [rows[0]["key"]]
+    assert state.delivered[0][1]["event"] == "sla_breached" and state.delivered[0][1]["hosts"] == ["db1"]
+
+
+def test_rate_limits_hold_and_quiet_hours_wait_but_critical_goes_through(store: Store, tmp_path: Path) -> None:
+    with serving(WebhookHandler, WebhookState(SECRET)) as (url, state):
+        sender = notifier(store, tmp_path, webhook_policy(url, ", rate_limit: {messages: 2, per_minutes: 60}"))
+        events.after_cycle(sender, "c1")
+        events.after_assessment(sender, "b3")
+        counts = sender.flush()
+        assert (counts["sent"], counts["held"]) == (2, 2) and len(state.delivered) == 2
+        held = store.outbox_rows("pending")
+        assert all("held: route all sent 2 message(s)" in r["last_error"] for r in held)
+        assert all(r["attempts"] == 0 for r in held)  # holding is not a failed attempt
+    with serving(WebhookHandler, WebhookState(SECRET)) as (url, state):
+        quiet = (", quiet_hours: {start: '22:00', end: '06:00', timezone: Europe/Berlin, "
+                 "except_severities: [critical]}")
+        other = Store(f"sqlite:///{tmp_path / 'q.db'}")
+        fill(other)
+        sender = notifier(other, tmp_path, webhook_policy(url, quiet))
+        events.after_cycle(sender, "c1")
+        night = datetime(2026, 11, 29, 23, 30, tzinfo=UTC)  # 00:30 in Berlin
+        counts = sender.flush(now=lambda: night)
+        # patch_failed of db1 is critical: it goes; the cycle digest waits until 06:00 Berlin (05:00 UTC)
+        assert [m["event"] for _i, m in state.delivered] == ["patch_failed"] and counts["held"] == 1
+        (waiting,) = other.outbox_rows("pending")
+        assert waiting["next_at"].replace(tzinfo=UTC) == datetime(2026, 11, 30, 5, 0, tzinfo=UTC)
+
+
+def test_email_over_starttls_with_auth_once_per_message(store: Store, tmp_path: Path) -> None:
+    with smtp_server(tmp_path, "patchwave", "mail-password-42") as (port, box, cert):
+        text = (f"channels:\n  mail:\n    type: smtp\n    host: 127.0.0.1\n    port: {port}\n    ca_file: {cert.name}\n"
+                "    username: {env: PW_TEST_USER}\n    password: {env: PW_TEST_PASSWORD}\n"
+                "    from: patchwave@example.org\n    to: [ops@example.org, lead@example.org]\n"
+                "routes:\n  - {name: mail, events: [patch_failed, cycle_completed], channels: [mail]}\n" + FAST)
+        sender = notifier(store, tmp_path, text)
+        events.after_cycle(sender, "c1")
+        counts = sender.flush(wait_seconds=5)
+        sender.flush(wait_seconds=1)
+        assert counts["sent"] == 2 and len(box.messages) == 2 and box.logins == ["patchwave", "patchwave"]
+        assert all(m["tls"] and m["to"] == ["ops@example.org", "lead@example.org"] for m in box.messages)
+        assert {m["delivery"] for m in box.messages} == {r["key"] for r in store.outbox_rows()}
+        assert any("db1" in m["subject"] and "Not installed: a" in m["body"] for m in box.messages)
+        # a wrong password: refused, not retried, and the password is nowhere
+        os.environ["PW_TEST_PASSWORD"] = "wrong-password-77"  # noqa: S105
+        other = Store(f"sqlite:///{tmp_path / 'w.db'}")
+        fill(other)
+        sender = notifier(other, tmp_path, text)
+        events.after_cycle(sender, "c1")
+        counts = sender.flush(wait_seconds=1)
+    assert counts["failed"] == 2 and all("authentication refused" in r["last_error"] for r in other.outbox_rows())
+    no_secret_anywhere(other, "wrong-password-77", "mail-password-42")
+
+
+def _assess(store: Store, aid: int, host: str, rule: str, status: str) -> str:
+    batch = f"t{aid}"
+    with store.engine.begin() as conn:
+        conn.execute(insert(assessments).values(
+            id=aid, batch=batch, host=host, baseline="t", kind="assess", at=at(20 + aid % 5), ok=True,
+            unreachable=False, message="", summary={}, score=0.0, score_with_exceptions=0.0, snapshot={},
+            drift={"newly_failing": [], "critical": []}))
+        conn.execute(insert(rule_results).values(assessment_id=aid, host=host, rule_id=rule, title="root login",
+                                                 severity="high", criticality="normal", status=status, duration=0.0,
+                                                 evidence={"expected": "no", "observed": "yes", "where": "/etc/x:3"}))
+    return batch
+
+
+def test_jira_ticket_opens_once_closes_on_a_passing_rescan_and_reopens_if_closed_too_early(
+        store: Store, tmp_path: Path) -> None:
+    with serving(JiraHandler, JiraState("patchwave", "mail-password-42")) as (url, jira):
+        sender = notifier(store, tmp_path, (
+            f"channels:\n  jira: {{type: jira, url: '{url}', project: OPS, user: {{env: PW_TEST_USER}}, "
+            "token: {env: PW_TEST_PASSWORD}}\nroutes:\n  - {name: tickets, events: [rule_failed], "
+            "channels: [jira], severities: [high, critical]}\n" + FAST))
+        events.after_assessment(sender, "b3")  # web2 fails r1 and errors on r2: two tickets
+        assert sender.flush()["sent"] == 2
+        assert sorted(jira.issues) == ["OPS-1", "OPS-2"]
+        r1 = next(t for t in store.tickets() if t["subject"] == "r1")
+        assert (r1["state"], r1["host"]) == ("open", "web2")
+        # still failing in the next assessment: the ticket is checked, not opened again
+        events.after_assessment(sender, _assess(store, 50, "web2", "r1", "fail"))
+        sender.flush()
+        assert len(jira.issues) == 2
+        # someone closes it by hand while the rule still fails: the next check re-opens it
+        jira.close_by_hand(r1["number"])
+        events.after_assessment(sender, _assess(store, 51, "web2", "r1", "fail"))
+        sender.flush()
+        assert jira.issues[r1["number"]]["status"] == "To Do"
+        assert store.ticket(r1["key"])["reopened"] == 1
+        assert "Closed in the ticket system" in jira.issues[r1["number"]]["comments"][-1]
+        # the rule passes: the ticket closes, with the confirming assessment as its note
+        events.after_assessment(sender, _assess(store, 52, "web2", "r1", "pass"))
+        sender.flush()
+        assert jira.issues[r1["number"]]["status"] == "Done"
+        assert store.ticket(r1["key"])["state"] == "closed"
+        assert "confirming assessment 52" in jira.issues[r1["number"]]["comments"][-1]
+        # failing again later: the same ticket comes back (one ticket per host and rule)
+        events.after_assessment(sender, _assess(store, 53, "web2", "r1", "fail"))
+        sender.flush()
+        assert jira.issues[r1["number"]]["status"] == "To Do" and len(jira.issues) == 2
+    no_secret_anywhere(store, "mail-password-42")
+
+
+def test_a_ticket_opened_before_a_crash_is_found_not_duplicated(store: Store, tmp_path: Path) -> None:
+    """The ticket system created the issue but the answer was lost (the orchestrator died): the
+    retry finds it by its idempotency label instead of opening a second one."""
+    from patchwave.notify.channels import marker
+    from patchwave.notify.outbox import ticket_key
+
+    with serving(JiraHandler, JiraState("patchwave", "mail-password-42")) as (url, jira):
+        jira.issues["OPS-7"] = {"summary": "x", "description": "", "status": "To Do", "comments": [],
+                                "labels": [marker(ticket_key("jira", "rule", "web2", "r1"))]}
+        sender = notifier(store, tmp_path, (
+            f"channels:\n  jira: {{type: jira, url: '{url}', project: OPS, user: {{env: PW_TEST_USER}}, "
+            "token: {env: PW_TEST_PASSWORD}}\nroutes:\n  - {name: tickets, events: [rule_failed], "
+            "channels: [jira]}\n" + FAST))
+        events.after_assessment(sender, "b3")
+        sender.flush()
+    assert len(jira.issues) == 2 and "OPS-7" in jira.issues  # r1 found as OPS-7; only r2 was opened
+    assert store.ticket(ticket_key("jira", "rule", "web2", "r1"))["number"] == "OPS-7"
+
+
+def test_servicenow_incident_lifecycle_and_patch_tickets(store: Store, tmp_path: Path) -> None:
+    with serving(SnowHandler, SnowState("patchwave", "mail-password-42")) as (url, snow):
+        sender = notifier(store, tmp_path, (
+            f"channels:\n  snow: {{type: servicenow, url: '{url}', user: {{env: PW_TEST_USER}}, "
+            "password: {env: PW_TEST_PASSWORD}, assignment_group: linux-ops}\nroutes:\n"
+            "  - {name: incidents, events: [patch_failed, rule_failed], channels: [snow]}\n" + FAST))
+        events.after_cycle(sender, "c1")
+        assert sender.flush()["sent"] == 1
+        (incident,) = snow.incidents.values()
+        assert (incident["number"], incident["assignment_group"], incident["urgency"]) == ("INC0010001", "linux-ops",
+                                                                                            "1")
+        assert "db1" in incident["short_description"]
+        events.after_assessment(sender, _assess(store, 60, "web2", "r9", "fail"))
+        events.after_assessment(sender, _assess(store, 61, "web2", "r9", "pass"))
+        sender.flush()
+        r9 = next(i for i in snow.incidents.values() if "r9" in i["short_description"])
+        assert r9["state"] == "6" and "confirming assessment 61" in r9["notes"][-1]
