@@ -88,8 +88,9 @@ def line_of(data: Any, loc: tuple[str | int, ...]) -> int:
         elif isinstance(node, LocatedList) and isinstance(part, int) and 0 <= part < len(node):
             line = node.item_lines[part]
             node = node[part]
-        else:
+        elif not (isinstance(node, Located) and isinstance(part, str)):
             break
+        # else: a name pydantic adds that is not in the file (the tag of a union member): skip it
     return line
 
 
