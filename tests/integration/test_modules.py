@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from conftest import installed_versions, podman_exec, run_module
+from conftest import ROOT, installed_versions, podman_exec, run_module
 
 
 @pytest.fixture(scope="module")
@@ -104,3 +104,40 @@ def test_apply_reports_a_failing_postinst_with_evidence(host) -> None:  # type: 
     assert "pw-agent" in str(result["msg"])
     assert "cannot migrate state" in str(result.get("stdout", "")) + str(result.get("stderr", ""))
     assert result["dpkg"]["clean"] is False  # type: ignore[index]
+
+
+def test_apply_tells_logged_in_users_and_waits_before_it_installs(host) -> None:  # type: ignore[no-untyped-def]
+    """A user logged in over SSH with a terminal gets the notice (wall) and the install starts only
+    after the delay. The lab's containers boot without systemd-tmpfiles, so /run/utmp (where sshd
+    records logins and wall finds them) is created first, as on any real host."""
+    import subprocess
+    import time
+
+    import yaml
+
+    podman_exec(host.container, "install", "-m", "664", "-g", "utmp", "/dev/null", "/run/utmp")
+    inventory = yaml.safe_load((ROOT / "inventories/lab/hosts.yml").read_text())
+    port = str(next(hosts[host.name] for g in inventory["all"]["children"].values()
+                    if isinstance(hosts := (g or {}).get("hosts"), dict) and hosts.get(host.name))["ansible_port"])
+    lab = ROOT / ".patchwave" / "lab"
+    session = subprocess.Popen(["ssh", "-tt", "-p", port, "-i", str(lab / "id_ed25519"), "-o",
+                                f"UserKnownHostsFile={lab / 'known_hosts'}", "-o", "StrictHostKeyChecking=yes",
+                                "-o", "IdentitiesOnly=yes", "patchwave@127.0.0.1", "sleep 90"],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 20
+        while "patchwave" not in podman_exec(host.container, "who") and time.monotonic() < deadline:
+            time.sleep(0.5)
+        started = time.monotonic()
+        result = run_module(host.name, "patchwave.endpoint.apply_updates",
+                            {"packages": ["pw-tzdata=2026b-1"], "notify_message": "Patchwave notice 4711: save your work",
+                             "notify_delay": 4})
+        took = time.monotonic() - started
+    finally:
+        session.kill()
+        heard = session.communicate()[0].decode(errors="replace")
+        podman_exec(host.container, "env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "-q", "-y",
+                    "--allow-downgrades", "install", "pw-tzdata=2026a-1")
+    assert result["failed"] is False and result["changed"] is True
+    assert result["notified"] is True and result["notify_delay"] == 4 and took >= 4
+    assert "Broadcast message from root" in heard and "Patchwave notice 4711: save your work" in heard

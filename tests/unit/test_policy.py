@@ -102,6 +102,11 @@ BAD = [
     ("delay beyond sla", "approval:\n  delay_days: 10\nsla_days:\n  critical: 7\n",
      r":2: approval.delay_days \(10\) is not shorter than sla_days.critical \(7\)"),
     ("zero concurrency", "waves:\n  - {name: a, concurrency: 0}\n", r":2: waves\[0\].concurrency: Input should be greater"),
+    ("notice with a control character", "user_notice:\n  message: \"ring\\x07bell\"\n",
+     r":2: user_notice.message: a notice is one line of printable text"),
+    ("notice delay longer than idle", "user_notice:\n  mode: delay\n  delay_minutes: 30\n",
+     r":3: user_notice.delay_minutes \(30\) must be shorter than timeouts.idle_minutes \(20\)"),
+    ("unknown notice mode", "user_notice: {mode: shout}\n", r":1: user_notice.mode: Input should be"),
 ]
 
 

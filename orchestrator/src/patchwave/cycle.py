@@ -161,7 +161,8 @@ class Cycle:
         targets = [h for h in hosts if h.name in manifest.hosts_with_packages()]
         self.say(f"[{cycle_id}] manifest: {sum(d.approved for d in manifest.decisions)} approved update(s) "
                  f"on {len(targets)} host(s)")
-        extravars = {"patchwave_manifest_file": str(manifest_file), "deploy_reboot_policy": policy.reboot}
+        extravars = {"patchwave_manifest_file": str(manifest_file), "deploy_reboot_policy": policy.reboot,
+                     **policy.user_notice.extravars()}
 
         # 4 stage (hosts without a stage result yet; staging is idempotent)
         staged = self.store.latest_results(cycle_id, "stage")

@@ -253,6 +253,32 @@ class Timeouts(_Model):
         return self
 
 
+_NOTICE = re.compile(r"^[^\x00-\x1f\x7f]{1,400}$")  # one line of printable text
+
+
+class UserNotice(_Model):
+    """What logged-in users of a host are told before the install and before a reboot: nothing,
+    a message (wall), or a message and then a wait so they can save their work."""
+
+    mode: Literal["none", "message", "delay"] = "message"
+    message: str = "Patchwave is installing updates on this host; services may restart."
+    reboot_message: str = "Patchwave is rebooting this host to finish installing updates."
+    delay_minutes: float = Field(default=5, gt=0, le=120)
+
+    @field_validator("message", "reboot_message")
+    @classmethod
+    def _text(cls, value: str) -> str:
+        if not _NOTICE.match(value):
+            raise ValueError("a notice is one line of printable text, at most 400 characters")
+        return value
+
+    def extravars(self) -> dict[str, Any]:
+        delay = round(self.delay_minutes * 60) if self.mode == "delay" else 0
+        wait = f" It starts in {self.delay_minutes:g} minute(s)." if delay else ""
+        return {"deploy_notify_users": self.mode != "none", "deploy_notify_message": self.message + wait,
+                "deploy_reboot_message": self.reboot_message, "deploy_notify_delay": delay}
+
+
 class Policy(_Model):
     version: Literal[1] = 1
     name: Annotated[str, Field(min_length=1)] = "default"
@@ -265,6 +291,7 @@ class Policy(_Model):
     gates: Gates = Gates()
     reboot: Literal["never", "if_required", "always"] = "if_required"
     timeouts: Timeouts = Timeouts()
+    user_notice: UserNotice = UserNotice()
 
     @model_validator(mode="after")
     def _waves(self) -> Policy:
@@ -314,6 +341,11 @@ def _check_limits(path: Path, data: Any, policy: Policy) -> None:
         raise PolicyError(f"{_where(path, data, ('timeouts', 'idle_minutes'))}: timeouts.idle_minutes "
                           f"({policy.timeouts.idle_minutes:g}) must be longer than the {REBOOT_WAIT_MINUTES}-minute "
                           "wait for a rebooting host (or set reboot: never)")
+    notice = policy.user_notice
+    if notice.mode == "delay" and notice.delay_minutes >= policy.timeouts.idle_minutes:
+        raise PolicyError(f"{_where(path, data, ('user_notice', 'delay_minutes'))}: user_notice.delay_minutes "
+                          f"({notice.delay_minutes:g}) must be shorter than timeouts.idle_minutes "
+                          f"({policy.timeouts.idle_minutes:g}): the wait would look like a hung host")
     for severity, days in policy.sla_days.items():
         if policy.approval.delay_days >= days:
             raise PolicyError(f"{_where(path, data, ('approval', 'delay_days'))}: approval.delay_days "

@@ -47,6 +47,12 @@ options:
         will change. Nothing is sent when empty or when C(wall) is not installed.
     type: str
     default: ""
+  notify_delay:
+    description:
+      - Seconds to wait after O(notify_message) was sent before the install starts (users get
+        time to save their work). Only when something will change; C(0) for no wait.
+    type: int
+    default: 0
 extends_documentation_fragment:
   - patchwave.endpoint.attributes
   - patchwave.endpoint.attributes.diff_full
@@ -92,6 +98,8 @@ stdout:
   type: str
 """
 
+import time
+
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.patchwave.endpoint.plugins.module_utils.pkgmgr.apt import AptManager
 from ansible_collections.patchwave.endpoint.plugins.module_utils.pkgmgr.base import (
@@ -110,6 +118,7 @@ def main():
             lock_timeout=dict(type="int", default=300),
             conffile_policy=dict(type="str", default="keep_local", choices=["keep_local", "use_new"]),
             notify_message=dict(type="str", default=""),
+            notify_delay=dict(type="int", default=0),
         ),
         supports_check_mode=True,
     )
@@ -142,6 +151,9 @@ def main():
                 module.fail_json(msg="dpkg was interrupted and `dpkg --configure -a` could not repair it; "
                                  "nothing was installed", dpkg=manager.health(), **result)
         result["notified"] = notify(module, params["notify_message"])
+        if params["notify_delay"] > 0:
+            time.sleep(params["notify_delay"])  # the message said when; keep to it
+            result["notify_delay"] = params["notify_delay"]
         rc, out, err = manager.install(changing, allow_held=params["allow_held"], lock_timeout=params["lock_timeout"],
                                        conffile_policy=params["conffile_policy"])
         after = manager.installed_versions(list(wanted))
