@@ -39,9 +39,14 @@ def sheet(book: Any, name: str) -> list[dict[str, Any]]:
 
 def test_compliance_workbook_numbers_equal_the_store(store: Store, tmp_path: Path) -> None:
     definition = load_workbook_definition(ROOT / "reports/standard/compliance.yml")
+    store.save_ticket("jira:rule:web2:r1", channel="jira", kind="rule", host="web2", subject="r1", state="open",
+                      external_id="OPS-3", number="OPS-3", reopened=1)
     result = Writer().write(definition, Context(store, HOSTS), tmp_path / "c.xlsx", "test")
     book = load_workbook(result["workbook"])
-    assert book.sheetnames == ["About", "Summary", "Hosts", "Rules", "Failing evidence", "Exceptions"]
+    assert book.sheetnames == ["About", "Summary", "Hosts", "Rules", "Failing evidence", "Exceptions", "Tickets"]
+    (ticket,) = sheet(book, "Tickets")
+    assert (ticket["Ticket"], ticket["Host"], ticket["Times re-opened"], ticket["State"]) == ("OPS-3", "web2", 1, "open")
+    assert ticket["Flag"] == "closed in the ticket system while still failing"
     about = [r[0] for r in book["About"].iter_rows(values_only=True)]
     assert "Data from" in about and "Time range" in about and "Summary" in about
     hosts = {r["Host"]: r for r in sheet(book, "Hosts")}

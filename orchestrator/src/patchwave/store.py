@@ -687,8 +687,8 @@ class Store:
         with self.engine.begin() as conn:
             if conn.execute(select(tickets.c.key).where(tickets.c.key == key)).first() is None:
                 stamp = now()
-                conn.execute(insert(tickets).values(key=key, opened_at=stamp, updated_at=stamp, reopened=0, note="",
-                                                    **values))
+                conn.execute(insert(tickets).values({"key": key, "opened_at": stamp, "updated_at": stamp,
+                                                     "reopened": 0, "note": "", **values}))
             else:
                 conn.execute(update(tickets).where(tickets.c.key == key).values(updated_at=now(), **values))
 

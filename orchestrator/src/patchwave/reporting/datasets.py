@@ -194,6 +194,19 @@ def _exceptions(ctx: Context) -> Iterator[Row]:
                "hosts_excepted": used.get(item.id, 0)}
 
 
+def _tickets(ctx: Context) -> Iterator[Row]:
+    """Every ticket Patchwave opened, with how often it was found closed while still failing."""
+    for ticket in ctx.store.tickets():
+        if not ctx.wanted(ticket["host"]):
+            continue
+        yield {**_host_fields(ctx.host(ticket["host"])), "ticket": ticket["number"] or "(being opened)",
+               "system": ticket["channel"], "about": ticket["kind"], "subject": ticket["subject"],
+               "state": ticket["state"], "opened_at": ticket["opened_at"], "closed_at": ticket["closed_at"],
+               "reopened": ticket["reopened"],
+               "flag": "closed in the ticket system while still failing" if ticket["reopened"] else "",
+               "note": ticket["note"]}
+
+
 # --- patching -------------------------------------------------------------------------------
 
 def _cycles_in_range(ctx: Context) -> list[Row]:
@@ -482,6 +495,10 @@ DATASETS: dict[str, Dataset] = {d.name: d for d in (
             {"exception_id": "text", "rule_id": "text", "scope": "text", "owner": "text", "justification": "text",
              "compensating_control": "text", "expires": "date", "days_to_expiry": "int", "expired": "bool",
              "hosts_excepted": "int"}, _exceptions),
+    Dataset("tickets", "every ticket opened for a failing rule or a failed patch host, with its state",
+            {**HOST_FIELDS, "ticket": "text", "system": "text", "about": "text", "subject": "text", "state": "text",
+             "opened_at": "datetime", "closed_at": "datetime", "reopened": "int", "flag": "text", "note": "text"},
+            _tickets),
     Dataset("patch_packages", "every approved package of every cycle and host: versions, SLA, installation",
             {"cycle_id": "text", "cycle_started": "datetime", **HOST_FIELDS, "package": "text", "before": "text",
              "wanted": "text", "after": "text", "severity": "text", "cves": "text", "advisories": "text",
