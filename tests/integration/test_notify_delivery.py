@@ -288,3 +288,39 @@ def test_servicenow_incident_lifecycle_and_patch_tickets(store: Store, tmp_path:
         sender.flush()
         r9 = next(i for i in snow.incidents.values() if "r9" in i["short_description"])
         assert r9["state"] == "6" and "confirming assessment 61" in r9["notes"][-1]
+
+
+def test_digests_sla_and_cycle_events_go_to_the_routes_whose_hosts_they_are_about(store: Store,
+                                                                                    tmp_path: Path) -> None:
+    from datetime import date
+
+    from sqlalchemy import update
+
+    from patchwave.store import cycles, waves
+
+    with store.engine.begin() as conn:  # the broad wave's gate halted the cycle, which was then rolled back
+        conn.execute(update(waves).where(waves.c.idx == 1).values(
+            status="halted", gate={"reason": "1 of 2 hosts failed (budget 0)", "failed": ["db1"]}))
+        conn.execute(update(cycles).values(status="rolled-back"))
+    with serving(WebhookHandler, WebhookState(SECRET)) as (url, state):
+        sender = notifier(store, tmp_path, (
+            f"channels:\n  hook: {{type: webhook, url: '{url}', secret: {{env: PW_TEST_HOOK_SECRET}}}}\n"
+            "routes:\n"
+            "  - {name: web-team, events: [non_compliant_digest, gate_halted], channels: [hook], owners: [team-web]}\n"
+            "  - {name: desktops, events: [non_compliant_digest, sla_warning], channels: [hook], "
+            "device_types: [workstation]}\n"
+            "  - {name: data-team, events: [sla_warning, rollback_done], channels: [hook], owners: [team-data]}\n"
+            + FAST))
+        events.after_cycle(sender, "c1")
+        events.digest(sender, today=date(2026, 11, 8))  # db1's fix "a" is due Nov 10: 2 days left
+        events.digest(sender, today=date(2026, 11, 8))  # the same day again: nothing new
+        sender.flush(wait_seconds=5)
+    got = sorted((m["event"], ",".join(m["hosts"]), i.split("|")[-2]) for i, m in state.delivered)
+    assert got == [
+        ("gate_halted", "web2,db1", "web-team"),  # the halted wave had a team-web host
+        ("non_compliant_digest", "web2", "web-team"),  # web2 fails; ws1 (desktops) is compliant
+        ("rollback_done", "db1,web1,web2", "data-team"),
+        ("sla_warning", "db1", "data-team"),  # not desktops: db1 is a server
+    ]
+    digest = next(m for _i, m in state.delivered if m["event"] == "non_compliant_digest")
+    assert "web2: 1 failing, 1 erroring rule(s)" in digest["text"]
