@@ -1,4 +1,5 @@
-"""A cycle under a policy file on the lab: targets, severity rule, three waves, reboot never."""
+"""A cycle under a policy file on the lab: targets, severity rule, three waves, reboot never, a
+user notice that waits a few seconds before each install."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ waves:
 gates:
   failure_budget: 0
 reboot: never
+user_notice: {mode: delay, delay_minutes: 0.05, message: Patchwave e2e notice}
 """
 
 
@@ -41,6 +43,13 @@ def test_policy_cycle_on_the_lab(lab, tmp_path: Path) -> None:  # type: ignore[n
     assert {h["host"] for h in status["hosts"]} == servers  # workstations are not targeted at all
     assert [(w["name"], len(w["hosts"])) for w in status["waves"]] == [("canary", 1), ("pilot", 1), ("broad", 2)]
     assert status["waves"][0]["hosts"] == ["web1"]  # the least critical server goes first
+    from patchwave.store import Store
+
+    deploys = [r for r in Store(f"sqlite:///{tmp_path / 'pw.db'}").host_results(status["cycle_id"])
+               if r["stage"] == "deploy"]
+    # each install waited the notice's 3 seconds after telling logged-in users
+    assert {r["host"] for r in deploys} == servers
+    assert all(r["data"].get("notify_delay") == 3 for r in deploys), [r["data"] for r in deploys]
     for host in lab.hosts():
         versions = installed_versions(host.container)
         if host.name in servers:

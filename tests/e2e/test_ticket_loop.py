@@ -1,7 +1,8 @@
 """The closed loop on a lab host, through the CLI with `--notify`: a failing rule opens a ticket
 (a Jira-compatible server on 127.0.0.1, started here), a ticket closed by hand while the rule
 still fails is re-opened by the next assessment, a remediation comments on it, and the
-confirming reassessment that passes closes it. A webhook route hears the new failure once."""
+confirming reassessment that passes closes it. A webhook route hears the new failure once and
+the critical drift (a new listening port) at once."""
 
 from __future__ import annotations
 
@@ -66,11 +67,19 @@ def test_failing_rule_ticket_reopened_when_closed_early_closed_after_a_passing_r
         assert (ticket["number"], ticket["state"], ticket["host"]) == (key, "open", "web1")
 
         jira.close_by_hand(key)  # closed too early: the rule still fails on the host
-        rc, _report, err = pw("assess", *common, store=url, notify=notify)
+        # and meanwhile something starts listening on the host: critical drift, heard at once
+        podman_exec(host.container, "sh", "-c", "nohup python3 -m http.server 8083 >/dev/null 2>&1 &")
+        try:
+            rc, _report, err = pw("assess", *common, store=url, notify=notify)
+        finally:
+            podman_exec(host.container, "sh", "-c", "pkill -f '^python3 -m http[.]server 8083' || true")
         assert rc == 1, err[-2000:]
         assert jira.issues[key]["status"] == "To Do"  # re-opened by the check
         assert Store(url).ticket(ticket["key"])["reopened"] == 1
-        assert len(jira.issues) == 1 and len(hook.delivered) == 1  # still failing: no second chat message
+        assert len(jira.issues) == 1  # still failing: checked, not opened again
+        # the chat route heard the failure once (first assessment) and the drift once
+        assert [m["event"] for _i, m in hook.delivered] == ["rule_failed", "critical_drift"]
+        assert "8083" in hook.delivered[1][1]["text"]
 
         rc, report, err = pw("remediate", *common, store=url, notify=notify)
         assert rc == 0, err[-2000:]
@@ -87,4 +96,4 @@ def test_failing_rule_ticket_reopened_when_closed_early_closed_after_a_passing_r
         summary = json.loads(status.stdout)
         assert summary["outbox"].get("pending", 0) == 0 and summary["outbox"].get("failed", 0) == 0
         assert "jira-token-9" not in status.stdout + err
-    assert [m["event"] for _i, m in hook.delivered] == ["rule_failed"]
+    assert [m["event"] for _i, m in hook.delivered] == ["rule_failed", "critical_drift"]

@@ -98,14 +98,6 @@ def test_apply_installs_exactly_the_version_asked_and_keeps_the_edited_conffile(
     assert again["failed"] is False and again["changed"] is False
 
 
-def test_apply_reports_a_failing_postinst_with_evidence(host) -> None:  # type: ignore[no-untyped-def]
-    result = run_module(host.name, "patchwave.endpoint.apply_updates", {"packages": ["pw-agent=1.1-1"]})
-    assert result["failed"] is True
-    assert "pw-agent" in str(result["msg"])
-    assert "cannot migrate state" in str(result.get("stdout", "")) + str(result.get("stderr", ""))
-    assert result["dpkg"]["clean"] is False  # type: ignore[index]
-
-
 def test_apply_tells_logged_in_users_and_waits_before_it_installs(host) -> None:  # type: ignore[no-untyped-def]
     """A user logged in over SSH with a terminal gets the notice (wall) and the install starts only
     after the delay. The lab's containers boot without systemd-tmpfiles, so /run/utmp (where sshd
@@ -130,14 +122,24 @@ def test_apply_tells_logged_in_users_and_waits_before_it_installs(host) -> None:
             time.sleep(0.5)
         started = time.monotonic()
         result = run_module(host.name, "patchwave.endpoint.apply_updates",
-                            {"packages": ["pw-tzdata=2026b-1"], "notify_message": "Patchwave notice 4711: save your work",
+                            {"packages": ["pw-tools-common=2.0-1"],  # not installed before: purged after
+                             "notify_message": "Patchwave notice 4711: save your work",
                              "notify_delay": 4})
         took = time.monotonic() - started
     finally:
         session.kill()
         heard = session.communicate()[0].decode(errors="replace")
-        podman_exec(host.container, "env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "-q", "-y",
-                    "--allow-downgrades", "install", "pw-tzdata=2026a-1")
+        podman_exec(host.container, "env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "-q", "-y", "purge",
+                    "pw-tools-common")
     assert result["failed"] is False and result["changed"] is True
     assert result["notified"] is True and result["notify_delay"] == 4 and took >= 4
     assert "Broadcast message from root" in heard and "Patchwave notice 4711: save your work" in heard
+
+
+def test_apply_reports_a_failing_postinst_with_evidence(host) -> None:  # type: ignore[no-untyped-def]
+    result = run_module(host.name, "patchwave.endpoint.apply_updates", {"packages": ["pw-agent=1.1-1"]})
+    assert result["failed"] is True
+    assert "pw-agent" in str(result["msg"])
+    assert "cannot migrate state" in str(result.get("stdout", "")) + str(result.get("stderr", ""))
+    assert result["dpkg"]["clean"] is False  # type: ignore[index]
+

@@ -32,7 +32,7 @@ from sqlalchemy import insert
 
 from patchwave.notify import config, events
 from patchwave.notify.outbox import Notifier
-from patchwave.store import Store, assessments, rule_results
+from patchwave.store import Store, assessments, cycles, end_states, rule_results
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "s3cret-hmac-key-for-tests"  # noqa: S105 - a test key
@@ -288,6 +288,16 @@ def test_servicenow_incident_lifecycle_and_patch_tickets(store: Store, tmp_path:
         sender.flush()
         r9 = next(i for i in snow.incidents.values() if "r9" in i["short_description"])
         assert r9["state"] == "6" and "confirming assessment 61" in r9["notes"][-1]
+        # a later cycle patches db1: its confirming scan closes the failed-patch incident of c1
+        with store.engine.begin() as conn:
+            conn.execute(insert(cycles).values(id="c2", created_at=at(25), finished_at=at(25, 12), status="completed",
+                                               inventory="inv", policy={"name": "p"}, options={}))
+            conn.execute(insert(end_states).values(cycle_id="c2", host="db1", at=at(25, 12), state="patched",
+                                                   packages=[], detail=""))
+        events.after_cycle(sender, "c2")
+        sender.flush()
+        assert incident["state"] == "6" and "Cycle c2 patched db1" in incident["notes"][-1]
+        assert [t["state"] for t in store.tickets(kind="patch")] == ["closed"]
 
 
 def test_digests_sla_and_cycle_events_go_to_the_routes_whose_hosts_they_are_about(store: Store,
