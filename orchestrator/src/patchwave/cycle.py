@@ -470,11 +470,13 @@ def scan_hosts(store: Store, runner: PlaybookRunner, inventory: Path, hosts: lis
     return results
 
 
-def scan_only(paths: Paths, store: Store, inventory: Path, display: Display | None = None) -> list[dict[str, Any]]:
-    """A scan outside any cycle: stored (history for trends), nothing approved or installed."""
+def scan_only(paths: Paths, store: Store, inventory: Path, display: Display | None = None,
+              hosts: list[Host] | None = None) -> list[dict[str, Any]]:
+    """A scan outside any cycle (of every host, or `hosts`): stored (history for trends), nothing
+    approved or installed."""
     runner = Cycle(paths, store, inventory, display)._runner(paths.state / "scans", None)
     report = []
-    for entry in scan_hosts(store, runner, inventory, load_hosts(inventory), None):
+    for entry in scan_hosts(store, runner, inventory, hosts if hosts is not None else load_hosts(inventory), None):
         res = entry["result"]
         report.append({
             "host": entry["host"], "ok": entry["ok"], "unreachable": bool(res.get("unreachable")),

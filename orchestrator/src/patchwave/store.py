@@ -25,6 +25,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
     create_engine,
     event,
     insert,
@@ -37,7 +38,7 @@ from patchwave.errors import PatchwaveError
 from patchwave.models import Decision, Manifest, PendingUpdate
 from patchwave.procs import alive
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 metadata = MetaData()
 
 schema_info = Table("schema_info", metadata, Column("version", Integer, nullable=False))
@@ -282,6 +283,44 @@ tickets = Table(
 )
 
 
+assets = Table(
+    "assets", metadata,  # schema 7: every host any discovery saw, as it was last seen in the inventory
+    Column("host", String(255), primary_key=True),
+    Column("inventory", Text, nullable=False),
+    Column("first_seen", DateTime(timezone=True), nullable=False),
+    Column("last_discovered", DateTime(timezone=True), nullable=False),
+    Column("gone_at", DateTime(timezone=True)),
+    Column("groups", JSON, nullable=False),
+    Column("device_type", String(64), nullable=False),
+    Column("owner", String(255), nullable=False),
+)
+
+asset_events = Table(
+    "asset_events", metadata,  # schema 7: new, gone, returned, changed — and the new-device decision
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("host", String(255), nullable=False, index=True),
+    Column("kind", String(16), nullable=False),
+    Column("detail", JSON, nullable=False),
+    Column("decision", String(16)),  # observe, remediate-now, patch-now, next-cycle (new hosts)
+    Column("done_at", DateTime(timezone=True)),  # when the decision was carried out
+    Column("outcome", Text),
+)
+
+schedule_runs = Table(
+    "schedule_runs", metadata,  # schema 7: one row per job and slot, written before the job starts
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("job", String(64), nullable=False),
+    Column("slot", DateTime(timezone=True), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("status", String(16), nullable=False),  # running, ok, failed, skipped
+    Column("runner", String(255), nullable=False),  # host:pid of the process that runs it
+    Column("detail", JSON, nullable=False),
+    UniqueConstraint("job", "slot", name="uq_schedule_runs_slot"),
+)
+
+
 def _add_column(conn: Any, table: str, column: str, kind: str) -> None:
     # create_all() has already made any table missing from an old store in its current shape
     from sqlalchemy import inspect
@@ -314,9 +353,13 @@ def _v5_to_v6(conn: Any) -> None:
     """The notification outbox and tickets: new tables only (made by create_all)."""
 
 
+def _v6_to_v7(conn: Any) -> None:
+    """Assets, asset events and schedule runs: new tables only (made by create_all)."""
+
+
 # Migrations: index i upgrades schema version i+1 to i+2. A new store is created at the current
 # version by create_all; an older one is brought forward step by step, in one transaction.
-MIGRATIONS: list[Any] = [_v1_to_v2, _v2_to_v3, _v3_to_v4, _v4_to_v5, _v5_to_v6]
+MIGRATIONS: list[Any] = [_v1_to_v2, _v2_to_v3, _v3_to_v4, _v4_to_v5, _v5_to_v6, _v6_to_v7]
 
 
 def now() -> datetime:
@@ -692,6 +735,107 @@ class Store:
             else:
                 conn.execute(update(tickets).where(tickets.c.key == key).values(updated_at=now(), **values))
 
+    # --- assets and schedules ---------------------------------------------------------------
+    def assets(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(select(assets).order_by(assets.c.host)).mappings()]
+
+    def record_discovery(self, inventory: str, shapes: dict[str, dict[str, Any]], changes: list[dict[str, Any]],
+                         at: datetime) -> None:
+        """One transaction: the assets as the inventory shows them now, and every change seen."""
+        with self.engine.begin() as conn:
+            known = {r["host"] for r in conn.execute(select(assets.c.host)).mappings()}
+            for name, shape in shapes.items():
+                values = {"inventory": inventory, "last_discovered": at, "gone_at": None, **shape}
+                if name in known:
+                    conn.execute(update(assets).where(assets.c.host == name).values(**values))
+                else:
+                    conn.execute(insert(assets).values(host=name, first_seen=at, **values))
+            for change in changes:
+                if change["kind"] == "gone":
+                    conn.execute(update(assets).where(assets.c.host == change["host"]).values(gone_at=at))
+                conn.execute(insert(asset_events).values(at=at, host=change["host"], kind=change["kind"],
+                                                         detail=change["detail"], decision=change["decision"]))
+
+    def asset_events(self, kind: str | None = None, pending: bool = False) -> list[dict[str, Any]]:
+        query = select(asset_events).order_by(asset_events.c.id)
+        if kind is not None:
+            query = query.where(asset_events.c.kind == kind)
+        if pending:
+            query = query.where(asset_events.c.decision.is_not(None) & asset_events.c.done_at.is_(None))
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(query).mappings()]
+
+    def finish_asset_event(self, event_id: int, outcome: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(asset_events).where(asset_events.c.id == event_id).values(done_at=now(),
+                                                                                          outcome=outcome))
+
+    def last_times(self) -> dict[str, dict[str, datetime]]:
+        """Per host: when it last answered (seen), was last scanned, assessed and patched."""
+        from sqlalchemy import func, union_all
+
+        out: dict[str, dict[str, datetime]] = {}
+        seen = union_all(
+            select(scans.c.host, func.max(scans.c.at).label("at")).where(scans.c.ok).group_by(scans.c.host),
+            select(assessments.c.host, func.max(assessments.c.at).label("at")).where(assessments.c.ok)
+            .group_by(assessments.c.host),
+            select(host_results.c.host, func.max(host_results.c.at).label("at"))
+            .where(host_results.c.ok | ~host_results.c.unreachable).group_by(host_results.c.host)).subquery()
+        queries = {
+            "seen": select(seen.c.host, func.max(seen.c.at)).group_by(seen.c.host),
+            "scanned": select(scans.c.host, func.max(scans.c.at)).where(scans.c.ok & (scans.c.kind == "scan"))
+            .group_by(scans.c.host),
+            "assessed": select(assessments.c.host, func.max(assessments.c.at)).where(assessments.c.ok)
+            .group_by(assessments.c.host),
+            "patched": select(end_states.c.host, func.max(end_states.c.at))
+            .where(end_states.c.state.in_(("patched", "patched-pending-reboot"))).group_by(end_states.c.host),
+        }
+        with self.engine.connect() as conn:
+            for what, query in queries.items():
+                for host, stamp in conn.execute(query):
+                    if stamp is not None:
+                        out.setdefault(host, {})[what] = stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+        return out
+
+    def last_slots(self) -> dict[str, datetime]:
+        """Per job, the slot of its latest run (whatever became of it)."""
+        from sqlalchemy import func
+
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(schedule_runs.c.job, func.max(schedule_runs.c.slot))
+                                .group_by(schedule_runs.c.job)).all()
+        return {job: slot if slot.tzinfo else slot.replace(tzinfo=UTC) for job, slot in rows}
+
+    def claim_slot(self, job: str, slot: datetime, runner: str) -> int | None:
+        """Record that this process runs the job's slot, unless another run of the job is still
+        going or the slot was taken already (the unique (job, slot) pair decides a race). Returns
+        the run's id, or None when the job must not run now."""
+        from sqlalchemy.exc import IntegrityError
+
+        with self.engine.begin() as conn:
+            running = conn.execute(select(schedule_runs.c.runner).where(
+                (schedule_runs.c.job == job) & (schedule_runs.c.status == "running"))).scalars().all()
+            if any(_runner_alive(r) for r in running):
+                return None
+            try:
+                return int(_primary_key(conn.execute(insert(schedule_runs).values(
+                    job=job, slot=slot, started_at=now(), status="running", runner=runner, detail={}))))
+            except IntegrityError:
+                return None
+
+    def finish_slot(self, run_id: int, status: str, detail: dict[str, Any]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(schedule_runs).where(schedule_runs.c.id == run_id).values(
+                finished_at=now(), status=status, detail=detail))
+
+    def schedule_runs(self, job: str | None = None) -> list[dict[str, Any]]:
+        query = select(schedule_runs).order_by(schedule_runs.c.id)
+        if job is not None:
+            query = query.where(schedule_runs.c.job == job)
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(query).mappings()]
+
     # --- reads for reports: every row, in id order, optionally since a date -----------------
     def rows(self, table: str, since: datetime | None = None, at_least: tuple[str, int] | None = None,
              columns: tuple[str, ...] | None = None, raw: tuple[str, ...] = (), tuples: bool = False,
@@ -785,6 +929,14 @@ class Store:
                     lows.append(low)
                     highs.append(high)
         return (min(lows) if lows else None, max(highs) if highs else None)
+
+
+def _runner_alive(runner: str) -> bool:
+    """Is the process `host:pid` still running? (Another machine's process counts as alive.)"""
+    import socket
+
+    host, _sep, pid = runner.rpartition(":")
+    return host != socket.gethostname() or not pid.isdigit() or alive(int(pid))
 
 
 def _primary_key(result: Any) -> Any:

@@ -1,0 +1,166 @@
+"""Running what a schedule says is due: each job's slot is claimed in the store before it runs
+(so it runs once, and never next to another run of the same job), the job runs, its outcome is
+recorded. Scan and assessment jobs retry the hosts that did not answer, with backoff, within the
+schedule's retry window; a host that stays away is reported and caught up by the next due run."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from patchwave import assets
+from patchwave.inventory import load_hosts
+from patchwave.models import Host
+from patchwave.paths import Paths
+from patchwave.schedule import Job, Schedule, due
+from patchwave.store import Store
+
+Log = Callable[[str], None]
+
+
+def inventory_of(schedule: Schedule, schedule_path: Path, paths: Paths) -> Path:
+    return (schedule_path.parent / schedule.inventory) if schedule.inventory else paths.lab_inventory
+
+
+def run_due(paths: Paths, store: Store, schedule: Schedule, schedule_path: Path, log: Log,
+            now: datetime | None = None) -> list[dict[str, Any]]:
+    """Run every job that is due now, once each; returns what happened to each."""
+    stamp = now or datetime.now(UTC)
+    runner = f"{socket.gethostname()}:{os.getpid()}"
+    outcomes = []
+    for job, slot in due(schedule, store.last_slots(), stamp):
+        run_id = store.claim_slot(job.name, slot, runner)
+        if run_id is None:
+            log(f"schedule: {job.name} ({slot:%Y-%m-%d %H:%M} UTC) is running elsewhere or was taken: skipped")
+            outcomes.append({"job": job.name, "slot": slot.isoformat(), "status": "skipped"})
+            continue
+        log(f"schedule: {job.name} ({job.kind}) for the slot of {slot:%Y-%m-%d %H:%M} UTC")
+        try:
+            detail = execute(paths, store, schedule, schedule_path, job, log)
+        except Exception as exc:  # noqa: BLE001 - any failure is recorded, and the other due jobs still run
+            store.finish_slot(run_id, "failed", {"error": f"{type(exc).__name__}: {exc}"})
+            outcomes.append({"job": job.name, "slot": slot.isoformat(), "status": "failed", "error": str(exc)})
+            log(f"schedule: {job.name} failed: {exc}")
+            continue
+        status = "ok" if not detail.get("unreachable") else "partial"
+        store.finish_slot(run_id, status, detail)
+        outcomes.append({"job": job.name, "slot": slot.isoformat(), "status": status, **detail})
+    return outcomes
+
+
+def execute(paths: Paths, store: Store, schedule: Schedule, schedule_path: Path, job: Job, log: Log) -> dict[str, Any]:
+    inventory = inventory_of(schedule, schedule_path, paths)
+    if job.kind == "discover":
+        found = assets.discover(store, inventory, schedule)
+        return {"changes": found["changes"], "acted": act_on_new(paths, store, inventory, log)}
+    if job.kind == "digest":
+        from patchwave import notify
+        from patchwave.notify import events
+
+        sender = notify.notifier(store, inventory, log=log)
+        if sender is None:
+            return {"note": "no notification policy (PATCHWAVE_NOTIFY): nothing to send"}
+        queued = events.digest(sender)
+        return {"queued": queued, **sender.flush()}
+    hosts = [h for h in load_hosts(inventory) if job.covers(h.groups, h.device_type)]
+    return with_retries(schedule, hosts, lambda batch: _run_kind(paths, store, inventory, job, schedule_path, batch),
+                        log)
+
+
+def _run_kind(paths: Paths, store: Store, inventory: Path, job: Job, schedule_path: Path,
+              hosts: list[Host]) -> dict[str, bool]:
+    """Run a scan or an assessment on `hosts`; host -> answered."""
+    from patchwave.progress import quiet
+
+    if job.kind == "scan":
+        from patchwave.cycle import scan_only
+
+        return {r["host"]: not r["unreachable"] for r in scan_only(paths, store, inventory, quiet(), hosts)}
+    from patchwave.assessment import run_assessment
+    from patchwave.baseline import DEFAULT_PROFILE, Baseline
+
+    baseline = Baseline(schedule_path.parent / job.baseline if job.baseline else DEFAULT_PROFILE, None)
+    report = run_assessment(paths, store, inventory, baseline, hosts, quiet())
+    return {h["host"]: not h["unreachable"] for h in report["hosts"]}
+
+
+def with_retries(schedule: Schedule, hosts: list[Host], run: Callable[[list[Host]], dict[str, bool]],
+                 log: Log) -> dict[str, Any]:
+    """Run, then run again only for the hosts that did not answer, waiting longer each time
+    (backoff doubling), until all answered or the retry window is over."""
+    deadline = time.monotonic() + schedule.retry.window_minutes * 60
+    pending, pause, tries = list(hosts), schedule.retry.backoff_seconds, 0
+    answered: list[str] = []
+    while pending:
+        tries += 1
+        result = run(pending)
+        answered += [h.name for h in pending if result.get(h.name)]
+        pending = [h for h in pending if not result.get(h.name)]
+        if not pending or time.monotonic() + pause > deadline:
+            break
+        log(f"schedule: {len(pending)} host(s) did not answer ({', '.join(h.name for h in pending)}); "
+            f"trying again in {pause:g} s")
+        time.sleep(pause)
+        pause *= 2
+    return {"hosts": len(hosts), "answered": sorted(answered), "unreachable": sorted(h.name for h in pending),
+            "tries": tries}
+
+
+def act_on_new(paths: Paths, store: Store, inventory: Path, log: Log) -> list[dict[str, Any]]:
+    """Carry out the recorded decision for each new host not handled yet."""
+    from patchwave.progress import quiet
+
+    done = []
+    hosts = {h.name: h for h in load_hosts(inventory)}
+    for event in store.asset_events(kind="new", pending=True):
+        host = hosts.get(event["host"])
+        if host is None:
+            store.finish_asset_event(event["id"], "the host left the inventory before anything was done")
+            continue
+        decision = event["decision"]
+        log(f"new host {host.name}: {decision}")
+        if decision == "next-cycle":
+            outcome = "nothing now: the next patch cycle includes it"
+        elif decision == "observe":
+            from patchwave.assessment import run_assessment
+            from patchwave.baseline import DEFAULT_PROFILE, Baseline
+            from patchwave.cycle import scan_only
+
+            scanned = scan_only(paths, store, inventory, quiet(), [host])[0]
+            report = run_assessment(paths, store, inventory, Baseline(DEFAULT_PROFILE, None), [host], quiet())
+            outcome = (f"scanned ({len(scanned['updates'])} pending update(s)) and assessed "
+                       f"(score {report['hosts'][0].get('score')}%)")
+        elif decision == "remediate-now":
+            from patchwave.baseline import DEFAULT_PROFILE, Baseline
+            from patchwave.remediation import run_remediation
+
+            report = run_remediation(paths, store, inventory, Baseline(DEFAULT_PROFILE, None), [host], False, quiet())
+            entry = report["hosts"][0]
+            outcome = f"remediated: score {entry['score_before']}% -> {entry['score_after']}%"
+        else:  # patch-now
+            outcome = patch_now(paths, store, inventory, host)
+        store.finish_asset_event(event["id"], outcome)
+        done.append({"host": host.name, "decision": decision, "outcome": outcome})
+    return done
+
+
+def patch_now(paths: Paths, store: Store, inventory: Path, host: Host) -> str:
+    """An out-of-cycle mini cycle for one host under the latest cycle's policy (its approval
+    rules), in one wave."""
+    from patchwave.cycle import Cycle
+    from patchwave.policy import Policy, Targets, Wave
+
+    latest = store.latest_cycle_id()
+    row = store.cycle(latest) if latest else None
+    policy = Policy.model_validate_json(json.dumps(row["policy"])) if row else Policy()
+    mini = policy.model_copy(update={"targets": Targets(hosts=[host.name]), "waves": [Wave(name="new-device")],
+                                     "windows": []})
+    extra = paths.lab / "advisories"  # the lab's advisories; a production policy names its own sources
+    cycle_id = Cycle(paths, store, inventory).run(mini, extra if extra.exists() else None)
+    return f"patched out of cycle in {cycle_id} ({(store.cycle(cycle_id) or {}).get('status')})"
