@@ -43,7 +43,8 @@ def test_compliance_workbook_numbers_equal_the_store(store: Store, tmp_path: Pat
                       external_id="OPS-3", number="OPS-3", reopened=1)
     result = Writer().write(definition, Context(store, HOSTS), tmp_path / "c.xlsx", "test")
     book = load_workbook(result["workbook"])
-    assert book.sheetnames == ["About", "Summary", "Hosts", "Rules", "Failing evidence", "Exceptions", "Tickets"]
+    assert book.sheetnames == ["About", "Summary", "Hosts", "Rules", "Failing evidence", "Exceptions", "Tickets",
+                               "Asset changes"]
     (ticket,) = sheet(book, "Tickets")
     assert (ticket["Ticket"], ticket["Host"], ticket["Times re-opened"], ticket["State"]) == ("OPS-3", "web2", 1, "open")
     assert ticket["Flag"] == "closed in the ticket system while still failing"
@@ -70,7 +71,10 @@ def test_compliance_workbook_numbers_equal_the_store(store: Store, tmp_path: Pat
     assert len(long) == CELL_LIMIT and long.endswith("cell limit]")
     assert result["truncated_cells"] == 1
     assert len(book["Summary"]._charts) == 1
-    assert book["Hosts"].freeze_panes == "A2" and book["Hosts"].auto_filter.ref == "A1:N5"
+    assert book["Hosts"].freeze_panes == "A2" and book["Hosts"].auto_filter.ref == "A1:Q5"
+    # freshness: every host was scanned in the cycle on Nov 10; db1 never assessed, never patched
+    assert hosts["db1"]["Last scanned (UTC)"] == datetime(2026, 11, 10, 10, 0) and hosts["db1"]["Last patched (UTC)"] is None
+    assert hosts["web1"]["Last patched (UTC)"] == datetime(2026, 11, 12, 10, 0)
 
 
 def test_patch_workbook_sla_against_a_hand_computed_fixture(store: Store, tmp_path: Path) -> None:

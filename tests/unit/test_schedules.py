@@ -190,3 +190,26 @@ def test_overdue_and_never_assessed_hosts(tmp_path: Path) -> None:
     listed = {r["host"]: r for r in json.loads(proc.stdout)}
     assert set(listed) == {"web1", "web2", "db1", "ws1"}  # on the real date every host is overdue
     assert listed["db1"]["never_assessed"] and not listed["web1"]["never_assessed"]
+
+
+def test_hosts_that_do_not_answer_are_retried_with_backoff_within_the_window(tmp_path: Path) -> None:
+    from patchwave.models import Host
+    from patchwave.scheduler import with_retries
+
+    plan = schedule.load(write(tmp_path, "schedule.yml", SCHEDULE + "retry: {window_minutes: 0.05, "
+                                                                      "backoff_seconds: 0.2}\n"))
+    calls: list[list[str]] = []
+    answers = {"laptop": iter([False, False, True]), "server": iter([True])}
+
+    def run(batch: list[Host]) -> dict[str, bool]:
+        calls.append([h.name for h in batch])
+        return {h.name: next(answers[h.name]) for h in batch}
+
+    logged: list[str] = []
+    result = with_retries(plan, [Host("server"), Host("laptop")], run, logged.append)
+    assert calls == [["server", "laptop"], ["laptop"], ["laptop"]]  # only the missing host again
+    assert result == {"hosts": 2, "answered": ["laptop", "server"], "unreachable": [], "tries": 3}
+    assert "trying again in 0.2 s" in logged[0] and "trying again in 0.4 s" in logged[1]
+    # a host that never answers is reported unreachable once the window (3 s) is over
+    never = with_retries(plan, [Host("gone")], lambda batch: {"gone": False}, logged.append)
+    assert never["unreachable"] == ["gone"] and 2 <= never["tries"] <= 5

@@ -84,6 +84,9 @@ HOST_FIELDS = {"host": "text", "groups": "text", "device_type": "text", "owner":
 
 def _compliance_hosts(ctx: Context) -> Iterator[Row]:
     latest = ctx.latest_assessments()
+    if "times" not in ctx._cache:
+        ctx._cache["times"] = ctx.store.last_times()
+    times: dict[str, dict[str, datetime]] = ctx._cache["times"]
     for host in sorted(ctx.hosts, key=lambda h: h.name):
         if not ctx.wanted(host.name):
             continue
@@ -96,7 +99,14 @@ def _compliance_hosts(ctx: Context) -> Iterator[Row]:
                "score_with_exceptions": _pct(row["score_with_exceptions"]) if row else None,
                "pass": summary.get("pass"), "fail": summary.get("fail"), "error": summary.get("error"),
                "not_applicable": summary.get("not_applicable"), "excepted": summary.get("excepted"),
-               "critical_drift": "; ".join(drift.get("critical", [])), "status": _status(row, summary)}
+               "critical_drift": "; ".join(drift.get("critical", [])), "status": _status(row, summary),
+               "last_seen": _naive(times.get(host.name, {}).get("seen")),
+               "last_scanned": _naive(times.get(host.name, {}).get("scanned")),
+               "last_patched": _naive(times.get(host.name, {}).get("patched"))}
+
+
+def _naive(stamp: datetime | None) -> datetime | None:
+    return stamp.replace(tzinfo=None) if stamp is not None else None
 
 
 def _status(row: Row | None, summary: dict[str, int]) -> str:
@@ -109,6 +119,14 @@ def _status(row: Row | None, summary: dict[str, int]) -> str:
 
 def _pct(value: float | None) -> float | None:
     return None if value is None else round(value / 100, 4)
+
+
+def _asset_changes(ctx: Context) -> Iterator[Row]:
+    for event in ctx.store.asset_events():
+        if (ctx.since is None or _aware(event["at"]) >= _aware(ctx.since)) and ctx.wanted(event["host"]):
+            yield {"at": event["at"], "host": event["host"], "change": event["kind"],
+                   "detail": json.dumps(event["detail"], sort_keys=True) if event["detail"] else "",
+                   "decision": event["decision"], "done_at": event["done_at"], "outcome": event["outcome"]}
 
 
 def _compliance_summary(ctx: Context) -> Iterator[Row]:
@@ -478,7 +496,11 @@ DATASETS: dict[str, Dataset] = {d.name: d for d in (
             {**HOST_FIELDS, "assessed_at": "datetime", "baseline": "text", "score": "percent",
              "score_with_exceptions": "percent", "pass": "int", "fail": "int", "error": "int",
              "not_applicable": "int", "excepted": "int", "critical_drift": "text",
-             "status": "text"}, _compliance_hosts),
+             "status": "text", "last_seen": "datetime", "last_scanned": "datetime", "last_patched": "datetime"},
+            _compliance_hosts),
+    Dataset("asset_changes", "every change discovery saw in the inventory, with the new-device decision and what "
+            "was done", {"at": "datetime", "host": "text", "change": "text", "detail": "text", "decision": "text",
+                         "done_at": "datetime", "outcome": "text"}, _asset_changes),
     Dataset("compliance_summary", "compliance per group and per device type, from each host's latest assessment",
             {"dimension": "text", "name": "text", "hosts": "int", "assessed": "int", "never_assessed": "int",
              "compliant_hosts": "int", "compliant": "percent", "compliant_with_exceptions": "percent",

@@ -1,0 +1,82 @@
+"""Asset revisits on the lab through the CLI: the first discovery sees every host; a host added
+to the inventory afterwards is detected and handled by its group's new-device policy (observe: it
+is scanned and assessed at once, for real); a host removed from the inventory is marked gone; the
+compliance workbook lists the changes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+from conftest import ROOT
+from openpyxl import load_workbook
+
+from patchwave.store import Store
+
+PATCHWAVE = str(Path(sys.executable).parent / "patchwave")
+SCHEDULE = """\
+jobs:
+  - {name: discovery, kind: discover, every: 1h}
+new_devices:
+  default: next-cycle
+  groups: {workstations: observe}
+"""
+
+
+def without(host: str, target: Path) -> Path:
+    """The lab inventory with one host left out (as if it had not been added yet, or was retired)."""
+    data = yaml.safe_load((ROOT / "inventories/lab/hosts.yml").read_text())
+
+    def prune(group: dict[str, Any]) -> None:
+        (group.get("hosts") or {}).pop(host, None)
+        for child in (group.get("children") or {}).values():
+            if isinstance(child, dict):
+                prune(child)
+
+    prune(data["all"])
+    target.write_text(yaml.safe_dump(data))
+    return target
+
+
+def pw(*args: str, store: str) -> Any:
+    proc = subprocess.run([PATCHWAVE, *args, "--json", "--store", store], capture_output=True, text=True, cwd=ROOT,
+                          check=False, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout)
+
+
+def test_new_host_detected_and_observed_removed_host_gone(lab, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    url = f"sqlite:///{tmp_path / 'pw.db'}"
+    schedule = tmp_path / "schedule.yml"
+    schedule.write_text(SCHEDULE)
+    lab_hosts = {h.name for h in lab.hosts()}
+    workstations = {h.name for h in lab.hosts() if "workstations" in h.groups}
+    first = pw("discover", "-i", str(without("ws1", tmp_path / "before.yml")), "-s", str(schedule), store=url)
+    assert {c["host"]: c["decision"] for c in first["changes"]} == {
+        h: "observe" if h in workstations else "next-cycle" for h in lab_hosts - {"ws1"}}
+
+    second = pw("discover", "-i", str(ROOT / "inventories/lab/hosts.yml"), "-s", str(schedule), store=url)
+    assert [(c["host"], c["kind"], c["decision"]) for c in second["changes"]] == [("ws1", "new", "observe")]
+    (acted,) = second["acted"]
+    assert acted["host"] == "ws1" and acted["outcome"].startswith("scanned (")
+    store = Store(url)
+    scanned = {r["host"] for r in store.rows("scans", kind="scan", columns=("host",))}
+    assert scanned == workstations  # only the observed hosts; next-cycle ones were left alone
+    assessed = store.last_times()["ws1"]
+    assert "assessed" in assessed and "scanned" in assessed  # observed for real, over SSH
+
+    third = pw("discover", "-i", str(without("web2", tmp_path / "after.yml")), "-s", str(schedule), store=url)
+    assert [(c["host"], c["kind"]) for c in third["changes"]] == [("web2", "gone")]
+    overdue = pw("hosts", "--overdue", "-i", str(ROOT / "inventories/lab/hosts.yml"), store=url)
+    assert {r["host"] for r in overdue} == lab_hosts - workstations  # only the workstations were assessed
+
+    book = pw("report", "--type", "compliance", "-o", str(tmp_path / "c.xlsx"), store=url)["workbooks"][0]["workbook"]
+    rows = list(load_workbook(book)["Asset changes"].iter_rows(values_only=True))
+    changes = [dict(zip(rows[0], r, strict=True)) for r in rows[1:]]
+    ws1 = next(c for c in changes if c["Host"] == "ws1")
+    assert ws1["New-device decision"] == "observe" and ws1["Outcome"].startswith("scanned (")
+    assert any(c["Host"] == "web2" and c["Change"] == "gone" for c in changes)
