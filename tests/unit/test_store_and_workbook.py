@@ -93,4 +93,4 @@ def test_a_schema_1_store_is_migrated_in_place(tmp_path: Path) -> None:
     (old,) = store.decisions("old")
     assert old.name == "p" and old.cves == () and old.published == ""
     with store.engine.connect() as conn:
-        assert conn.exec_driver_sql("SELECT version FROM schema_info").scalar() == 7
+        assert conn.exec_driver_sql("SELECT version FROM schema_info").scalar() == 8

@@ -79,6 +79,35 @@ def drift(previous: dict[str, Any] | None, results: list[dict[str, Any]], snapsh
             "critical": critical}
 
 
+def record_result(store: Store, batch: str, host: str, baseline_name: str, compiled: Compiled, kind: str,
+                  data: dict[str, Any] | None, unreachable: bool = False, message: str = "") -> dict[str, Any]:
+    """Store one host's assess_baseline result (or its failure, when `message`) with scores and
+    drift; the same for results fetched over SSH and results an agent delivered."""
+    if message or data is None:
+        store.add_assessment(batch, host, baseline_name, kind, False, unreachable, message or "no result", {},
+                             (None, None), None, None, [])
+        return {"host": host, "ok": False, "unreachable": unreachable, "message": message or "no result"}
+    rules = {r.id: r for r in compiled.rules}
+    results = [dict(r, title=rules[r["id"]].title, severity=rules[r["id"]].severity,
+                    criticality=rules[r["id"]].criticality) for r in data.get("results", []) if r.get("id") in rules]
+    results += [{"id": d["id"], "status": "not_applicable", "title": d["id"], "severity": "info",
+                 "criticality": "normal", "evidence": {"reason": f"disabled at {d['layer']}: {d['reason']}"},
+                 "duration": 0.0} for d in compiled.disabled]
+    counts = {s: sum(1 for r in results if r["status"] == s) for s in ("pass", "fail", "error", "not_applicable", "excepted")}
+    snapshot = data.get("snapshot") or {}
+    previous = store.last_assessment(host)
+    changes = drift(previous, results, snapshot, rules)
+    score, score_with = scores(counts)
+    summary = {**counts, "total": len(results), "facts": data.get("summary", {}).get("facts", {}),
+               "duration": data.get("summary", {}).get("duration")}
+    assessment_id = store.add_assessment(batch, host, baseline_name, kind, True, False, "", summary,
+                                         (score, score_with), snapshot, changes, results)
+    return {"host": host, "ok": True, "unreachable": False, "message": "", "assessment": assessment_id,
+            "summary": summary, "score": score, "score_with_exceptions": score_with, "drift": changes,
+            "results": [{k: r.get(k) for k in ("id", "status", "title", "severity", "evidence", "exception",
+                                               "duration")} for r in results]}
+
+
 def run_assessment(paths: Paths, store: Store, inventory: Path, baseline: Baseline, hosts: list[Host],
                    display: Display | None = None, kind: str = "assess", batch: str | None = None) -> dict[str, Any]:
     """Assess `hosts`; every host's result is stored before the report is returned."""
@@ -93,34 +122,13 @@ def run_assessment(paths: Paths, store: Store, inventory: Path, baseline: Baseli
                         extravars={"patchwave_rules_file": str(rules_file)})
     report = []
     for host in hosts:
-        rules = {r.id: r for r in compiled[host.name].rules}
         data = result.result(ASSESS, host.name)
         outcome = result.hosts.get(host.name)
         unreachable = bool(outcome and outcome.unreachable)
+        message = ""
         if data is None or data.get("failed") or (outcome is not None and not outcome.ok):
             message = (outcome.message if outcome and outcome.message else str((data or {}).get("msg", "")))
             message = message or "no result from the host"
-            store.add_assessment(batch, host.name, baseline.profile.name, kind, False, unreachable, message, {},
-                                 (None, None), None, None, [])
-            report.append({"host": host.name, "ok": False, "unreachable": unreachable, "message": message})
-            continue
-        results = [dict(r, title=rules[r["id"]].title, severity=rules[r["id"]].severity,
-                        criticality=rules[r["id"]].criticality) for r in data.get("results", [])]
-        results += [{"id": d["id"], "status": "not_applicable", "title": d["id"], "severity": "info",
-                     "criticality": "normal", "evidence": {"reason": f"disabled at {d['layer']}: {d['reason']}"},
-                     "duration": 0.0} for d in compiled[host.name].disabled]
-        counts = {s: sum(1 for r in results if r["status"] == s)
-                  for s in ("pass", "fail", "error", "not_applicable", "excepted")}
-        snapshot = data.get("snapshot") or {}
-        previous = store.last_assessment(host.name)
-        changes = drift(previous, results, snapshot, rules)
-        score, score_with = scores(counts)
-        summary = {**counts, "total": len(results), "facts": data.get("summary", {}).get("facts", {}),
-                   "duration": data.get("summary", {}).get("duration")}
-        assessment_id = store.add_assessment(batch, host.name, baseline.profile.name, kind, True, False, "", summary,
-                                             (score, score_with), snapshot, changes, results)
-        report.append({"host": host.name, "ok": True, "unreachable": False, "message": "", "assessment": assessment_id,
-                       "summary": summary, "score": score, "score_with_exceptions": score_with, "drift": changes,
-                       "results": [{k: r.get(k) for k in ("id", "status", "title", "severity", "evidence", "exception",
-                                                          "duration")} for r in results]})
+        report.append(record_result(store, batch, host.name, baseline.profile.name, compiled[host.name], kind, data,
+                                    unreachable, message))
     return {"batch": batch, "baseline": baseline.profile.name, "hosts": report}

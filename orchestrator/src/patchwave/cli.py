@@ -27,6 +27,8 @@ notify_app = typer.Typer(no_args_is_help=True, help="Notifications and tickets: 
 app.add_typer(notify_app, name="notify")
 schedule_app = typer.Typer(no_args_is_help=True, help="Schedules: discovery, scans and assessments on cadences.")
 app.add_typer(schedule_app, name="schedule")
+agent_app = typer.Typer(no_args_is_help=True, help="Agent mode: hosts that deliver their own results.")
+app.add_typer(agent_app, name="agent")
 
 
 @app.callback()
@@ -781,6 +783,47 @@ def schedule_units(schedule: ScheduleOpt = None,
             output.mkdir(parents=True, exist_ok=True)
             (output / name).write_text(text)
             err.print(f"wrote {output / name}")
+
+
+@agent_app.command("token")
+def agent_token(host: Annotated[str, typer.Argument(help="The host (as named in the inventory).")],
+                inventory: InventoryOpt = None, store: StoreOpt = None) -> None:
+    """Make (or replace) a host's token for `patchwave serve`; printed once on stdout, only its
+    SHA-256 is stored. Give it to the host through Ansible Vault or its environment."""
+    from patchwave.agent import new_token
+    from patchwave.inventory import load_hosts
+
+    paths = project_paths()
+    token = new_token(_store(store), host, load_hosts(inventory or paths.lab_inventory))
+    sys.stdout.write(token + "\n")
+    err.print(f"token for {host} stored (as its SHA-256); it is not shown again")
+
+
+@app.command("serve")
+def serve_command(
+    listen: Annotated[str, typer.Option(help="ADDRESS:PORT to listen on.")] = "127.0.0.1:8787",
+    tls_cert: Annotated[Path | None, typer.Option("--tls-cert", help="Certificate (PEM) for HTTPS.")] = None,
+    tls_key: Annotated[Path | None, typer.Option("--tls-key", help="Its private key (PEM).")] = None,
+    inventory: InventoryOpt = None, baseline: BaselineOpt = None, store: StoreOpt = None,
+) -> None:
+    """Receive scan and assessment results from hosts in agent mode (a token per host); they are
+    stored exactly as results fetched over SSH. Runs until stopped."""
+    from patchwave.agent import Receiver, serve
+    from patchwave.inventory import load_hosts
+
+    paths = project_paths()
+    hosts = load_hosts(inventory or paths.lab_inventory)
+    receiver = Receiver(_store(store), hosts, _baseline(baseline, None, hosts),
+                        lambda msg: err.print(f"[dim]{escape(msg)}[/dim]"))
+    server = serve(receiver, listen, tls_cert, tls_key)
+    scheme = "https" if tls_cert else "http"
+    err.print(f"listening on {scheme}://{listen}/v1/results for {len(hosts)} host(s)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
 
 
 def main() -> None:

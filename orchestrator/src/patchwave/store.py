@@ -38,7 +38,7 @@ from patchwave.errors import PatchwaveError
 from patchwave.models import Decision, Manifest, PendingUpdate
 from patchwave.procs import alive
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 metadata = MetaData()
 
 schema_info = Table("schema_info", metadata, Column("version", Integer, nullable=False))
@@ -321,6 +321,14 @@ schedule_runs = Table(
 )
 
 
+agent_tokens = Table(
+    "agent_tokens", metadata,  # schema 8: hosts that deliver their own results (agent mode)
+    Column("host", String(255), primary_key=True),
+    Column("token_sha256", String(64), nullable=False),  # the token itself is shown once and never stored
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+
 def _add_column(conn: Any, table: str, column: str, kind: str) -> None:
     # create_all() has already made any table missing from an old store in its current shape
     from sqlalchemy import inspect
@@ -357,9 +365,13 @@ def _v6_to_v7(conn: Any) -> None:
     """Assets, asset events and schedule runs: new tables only (made by create_all)."""
 
 
+def _v7_to_v8(conn: Any) -> None:
+    """Agent tokens: a new table only (made by create_all)."""
+
+
 # Migrations: index i upgrades schema version i+1 to i+2. A new store is created at the current
 # version by create_all; an older one is brought forward step by step, in one transaction.
-MIGRATIONS: list[Any] = [_v1_to_v2, _v2_to_v3, _v3_to_v4, _v4_to_v5, _v5_to_v6, _v6_to_v7]
+MIGRATIONS: list[Any] = [_v1_to_v2, _v2_to_v3, _v3_to_v4, _v4_to_v5, _v5_to_v6, _v6_to_v7, _v7_to_v8]
 
 
 def now() -> datetime:
@@ -835,6 +847,16 @@ class Store:
             query = query.where(schedule_runs.c.job == job)
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(query).mappings()]
+
+    def set_agent_token(self, host: str, token_sha256: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(agent_tokens.delete().where(agent_tokens.c.host == host))
+            conn.execute(insert(agent_tokens).values(host=host, token_sha256=token_sha256, created_at=now()))
+
+    def agent_token(self, host: str) -> str | None:
+        with self.engine.connect() as conn:
+            found = conn.execute(select(agent_tokens.c.token_sha256).where(agent_tokens.c.host == host)).scalar()
+        return str(found) if found else None
 
     # --- reads for reports: every row, in id order, optionally since a date -----------------
     def rows(self, table: str, since: datetime | None = None, at_least: tuple[str, int] | None = None,
