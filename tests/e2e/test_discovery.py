@@ -1,7 +1,8 @@
-"""Asset revisits on the lab through the CLI: the first discovery sees every host; a host added
-to the inventory afterwards is detected and handled by its group's new-device policy (observe: it
-is scanned and assessed at once, for real); a host removed from the inventory is marked gone; the
-compliance workbook lists the changes."""
+"""Asset revisits on the lab through the CLI: the first discovery sees every host; hosts added
+to the inventory afterwards are detected and handled by their group's new-device policy (observe:
+scanned and assessed at once; patch-now: an out-of-cycle mini cycle installs its approved fixes,
+for real); a host removed from the inventory is marked gone; the compliance workbook lists the
+changes."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from conftest import ROOT
+from conftest import ROOT, installed_versions
 from openpyxl import load_workbook
 
 from patchwave.store import Store
@@ -23,16 +24,17 @@ jobs:
   - {name: discovery, kind: discover, every: 1h}
 new_devices:
   default: next-cycle
-  groups: {workstations: observe}
+  groups: {workstations: observe, db: patch-now}
 """
 
 
-def without(host: str, target: Path) -> Path:
-    """The lab inventory with one host left out (as if it had not been added yet, or was retired)."""
+def without(hosts: set[str], target: Path) -> Path:
+    """The lab inventory with hosts left out (as if not added yet, or retired)."""
     data = yaml.safe_load((ROOT / "inventories/lab/hosts.yml").read_text())
 
     def prune(group: dict[str, Any]) -> None:
-        (group.get("hosts") or {}).pop(host, None)
+        for host in hosts:
+            (group.get("hosts") or {}).pop(host, None)
         for child in (group.get("children") or {}).values():
             if isinstance(child, dict):
                 prune(child)
@@ -55,21 +57,31 @@ def test_new_host_detected_and_observed_removed_host_gone(lab, tmp_path: Path) -
     schedule.write_text(SCHEDULE)
     lab_hosts = {h.name for h in lab.hosts()}
     workstations = {h.name for h in lab.hosts() if "workstations" in h.groups}
-    first = pw("discover", "-i", str(without("ws1", tmp_path / "before.yml")), "-s", str(schedule), store=url)
+    databases = {h.name: h for h in lab.hosts() if "db" in h.groups}
+    assert all(installed_versions(h.container)["pw-libssl"] == "1.0-1" for h in databases.values())
+    later = {"ws1", *databases}
+    first = pw("discover", "-i", str(without(later, tmp_path / "before.yml")), "-s", str(schedule), store=url)
     assert {c["host"]: c["decision"] for c in first["changes"]} == {
-        h: "observe" if h in workstations else "next-cycle" for h in lab_hosts - {"ws1"}}
+        h: "observe" if h in workstations else "next-cycle" for h in lab_hosts - later}
 
     second = pw("discover", "-i", str(ROOT / "inventories/lab/hosts.yml"), "-s", str(schedule), store=url)
-    assert [(c["host"], c["kind"], c["decision"]) for c in second["changes"]] == [("ws1", "new", "observe")]
-    (acted,) = second["acted"]
-    assert acted["host"] == "ws1" and acted["outcome"].startswith("scanned (")
+    assert sorted((c["host"], c["kind"], c["decision"]) for c in second["changes"]) == sorted(
+        [("ws1", "new", "observe")] + [(h, "new", "patch-now") for h in databases])
+    acted = {a["host"]: a["outcome"] for a in second["acted"]}
+    assert acted["ws1"].startswith("scanned (")
     store = Store(url)
-    scanned = {r["host"] for r in store.rows("scans", kind="scan", columns=("host",))}
-    assert scanned == workstations  # only the observed hosts; next-cycle ones were left alone
+    for name, host in databases.items():
+        assert acted[name].startswith("patched out of cycle in ") and acted[name].endswith("(completed)")
+        assert installed_versions(host.container)["pw-libssl"] == "1.0-2"  # the critical fix, installed for real
+    # one mini cycle per new database host, each for that host alone
+    assert sorted(tuple(e["host"] for e in store.rows("end_states", cycle_id=c["id"])) for c in store.rows("cycles")) \
+        == sorted((name,) for name in databases)
+    scanned = {r["host"] for r in store.rows("scans", kind="scan", cycle_id=None, columns=("host",))}
+    assert scanned == workstations  # scans outside any cycle: only the observed hosts
     assessed = store.last_times()["ws1"]
     assert "assessed" in assessed and "scanned" in assessed  # observed for real, over SSH
 
-    third = pw("discover", "-i", str(without("web2", tmp_path / "after.yml")), "-s", str(schedule), store=url)
+    third = pw("discover", "-i", str(without({"web2"}, tmp_path / "after.yml")), "-s", str(schedule), store=url)
     assert [(c["host"], c["kind"]) for c in third["changes"]] == [("web2", "gone")]
     overdue = pw("hosts", "--overdue", "-i", str(ROOT / "inventories/lab/hosts.yml"), store=url)
     assert {r["host"] for r in overdue} == lab_hosts - workstations  # only the workstations were assessed
