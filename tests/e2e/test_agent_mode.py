@@ -1,14 +1,16 @@
 """Agent mode: a host without SSH (a Debian 12 container with Debian's ansible-core, no sshd,
 sharing the machine's network so that 127.0.0.1 is the orchestrator's loopback) runs
-playbooks/agent.yml locally and delivers its scan and assessment to `patchwave serve` over
-loopback; the results land in the store and the compliance workbook like results fetched over
-SSH. A bad or missing token is refused and nothing is stored."""
+playbooks/agent.yml locally and delivers its scan and assessment to `patchwave serve` over HTTPS
+on loopback (a certificate the test makes; the agent verifies it); the results land in the store
+and the compliance workbook like results fetched over SSH. A bad or missing token is refused and
+nothing is stored."""
 
 from __future__ import annotations
 
 import json
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -19,6 +21,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT
+from notifyservers import self_signed
 from openpyxl import load_workbook
 
 from patchwave.store import Store
@@ -56,14 +59,14 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def deliver(port: int, host: str, token: str | None, body: dict[str, object]) -> int:
+def deliver(port: int, host: str, token: str | None, body: dict[str, object], tls: ssl.SSLContext) -> int:
     headers = {"Content-Type": "application/json", "X-Patchwave-Host": host}
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/results", data=json.dumps(body).encode(),
+    request = urllib.request.Request(f"https://127.0.0.1:{port}/v1/results", data=json.dumps(body).encode(),
                                      headers=headers, method="POST")
     try:
-        with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310 - loopback
+        with urllib.request.urlopen(request, timeout=30, context=tls) as answer:  # noqa: S310 - loopback
             return int(answer.status)
     except urllib.error.HTTPError as exc:
         return exc.code
@@ -81,9 +84,12 @@ def test_agent_delivers_over_loopback_and_bad_tokens_store_nothing(agent_host: s
                    cwd=ROOT, check=True, capture_output=True)
     subprocess.run(["podman", "cp", str(tmp_path / "rules.json"), f"{agent_host}:/opt/patchwave/rules.json"], env=ENV,
                    check=True)
+    cert, key = self_signed(tmp_path)
+    subprocess.run(["podman", "cp", str(cert), f"{agent_host}:/opt/patchwave/ca.crt"], env=ENV, check=True)
     port = free_port()
-    server = subprocess.Popen([PATCHWAVE, "serve", "--listen", f"127.0.0.1:{port}", *common], cwd=ROOT,
-                              stderr=subprocess.PIPE, text=True)
+    server = subprocess.Popen([PATCHWAVE, "serve", "--listen", f"127.0.0.1:{port}", "--tls-cert", str(cert),
+                               "--tls-key", str(key), *common], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    tls = ssl.create_default_context(cafile=str(cert))
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -93,17 +99,17 @@ def test_agent_delivers_over_loopback_and_bad_tokens_store_nothing(agent_host: s
             time.sleep(0.3)
         # refused: no token, a wrong token, another host's name, a host not in the inventory
         scan = {"kind": "scan", "result": {"updates": []}}
-        assert deliver(port, "agent1", None, scan) == 401
-        assert deliver(port, "agent1", "not-the-token", scan) == 401
-        assert deliver(port, "web9", token, scan) == 401
+        assert deliver(port, "agent1", None, scan, tls) == 401
+        assert deliver(port, "agent1", "not-the-token", scan, tls) == 401
+        assert deliver(port, "web9", token, scan, tls) == 401
         assert list(Store(url).rows("scans")) == [] and list(Store(url).rows("assessments")) == []
 
         run = subprocess.run(
             ["podman", "exec", "-e", f"PATCHWAVE_AGENT_TOKEN={token}", "-e",
              "ANSIBLE_COLLECTIONS_PATH=/opt/patchwave/collections", "-e", "ANSIBLE_FORCE_COLOR=0", agent_host,
              "ansible-playbook", "-c", "local", "-i", "localhost,", "/opt/patchwave/agent.yml",
-             "-e", "patchwave_agent_host=agent1", "-e", f"patchwave_server_url=http://127.0.0.1:{port}",
-             "-e", "patchwave_rules_file=/opt/patchwave/rules.json"],
+             "-e", "patchwave_agent_host=agent1", "-e", f"patchwave_server_url=https://127.0.0.1:{port}",
+             "-e", "patchwave_agent_ca_path=/opt/patchwave/ca.crt", "-e", "patchwave_rules_file=/opt/patchwave/rules.json"],
             env=ENV, capture_output=True, text=True, check=False, timeout=600)
         assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
         assert token not in run.stdout + run.stderr  # no_log on the delivery

@@ -24,7 +24,7 @@ jobs:
   - {name: discovery, kind: discover, every: 1h}
 new_devices:
   default: next-cycle
-  groups: {workstations: observe, db: patch-now}
+  groups: {workstations: observe, db: patch-now, web: remediate-now}
 """
 
 
@@ -59,16 +59,24 @@ def test_new_host_detected_and_observed_removed_host_gone(lab, tmp_path: Path) -
     workstations = {h.name for h in lab.hosts() if "workstations" in h.groups}
     databases = {h.name: h for h in lab.hosts() if "db" in h.groups}
     assert all(installed_versions(h.container)["pw-libssl"] == "1.0-1" for h in databases.values())
-    later = {"ws1", *databases}
+    web = {h.name for h in lab.hosts() if "web" in h.groups}
+    later = {"ws1", "web2", *databases}
+
+    def decision(host: str) -> str:
+        return ("observe" if host in workstations else "patch-now" if host in databases
+                else "remediate-now" if host in web else "next-cycle")
+
     first = pw("discover", "-i", str(without(later, tmp_path / "before.yml")), "-s", str(schedule), store=url)
-    assert {c["host"]: c["decision"] for c in first["changes"]} == {
-        h: "observe" if h in workstations else "next-cycle" for h in lab_hosts - later}
+    assert {c["host"]: c["decision"] for c in first["changes"]} == {h: decision(h) for h in lab_hosts - later}
 
     second = pw("discover", "-i", str(ROOT / "inventories/lab/hosts.yml"), "-s", str(schedule), store=url)
     assert sorted((c["host"], c["kind"], c["decision"]) for c in second["changes"]) == sorted(
-        [("ws1", "new", "observe")] + [(h, "new", "patch-now") for h in databases])
+        (h, "new", decision(h)) for h in later)
     acted = {a["host"]: a["outcome"] for a in second["acted"]}
     assert acted["ws1"].startswith("scanned (")
+    # remediate-now: the shipped baseline's failing rules with a remediation were fixed on web2
+    before, after = (float(x.rstrip("%")) for x in acted["web2"].removeprefix("remediated: score ").split(" -> "))
+    assert after > before
     store = Store(url)
     for name, host in databases.items():
         assert acted[name].startswith("patched out of cycle in ") and acted[name].endswith("(completed)")
@@ -84,7 +92,8 @@ def test_new_host_detected_and_observed_removed_host_gone(lab, tmp_path: Path) -
     third = pw("discover", "-i", str(without({"web2"}, tmp_path / "after.yml")), "-s", str(schedule), store=url)
     assert [(c["host"], c["kind"]) for c in third["changes"]] == [("web2", "gone")]
     overdue = pw("hosts", "--overdue", "-i", str(ROOT / "inventories/lab/hosts.yml"), store=url)
-    assert {r["host"] for r in overdue} == lab_hosts - workstations  # only the workstations were assessed
+    assessed = workstations | web  # observed, or assessed around their remediation
+    assert {r["host"] for r in overdue} == lab_hosts - assessed
 
     book = pw("report", "--type", "compliance", "-o", str(tmp_path / "c.xlsx"), store=url)["workbooks"][0]["workbook"]
     rows = list(load_workbook(book)["Asset changes"].iter_rows(values_only=True))
