@@ -52,6 +52,8 @@ def pw(*args: str, store: str) -> Any:
 
 
 def test_new_host_detected_and_observed_removed_host_gone(lab, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    lab.down()
+    lab.up()  # fresh hosts at the old versions (the demo before this test patched them)
     url = f"sqlite:///{tmp_path / 'pw.db'}"
     schedule = tmp_path / "schedule.yml"
     schedule.write_text(SCHEDULE)
