@@ -107,6 +107,17 @@ def loc_text(loc: tuple[str | int, ...]) -> str:
     return text
 
 
+def time_zone(value: str) -> str:
+    """A validator body for every `timezone` key: an IANA zone name, or a ValueError saying so."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {value!r} (use an IANA name like Europe/Berlin)") from exc
+    return value
+
+
 def plain(value: Any) -> Any:
     """Located containers → plain dict/list (pydantic strict mode wants exact types)."""
     if isinstance(value, dict):
