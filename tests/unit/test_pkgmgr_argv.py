@@ -52,3 +52,36 @@ def test_cached_deb_escapes_the_epoch(tmp_path, monkeypatch) -> None:  # type: i
     manager = apt.AptManager(FakeModule())
     assert manager.cached_deb("openssl", "1:3.0.11-1") == str(tmp_path / "openssl_1%3a3.0.11-1_amd64.deb")
     assert manager.cached_deb("openssl", "3.0.11-1") is None
+
+
+def test_thin_link_options_go_on_every_download() -> None:
+    module = FakeModule({"apt-get": (0, "", "")})
+    manager = apt.AptManager(module)
+    manager.use_link(150, "http://10.0.0.5:3142/")
+    manager.download({"pw-libssl": "1.0-2"}, lock_timeout=60)
+    manager.download_to({"pw-libssl": "1.0-1"}, "/tmp/rb")
+    link = ["-o", "Acquire::http::Dl-Limit=150", "-o", "Acquire::https::Dl-Limit=150",
+            "-o", "Acquire::http::Proxy=http://10.0.0.5:3142/"]
+    first, second = (c[0] for c in module.calls)
+    assert first[-3:] == ["--download-only", "install", "pw-libssl=1.0-2"] and first[-9:-3] == link
+    assert second == ["/usr/bin/apt-get", "-q", *link, "download", "pw-libssl=1.0-1"]
+    manager.use_link(0, None)
+    manager.download_to({"a": "1"}, "/tmp/rb")
+    assert module.calls[-1][0] == ["/usr/bin/apt-get", "-q", "download", "a=1"]
+
+
+def test_relay_is_checked_before_staging() -> None:
+    import socket
+
+    from ansible_collections.patchwave.endpoint.plugins.modules import stage_updates
+
+    assert "must be an apt proxy URL" in stage_updates.relay_problem("http://relay:3142/ -o Dir=/")
+    assert "must be an apt proxy URL" in stage_updates.relay_problem("ftp://relay/")
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        port = listener.getsockname()[1]
+        assert stage_updates.relay_problem(f"http://127.0.0.1:{port}/") is None
+    refused = stage_updates.relay_problem(f"http://127.0.0.1:{port}/", timeout=2)
+    assert refused.startswith(f"relay http://127.0.0.1:{port}/ does not accept connections from this host (")
+    assert refused.endswith("nothing was downloaded")

@@ -107,6 +107,22 @@ BAD = [
     ("notice delay longer than idle", "user_notice:\n  mode: delay\n  delay_minutes: 30\n",
      r":3: user_notice.delay_minutes \(30\) must be shorter than timeouts.idle_minutes \(20\)"),
     ("unknown notice mode", "user_notice: {mode: shout}\n", r":1: user_notice.mode: Input should be"),
+    ("thin link unknown group", "thin_links:\n  - groups: [web]\n    relay: http://relay:3142/\n  - groups: [branch]\n"
+     "    download_limit_kbps: 64\n", r":4: thin_links\[1\].groups: unknown group 'branch'"),
+    ("thin link without a setting", "thin_links:\n  - groups: [web]\n",
+     r":2: thin_links\[0\]: a thin link needs download_limit_kbps, relay or both"),
+    ("thin link without groups", "thin_links:\n  - {groups: [], download_limit_kbps: 64}\n",
+     r":2: thin_links\[0\].groups: List should have at least 1 item"),
+    ("zero download limit", "thin_links:\n  - groups: [web]\n    download_limit_kbps: 0\n",
+     r":3: thin_links\[0\].download_limit_kbps: Input should be greater than or equal to 1"),
+    ("limit as text", "thin_links:\n  - groups: [web]\n    download_limit_kbps: slow\n",
+     r":3: thin_links\[0\].download_limit_kbps: Input should be a valid integer"),
+    ("relay with shell", "thin_links:\n  - groups: [web]\n    relay: 'http://relay:3142/;reboot'\n",
+     r":3: thin_links\[0\].relay: relay 'http://relay:3142/;reboot' must be an apt proxy URL"),
+    ("relay with apt option", "thin_links:\n  - groups: [web]\n    relay: \"http://r/ -o APT::Get::Trivial-Only=1\"\n",
+     r":3: thin_links\[0\].relay: relay .* must be an apt proxy URL"),
+    ("relay over https", "thin_links:\n  - groups: [web]\n    relay: https://relay:3142/\n",
+     r":3: thin_links\[0\].relay: relay 'https://relay:3142/' must be an apt proxy URL"),
 ]
 
 
@@ -127,3 +143,18 @@ def test_short_idle_timeout_is_fine_without_reboots(tmp_path: Path) -> None:
                                                            ("0%", 9, 0), ("29%", 100, 29), ("33.5%", 200, 67)])
 def test_amounts_round_up(value: int | str, total: int, expected: int) -> None:
     assert policy.amount(value, total) == expected
+
+
+def test_thin_link_first_match_wins(tmp_path: Path) -> None:
+    loaded = policy.load(write(tmp_path, """\
+        thin_links:
+          - {groups: [branch-a], download_limit_kbps: 64, relay: "http://[fd00::5]:3142"}
+          - {groups: [branch-a, branch-b], relay: http://relay.branch.example:3142/}
+        """), known_groups={"branch-a", "branch-b", "hq"})
+    first = loaded.thin_link(("branch-a", "debian12"))
+    assert first is not None and first.stage_vars() == {"download_limit_kbps": 64, "relay": "http://[fd00::5]:3142"}
+    second = loaded.thin_link(["branch-b"])
+    assert second is not None and second.stage_vars() == {"download_limit_kbps": 0,
+                                                           "relay": "http://relay.branch.example:3142/"}
+    assert second.describe() == "through relay http://relay.branch.example:3142/"
+    assert loaded.thin_link(("hq",)) is None

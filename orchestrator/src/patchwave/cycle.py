@@ -168,8 +168,14 @@ class Cycle:
         staged = self.store.latest_results(cycle_id, "stage")
         todo = [h for h in targets if h.name not in staged]
         if todo:
+            links = {h.name: link.stage_vars() for h in todo if (link := policy.thin_link(h.groups))}
+            for link in policy.thin_links:
+                behind = [h.name for h in todo if policy.thin_link(h.groups) is link]
+                if behind:
+                    self.say(f"[{cycle_id}] {len(behind)} host(s) in {', '.join(link.groups)} stage over a thin link: "
+                             f"{link.describe()}")
             result = runner.run("stage.yml", self.inventory, ident="02-stage", limit=[h.name for h in todo],
-                                extravars=extravars)
+                                extravars={**extravars, "patchwave_stage_links": links})
             self._record(cycle_id, "stage", STAGE, result, todo)
             staged = self.store.latest_results(cycle_id, "stage")
         stage_failed = {h: r["message"] for h, r in staged.items() if not r["ok"]}

@@ -274,6 +274,39 @@ class UserNotice(_Model):
                 "deploy_reboot_message": self.reboot_message, "deploy_notify_delay": delay}
 
 
+_RELAY = re.compile(r"^http://(?:[A-Za-z0-9](?:[A-Za-z0-9.\-]{0,251}[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?/?$")
+
+
+class ThinLink(_Model):
+    """Hosts behind a slow or metered link: staging downloads no faster than
+    `download_limit_kbps` and, when `relay` is set, through that caching apt proxy near them."""
+
+    groups: Annotated[list[str], Field(min_length=1)]
+    download_limit_kbps: Annotated[int, Field(ge=1, le=10_000_000)] | None = None
+    relay: str | None = None
+
+    @field_validator("relay")
+    @classmethod
+    def _relay(cls, value: str | None) -> str | None:
+        if value is not None and not _RELAY.match(value):
+            raise ValueError(f"relay {value!r} must be an apt proxy URL http://HOST[:PORT]/ (no path, user or "
+                             "query; apt-cacher-ng listens on port 3142)")
+        return value
+
+    @model_validator(mode="after")
+    def _something(self) -> ThinLink:
+        if self.download_limit_kbps is None and self.relay is None:
+            raise ValueError("a thin link needs download_limit_kbps, relay or both")
+        return self
+
+    def describe(self) -> str:
+        parts = [f"at most {self.download_limit_kbps} KB/s"] if self.download_limit_kbps else []
+        return ", ".join(parts + ([f"through relay {self.relay}"] if self.relay else []))
+
+    def stage_vars(self) -> dict[str, Any]:
+        return {"download_limit_kbps": self.download_limit_kbps or 0, "relay": self.relay or ""}
+
+
 class Policy(_Model):
     version: Literal[1] = 1
     name: Annotated[str, Field(min_length=1)] = "default"
@@ -287,6 +320,11 @@ class Policy(_Model):
     reboot: Literal["never", "if_required", "always"] = "if_required"
     timeouts: Timeouts = Timeouts()
     user_notice: UserNotice = UserNotice()
+    thin_links: list[ThinLink] = []
+
+    def thin_link(self, groups: tuple[str, ...] | list[str]) -> ThinLink | None:
+        """The first thin link naming one of a host's groups (the order in the policy decides)."""
+        return next((link for link in self.thin_links if set(link.groups) & set(groups)), None)
 
     @model_validator(mode="after")
     def _waves(self) -> Policy:
@@ -352,6 +390,7 @@ def _check_groups(path: Path, data: Any, policy: Policy, known: set[str]) -> Non
     places: list[tuple[tuple[str | int, ...], list[str]]] = [(("targets", "groups"), policy.targets.groups)]
     places += [(("windows", i, "groups"), w.groups) for i, w in enumerate(policy.windows)]
     places += [(("waves", i, "selector", "groups"), w.selector.groups) for i, w in enumerate(policy.waves) if w.selector]
+    places += [(("thin_links", i, "groups"), link.groups) for i, link in enumerate(policy.thin_links)]
     for loc, groups in places:
         for position, group in enumerate(groups):
             if group not in known:

@@ -73,8 +73,9 @@ def build_deb(pkg: LabPackage, out_dir: Path) -> Path:
     return out
 
 
-def build_repository(repo: Path, gnupghome: Path, keyring: Path) -> None:
-    """(Re)build the whole repository; cheap enough (a few seconds) to do at every fresh `lab up`."""
+def build_repository(repo: Path, gnupghome: Path, keyring: Path, packages: tuple[LabPackage, ...] = PACKAGES) -> None:
+    """(Re)build the whole repository; cheap enough (a few seconds) to do at every fresh `lab up`.
+    A test that needs more packages builds its own repository with the lab key."""
     ensure_signing_key(gnupghome, keyring)
     if repo.exists():
         shutil.rmtree(repo)
@@ -82,15 +83,15 @@ def build_repository(repo: Path, gnupghome: Path, keyring: Path) -> None:
     for suite in (SUITE_REGULAR, SUITE_SECURITY):
         pool = repo / "pool" / suite
         pool.mkdir(parents=True)
-        for pkg in PACKAGES:
+        for pkg in packages:
             if pkg.suite == suite:
                 build_deb(pkg, pool)
         index_dir = repo / "dists" / suite / "main" / f"binary-{arch}"
         index_dir.mkdir(parents=True)
-        packages = run(["apt-ftparchive", "packages", f"pool/{suite}"], cwd=repo).stdout
-        (index_dir / "Packages").write_text(packages)
+        index = run(["apt-ftparchive", "packages", f"pool/{suite}"], cwd=repo).stdout
+        (index_dir / "Packages").write_text(index)
         with gzip.open(index_dir / "Packages.gz", "wt") as fh:
-            fh.write(packages)
+            fh.write(index)
         label = "Patchwave Lab Security" if suite == SUITE_SECURITY else "Patchwave Lab"
         options = {
             "Origin": REPO_ORIGIN, "Label": label, "Suite": suite, "Codename": suite,

@@ -38,6 +38,20 @@ options:
     description: Seconds to wait for the dpkg/apt lock.
     type: int
     default: 300
+  download_limit_kbps:
+    description:
+      - For a host behind a thin link, download no faster than this many KB/s
+        (apt's C(Acquire::http::Dl-Limit) and C(Acquire::https::Dl-Limit)). V(0) is no limit.
+    type: int
+    default: 0
+  relay:
+    description:
+      - A caching apt proxy near the host (apt-cacher-ng, squid-deb-proxy), C(http://HOST[:PORT]/).
+        Downloads from the host's C(http://) sources go through it (C(Acquire::http::Proxy)); apt still
+        verifies every file against the repository's signed index, so the relay is not trusted.
+      - Checked to accept connections before anything is downloaded; when it does not, the module fails
+        naming it and nothing is staged.
+    type: str
 extends_documentation_fragment:
   - patchwave.endpoint.attributes
   - patchwave.endpoint.attributes.diff_none
@@ -76,11 +90,18 @@ cycle_dir:
   description: The per-cycle directory on the host.
   returned: always
   type: str
+download:
+  description: What this run downloaded, how long it took and over which link.
+  returned: always
+  type: dict
+  sample: {bytes: 2097152, seconds: 10.6, limit_kbps: 200, relay: "http://relay.example:3142/"}
 """
 
 import json
 import os
+import re
 import shutil
+import socket
 import tempfile
 import time
 
@@ -99,6 +120,23 @@ def free_mb(path):
     return stat.f_bavail * stat.f_frsize // (1024 * 1024)
 
 
+RELAY_RE = re.compile(r"^http://(?P<host>[A-Za-z0-9](?:[A-Za-z0-9.\-]{0,251}[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])"
+                      r"(?::(?P<port>\d{1,5}))?/?$")
+
+
+def relay_problem(relay, timeout=10):
+    """None when the relay URL is well formed and accepts a TCP connection, else what is wrong."""
+    match = RELAY_RE.match(relay)
+    if not match:
+        return "relay %r must be an apt proxy URL http://HOST[:PORT]/" % relay
+    host, port = match.group("host").strip("[]"), int(match.group("port") or 80)
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except (OSError, ValueError) as exc:
+        return "relay %s does not accept connections from this host (%s); nothing was downloaded" % (relay, exc)
+    return None
+
+
 def write_json(path, data):
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".journal-")
     with os.fdopen(fd, "w") as handle:
@@ -114,6 +152,8 @@ def main():
             state_dir=dict(type="path", default="/var/lib/patchwave"),
             min_free_mb=dict(type="int", default=100),
             lock_timeout=dict(type="int", default=300),
+            download_limit_kbps=dict(type="int", default=0),
+            relay=dict(type="str"),
         ),
         supports_check_mode=True,
     )
@@ -125,7 +165,11 @@ def main():
     except PackageSpecError as exc:
         module.fail_json(msg="packages: %s" % exc)
 
+    if params["download_limit_kbps"] < 0:
+        module.fail_json(msg="download_limit_kbps must be 0 (no limit) or more, not %d" % params["download_limit_kbps"])
     manager = AptManager(module)
+    manager.use_link(params["download_limit_kbps"], params["relay"])
+    download = dict(bytes=0, seconds=0.0, limit_kbps=params["download_limit_kbps"], relay=params["relay"])
     cycle_dir = os.path.join(params["state_dir"], "cycles", params["cycle_id"])
     rollback_dir = os.path.join(cycle_dir, "rollback")
     journal_path = os.path.join(cycle_dir, "journal.json")
@@ -144,7 +188,8 @@ def main():
         recorded_new = set(journal.get("new", []))
         new_names = sorted(recorded_new | set(n for n in changing if n not in installed))
 
-        needed_mb = sum(manager.sizes(to_download).values()) // (1024 * 1024)
+        download_sizes = manager.sizes(to_download)
+        needed_mb = sum(download_sizes.values()) // (1024 * 1024)
         needed_mb += 2 * sum(manager.sizes(need_rollback).values()) // (1024 * 1024)
         for path in (ARCHIVES, params["state_dir"] if os.path.isdir(params["state_dir"]) else "/var/lib"):
             available = free_mb(path)
@@ -158,15 +203,21 @@ def main():
             rollback=[dict(name=n, version=e["before"], file=e.get("file"), method=e.get("method"))
                       for n, e in sorted(saved.items())]
             + [dict(name=n, version=v, file=None, method="planned") for n, v in sorted(need_rollback.items())],
-            journal=journal_path, cycle_dir=cycle_dir,
+            journal=journal_path, cycle_dir=cycle_dir, download=download,
         )
         journal_changes = bool(need_rollback) or set(new_names) != recorded_new
         if module.check_mode:
             module.exit_json(changed=bool(to_download or journal_changes), **plan)
 
+        if params["relay"] and (to_download or need_rollback):
+            problem = relay_problem(params["relay"])
+            if problem:
+                module.fail_json(msg=problem)
         if to_download:
             manager.wait_for_lock(params["lock_timeout"])
+            started = time.monotonic()
             manager.download(to_download, lock_timeout=params["lock_timeout"])
+            download.update(seconds=round(time.monotonic() - started, 2), bytes=sum(download_sizes.values()))
         staged = []
         for name, version in wanted.items():
             path = manager.cached_deb(name, version)
@@ -193,7 +244,8 @@ def main():
     except CommandError as exc:
         module.fail_json(**exc.as_result())
     rollback = [dict(name=n, version=e["before"], file=e["file"], method=e["method"]) for n, e in sorted(saved.items())]
-    module.exit_json(changed=changed, staged=staged, rollback=rollback, journal=journal_path, cycle_dir=cycle_dir)
+    module.exit_json(changed=changed, staged=staged, rollback=rollback, journal=journal_path, cycle_dir=cycle_dir,
+                     download=download)
 
 
 def save_rollback(manager, versions, rollback_dir):

@@ -101,6 +101,17 @@ def deb_filename(name, version, arch):
 
 class AptManager(PackageManager):
     name = "apt"
+    link_options = ()
+
+    def use_link(self, limit_kbps=0, relay=None):
+        """apt options for every later download: a rate limit (KB/s) and a caching proxy."""
+        options = []
+        if limit_kbps:
+            options += ["-o", "Acquire::http::Dl-Limit=%d" % limit_kbps,
+                        "-o", "Acquire::https::Dl-Limit=%d" % limit_kbps]
+        if relay:
+            options += ["-o", "Acquire::http::Proxy=%s" % relay]
+        self.link_options = tuple(options)
 
     def _run(self, argv, check=True, env=None):
         merged = dict(ENV)
@@ -263,7 +274,8 @@ class AptManager(PackageManager):
         return argv
 
     def download(self, wanted, lock_timeout=300):
-        argv = self._install_argv(lock_timeout, "keep_local", True) + ["--download-only", "install"]
+        argv = self._install_argv(lock_timeout, "keep_local", True) + list(self.link_options)
+        argv += ["--download-only", "install"]
         argv += ["%s=%s" % (name, version) for name, version in wanted.items()]
         self._run(argv)
 
@@ -271,7 +283,7 @@ class AptManager(PackageManager):
         """Fetch every name=version of `wanted` from the repositories into `directory` with one
         apt-get call; False when any of them is gone (apt-get then fetches none)."""
         rc, _out, _err = self.module.run_command(
-            [self.bin("apt-get"), "-q", "download"] + ["%s=%s" % (n, v) for n, v in sorted(wanted.items())],
+            [self.bin("apt-get"), "-q"] + list(self.link_options) + ["download"] + ["%s=%s" % (n, v) for n, v in sorted(wanted.items())],
             environ_update=dict(ENV), check_rc=False, cwd=directory)
         return rc == 0
 
