@@ -3,10 +3,12 @@
 
 A signed repository that serves one 1.5 MB update over HTTP runs in a lab container (the origin;
 Python's http.server, whose access log says who fetched what). Two cycles run through the CLI:
-1. the web group's relay is down: its hosts fail staging with a message naming the relay and
-   nothing is installed on them; the database hosts, with no thin link, are patched directly;
-2. the relay is up: the web hosts are patched; the origin served the update once, to the relay
-   (not to the web hosts); each web host's download took at least its size over the limit.
+1. the web group's relay is down: its hosts fail (the scan, which refreshes the lists through
+   the relay, checks it first) with a message naming the relay, and nothing is installed on
+   them; the database hosts, with no thin link, are patched directly;
+2. the relay is up: the web hosts are patched; the origin served their index refresh and the
+   update to the relay only, the update once (the second web host got the relay's copy); each
+   web host's download took at least its size over the limit.
 """
 
 from __future__ import annotations
@@ -113,11 +115,15 @@ def cycle(policy_file: Path, store: str) -> tuple[int, dict[str, Any], str]:
     return proc.returncode, json.loads(proc.stdout), proc.stderr
 
 
-def deb_fetches(origin: str) -> list[str]:
-    """Client addresses of each request for the update's .deb, from the origin's access log."""
+def requests(origin: str) -> list[tuple[str, str]]:
+    """(client address, path) of each GET the origin served, from its access log."""
     log = subprocess.run(["podman", "logs", origin], env=ENV, check=True, capture_output=True, text=True)
-    return [line.split()[0] for line in (log.stdout + log.stderr).splitlines() if f"{BIG}_1.0-2_all.deb" in line
-            and '"GET ' in line]
+    return [(line.split()[0], line.split('"GET ')[1].split()[0]) for line in (log.stdout + log.stderr).splitlines()
+            if '"GET ' in line]
+
+
+def deb_fetches(served: list[tuple[str, str]]) -> list[str]:
+    return [client for client, path in served if path.endswith(f"/{BIG}_1.0-2_all.deb")]
 
 
 def test_thin_links_stage_through_the_relay_at_the_limit(lab, thin_lab, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -131,30 +137,35 @@ def test_thin_links_stage_through_the_relay_at_the_limit(lab, thin_lab, tmp_path
     code, status, stderr = cycle(first_policy, store)
     first_id = status["cycle_id"]
     assert code == 1, stderr[-3000:]
-    assert "2 host(s) in web stage over a thin link: at most 150 KB/s, through relay" in stderr
+    assert "2 host(s) in web scan over a thin link: at most 150 KB/s, through relay" in stderr
     states = {h["host"]: h for h in status["hosts"]}
     for name in web:
         assert states[name]["state"] == "failed", states[name]
-        assert f"relay {down} does not accept connections" in states[name]["detail"], states[name]
+        assert states[name]["detail"].startswith(f"scan failed: relay {down} does not accept connections"), states[name]
         assert installed_versions(thin_lab["containers"][name])[BIG] == "1.0-1"
     for name in db:
         assert states[name]["state"] == "patched", states[name]
         assert installed_versions(thin_lab["containers"][name])[BIG] == "1.0-2"
-    assert sorted(deb_fetches(thin_lab["origin"])) == sorted(thin_lab["ips"][n] for n in db)
+    before = requests(thin_lab["origin"])
+    assert sorted(deb_fetches(before)) == sorted(thin_lab["ips"][n] for n in db)
 
     # 2 the relay is up: the web hosts are patched through it, each no faster than the limit
     second_policy = tmp_path / "up.yml"
     second_policy.write_text(policy(f"http://{thin_lab['relay_ip']}:3142/"))
     code, status, stderr = cycle(second_policy, store)
     assert code == 0, stderr[-3000:]
+    assert "2 host(s) in web stage over a thin link: at most 150 KB/s, through relay" in stderr
     # (the database hosts have nothing left to install)
     assert {h["host"]: h["state"] for h in status["hosts"]} == {**dict.fromkeys(web, "patched"),
                                                                **dict.fromkeys(db, "excluded")}
     for name in web:
         assert installed_versions(thin_lab["containers"][name])[BIG] == "1.0-2"
-    fetches = deb_fetches(thin_lab["origin"])
-    # the origin served the update once to the relay (the second web host got the relay's copy)
-    assert sorted(fetches) == sorted([thin_lab["relay_ip"]] + [thin_lab["ips"][n] for n in db]), fetches
+    served = requests(thin_lab["origin"])[len(before):]
+    # no web host fetched anything from the origin itself: lists and packages came through the relay
+    assert {client for client, _path in served} <= {thin_lab["relay_ip"], *(thin_lab["ips"][n] for n in db)}, served
+    assert any(client == thin_lab["relay_ip"] and path.endswith("/InRelease") for client, path in served), served
+    # the origin served the update once, to the relay (the second web host got the relay's copy)
+    assert deb_fetches(served) == [thin_lab["relay_ip"]], served
     cached = podman_exec(thin_lab["relay"], "find", "/var/cache/apt-cacher-ng", "-name", f"{BIG}_1.0-2_all.deb")
     assert cached.strip(), "the relay kept no copy"
 
@@ -170,3 +181,22 @@ def test_thin_links_stage_through_the_relay_at_the_limit(lab, thin_lab, tmp_path
               if r["stage"] == "stage" and r["host"] in db]
     assert len(direct) == 2 and all(d["limit_kbps"] == 0 and d["relay"] is None for d in direct), direct
     assert all(d["seconds"] < floor / 2 for d in direct), (direct, floor)
+
+    # 3 scheduled scans refresh through the schedule's thin links: down, then up
+    for job, relay in (("web-scan-down", down), ("web-scan-relay", f"http://{thin_lab['relay_ip']}:3142/")):
+        sched = tmp_path / f"{job}.yml"
+        sched.write_text(f"jobs:\n  - {{name: {job}, kind: scan, every: 1h, groups: [web]}}\nretry: {{window_minutes: 0}}\n"
+                         f"thin_links:\n  - {{groups: [web], relay: '{relay}'}}\n")
+        mark = len(requests(thin_lab["origin"]))
+        proc = subprocess.run([PATCHWAVE, "schedule", "run", "-s", str(sched), "--json", "--store", store],
+                              capture_output=True, text=True, cwd=ROOT, check=False, timeout=900)
+        assert proc.returncode in (0, 1), proc.stderr[-3000:]
+        scans = {s["host"]: s for s in Store(store).scans(None, "scan")}
+        clients = {client for client, _path in requests(thin_lab["origin"])[mark:]}
+        for name in web:
+            assert not clients & {thin_lab["ips"][name]}, clients
+            if relay == down:
+                assert not scans[name]["ok"] and f"relay {down} does not accept" in scans[name]["result"]["msg"]
+            else:
+                assert scans[name]["ok"], scans[name]["result"].get("msg")
+        assert clients == (set() if relay == down else {thin_lab["relay_ip"]}), clients

@@ -65,23 +65,27 @@ def test_thin_link_options_go_on_every_download() -> None:
     first, second = (c[0] for c in module.calls)
     assert first[-3:] == ["--download-only", "install", "pw-libssl=1.0-2"] and first[-9:-3] == link
     assert second == ["/usr/bin/apt-get", "-q", *link, "download", "pw-libssl=1.0-1"]
+    manager.refresh()
+    assert module.calls[-1][0] == ["/usr/bin/apt-get", "-q", "--error-on=any", *link, "update"]
     manager.use_link(0, None)
     manager.download_to({"a": "1"}, "/tmp/rb")
     assert module.calls[-1][0] == ["/usr/bin/apt-get", "-q", "download", "a=1"]
 
 
-def test_relay_is_checked_before_staging() -> None:
+def test_relay_is_checked_before_anything_is_downloaded() -> None:
     import socket
 
-    from ansible_collections.patchwave.endpoint.plugins.modules import stage_updates
+    from ansible_collections.patchwave.endpoint.plugins.module_utils.thinlink import link_problem
 
-    assert "must be an apt proxy URL" in stage_updates.relay_problem("http://relay:3142/ -o Dir=/")
-    assert "must be an apt proxy URL" in stage_updates.relay_problem("ftp://relay/")
+    assert "must be an apt proxy URL" in link_problem(0, "http://relay:3142/ -o Dir=/")
+    assert "must be an apt proxy URL" in link_problem(0, "ftp://relay/")
+    assert link_problem(-1, None) == "download_limit_kbps must be 0 (no limit) or more, not -1"
+    assert link_problem(64, None) is None and link_problem(0, "") is None
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen(1)
         port = listener.getsockname()[1]
-        assert stage_updates.relay_problem(f"http://127.0.0.1:{port}/") is None
-    refused = stage_updates.relay_problem(f"http://127.0.0.1:{port}/", timeout=2)
+        assert link_problem(0, f"http://127.0.0.1:{port}/") is None
+    refused = link_problem(0, f"http://127.0.0.1:{port}/", timeout=2)
     assert refused.startswith(f"relay http://127.0.0.1:{port}/ does not accept connections from this host (")
     assert refused.endswith("nothing was downloaded")

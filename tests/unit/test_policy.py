@@ -152,9 +152,9 @@ def test_thin_link_first_match_wins(tmp_path: Path) -> None:
           - {groups: [branch-a, branch-b], relay: http://relay.branch.example:3142/}
         """), known_groups={"branch-a", "branch-b", "hq"})
     first = loaded.thin_link(("branch-a", "debian12"))
-    assert first is not None and first.stage_vars() == {"download_limit_kbps": 64, "relay": "http://[fd00::5]:3142"}
+    assert first is not None and first.playbook_vars() == {"download_limit_kbps": 64, "relay": "http://[fd00::5]:3142"}
     second = loaded.thin_link(["branch-b"])
-    assert second is not None and second.stage_vars() == {"download_limit_kbps": 0,
+    assert second is not None and second.playbook_vars() == {"download_limit_kbps": 0,
                                                            "relay": "http://relay.branch.example:3142/"}
     assert second.describe() == "through relay http://relay.branch.example:3142/"
     assert loaded.thin_link(("hq",)) is None

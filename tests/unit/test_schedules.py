@@ -18,6 +18,8 @@ from reportdata import fill
 
 from patchwave import assets, schedule
 from patchwave.errors import InputError
+from patchwave.models import Host
+from patchwave.policy import thin_link_vars
 from patchwave.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -121,6 +123,8 @@ BAD = [
      r"schedule.yml:8: new_devices.groups.db: Input should be"),
     ("groups on discovery", SCHEDULE.replace("kind: discover, every: 1d", "kind: discover, every: 1d, groups: [web]"),
      r"a discover job covers the whole inventory"),
+    ("thin link with a bad relay", SCHEDULE + "thin_links:\n  - {groups: [web], relay: 'http://r:3142/ x'}\n",
+     r"schedule.yml:\d+: thin_links\[0\].relay: relay 'http://r:3142/ x' must be an apt proxy URL"),
 ]
 
 
@@ -133,6 +137,15 @@ def test_bad_schedules_are_refused_with_file_and_line(tmp_path: Path, case: str,
 def test_unknown_groups_are_refused_against_the_inventory(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"schedule.yml:3: jobs\[0\].groups: unknown group 'db'"):
         schedule.load(write(tmp_path, "schedule.yml", SCHEDULE), known_groups={"web", "workstations"})
+
+
+def test_thin_links_name_known_groups_and_apply_per_host(tmp_path: Path) -> None:
+    text = SCHEDULE + "thin_links:\n  - {groups: [branch], download_limit_kbps: 64}\n"
+    with pytest.raises(InputError, match=r"schedule.yml:\d+: thin_links\[0\].groups: unknown group 'branch'"):
+        schedule.load(write(tmp_path, "schedule.yml", text), known_groups={"web", "db", "workstations"})
+    loaded = schedule.load(write(tmp_path, "schedule.yml", text), known_groups={"web", "db", "workstations", "branch"})
+    hosts = [Host(name="b1", groups=("branch",)), Host(name="w1", groups=("web",))]
+    assert thin_link_vars(loaded.thin_links, hosts) == {"b1": {"download_limit_kbps": 64, "relay": ""}}
 
 
 def test_units_run_schedule_run_from_a_timer(tmp_path: Path) -> None:

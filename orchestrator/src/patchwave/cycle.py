@@ -22,7 +22,7 @@ from patchwave.errors import GateHalt, InputError
 from patchwave.inventory import load_hosts
 from patchwave.models import FAILED_STATES, Advisory, Decision, Host, Manifest, PendingUpdate, Wave
 from patchwave.paths import Paths
-from patchwave.policy import Policy
+from patchwave.policy import Policy, thin_link_vars
 from patchwave.policy import Wave as WaveSpec
 from patchwave.procs import stop_strays
 from patchwave.progress import Display, quiet
@@ -141,7 +141,7 @@ class Cycle:
         # 2 scan and 3 approve: one frozen manifest for the whole cycle
         if row["manifest"] is None:
             advisories = load_advisories(policy, policy_dir, Path(options["advisories"]) if options.get("advisories") else None)
-            self._scan(cycle_id, runner, hosts)
+            self._scan(cycle_id, runner, hosts, self._thin_links(cycle_id, policy, hosts, "scan"))
             updates = [u for scan in self.store.scans(cycle_id, "scan") if scan["ok"]
                        for u in updates_from_scan(scan["host"], scan["result"])]
             only = set(options.get("emergency") or []) or None
@@ -168,14 +168,9 @@ class Cycle:
         staged = self.store.latest_results(cycle_id, "stage")
         todo = [h for h in targets if h.name not in staged]
         if todo:
-            links = {h.name: link.stage_vars() for h in todo if (link := policy.thin_link(h.groups))}
-            for link in policy.thin_links:
-                behind = [h.name for h in todo if policy.thin_link(h.groups) is link]
-                if behind:
-                    self.say(f"[{cycle_id}] {len(behind)} host(s) in {', '.join(link.groups)} stage over a thin link: "
-                             f"{link.describe()}")
             result = runner.run("stage.yml", self.inventory, ident="02-stage", limit=[h.name for h in todo],
-                                extravars={**extravars, "patchwave_stage_links": links})
+                                extravars={**extravars, "patchwave_thin_links": self._thin_links(cycle_id, policy,
+                                                                                                 todo, "stage")})
             self._record(cycle_id, "stage", STAGE, result, todo)
             staged = self.store.latest_results(cycle_id, "stage")
         stage_failed = {h: r["message"] for h, r in staged.items() if not r["ok"]}
@@ -348,9 +343,19 @@ class Cycle:
         return PlaybookRunner(self.paths.root, work, recorder=self.store, cycle_id=cycle_id, observer=self.display,
                               timeouts=Timeouts(idle=round(limits.idle_minutes * 60), job=round(limits.job_minutes * 60)))
 
-    def _scan(self, cycle_id: str, runner: PlaybookRunner, hosts: list[Host]) -> None:
+    def _scan(self, cycle_id: str, runner: PlaybookRunner, hosts: list[Host],
+              links: dict[str, dict[str, Any]] | None = None) -> None:
         self.say(f"[{cycle_id}] scanning {len(hosts)} host(s)")
-        scan_hosts(self.store, runner, self.inventory, hosts, cycle_id)
+        scan_hosts(self.store, runner, self.inventory, hosts, cycle_id, links)
+
+    def _thin_links(self, cycle_id: str, policy: Policy, hosts: list[Host], step: str) -> dict[str, dict[str, Any]]:
+        """The policy's thin link of each host that has one, as playbook variables; says which."""
+        for link in policy.thin_links:
+            count = sum(1 for h in hosts if policy.thin_link(h.groups) is link)
+            if count:
+                self.say(f"[{cycle_id}] {count} host(s) in {', '.join(link.groups)} {step} over a thin link: "
+                         f"{link.describe()}")
+        return thin_link_vars(policy.thin_links, hosts)
 
     @staticmethod
     def _window_closed(policy: Policy, hosts: list[Host], wave: Wave) -> str:
@@ -459,9 +464,11 @@ def package_rows(approved: list[Decision], after: dict[str, str]) -> list[dict[s
 
 
 def scan_hosts(store: Store, runner: PlaybookRunner, inventory: Path, hosts: list[Host],
-               cycle_id: str | None) -> list[dict[str, Any]]:
-    """Scan `hosts` and store every result (a failed scan with why) before returning them."""
-    scan = runner.run("scan.yml", inventory, ident=f"01-scan-{new_cycle_id()}", limit=[h.name for h in hosts])
+               cycle_id: str | None, links: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Scan `hosts` and store every result (a failed scan with why) before returning them;
+    `links` are the thin links (download limit, relay) of the hosts behind one."""
+    scan = runner.run("scan.yml", inventory, ident=f"01-scan-{new_cycle_id()}", limit=[h.name for h in hosts],
+                      extravars={"patchwave_thin_links": links} if links else None)
     results = []
     for host in hosts:
         res = scan.result(SCAN, host.name)
@@ -477,12 +484,13 @@ def scan_hosts(store: Store, runner: PlaybookRunner, inventory: Path, hosts: lis
 
 
 def scan_only(paths: Paths, store: Store, inventory: Path, display: Display | None = None,
-              hosts: list[Host] | None = None) -> list[dict[str, Any]]:
+              hosts: list[Host] | None = None, links: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """A scan outside any cycle (of every host, or `hosts`): stored (history for trends), nothing
-    approved or installed."""
+    approved or installed. `links`: the thin links of hosts behind one (a schedule's)."""
     runner = Cycle(paths, store, inventory, display)._runner(paths.state / "scans", None)
     report = []
-    for entry in scan_hosts(store, runner, inventory, hosts if hosts is not None else load_hosts(inventory), None):
+    for entry in scan_hosts(store, runner, inventory, hosts if hosts is not None else load_hosts(inventory), None,
+                            links):
         res = entry["result"]
         report.append({
             "host": entry["host"], "ok": entry["ok"], "unreachable": bool(res.get("unreachable")),

@@ -303,8 +303,18 @@ class ThinLink(_Model):
         parts = [f"at most {self.download_limit_kbps} KB/s"] if self.download_limit_kbps else []
         return ", ".join(parts + ([f"through relay {self.relay}"] if self.relay else []))
 
-    def stage_vars(self) -> dict[str, Any]:
+    def playbook_vars(self) -> dict[str, Any]:
         return {"download_limit_kbps": self.download_limit_kbps or 0, "relay": self.relay or ""}
+
+
+def thin_link(links: list[ThinLink], groups: tuple[str, ...] | list[str]) -> ThinLink | None:
+    """The first thin link naming one of a host's groups (their order in the file decides)."""
+    return next((link for link in links if set(link.groups) & set(groups)), None)
+
+
+def thin_link_vars(links: list[ThinLink], hosts: list[Any]) -> dict[str, dict[str, Any]]:
+    """Playbook variables (`patchwave_thin_links`) for the hosts behind a thin link."""
+    return {h.name: found.playbook_vars() for h in hosts if (found := thin_link(links, h.groups)) is not None}
 
 
 class Policy(_Model):
@@ -323,8 +333,7 @@ class Policy(_Model):
     thin_links: list[ThinLink] = []
 
     def thin_link(self, groups: tuple[str, ...] | list[str]) -> ThinLink | None:
-        """The first thin link naming one of a host's groups (the order in the policy decides)."""
-        return next((link for link in self.thin_links if set(link.groups) & set(groups)), None)
+        return thin_link(self.thin_links, groups)
 
     @model_validator(mode="after")
     def _waves(self) -> Policy:
@@ -341,9 +350,6 @@ class Policy(_Model):
 
 def _where(path: Path, data: Any, loc: tuple[str | int, ...]) -> str:
     return yamlsrc.where(path, data, loc)
-
-
-_loc_text = yamlsrc.loc_text
 
 
 def load(path: Path, known_groups: set[str] | None = None) -> Policy:
@@ -387,15 +393,13 @@ def _check_limits(path: Path, data: Any, policy: Policy) -> None:
 
 
 def _check_groups(path: Path, data: Any, policy: Policy, known: set[str]) -> None:
-    places: list[tuple[tuple[str | int, ...], list[str]]] = [(("targets", "groups"), policy.targets.groups)]
+    places: yamlsrc.GroupPlaces = [(("targets", "groups"), policy.targets.groups)]
     places += [(("windows", i, "groups"), w.groups) for i, w in enumerate(policy.windows)]
     places += [(("waves", i, "selector", "groups"), w.selector.groups) for i, w in enumerate(policy.waves) if w.selector]
     places += [(("thin_links", i, "groups"), link.groups) for i, link in enumerate(policy.thin_links)]
-    for loc, groups in places:
-        for position, group in enumerate(groups):
-            if group not in known:
-                raise PolicyError(f"{_where(path, data, (*loc, position))}: {_loc_text(loc)}: unknown group {group!r}; "
-                                  f"the inventory has {', '.join(sorted(known)) or 'no groups'}")
+    problem = yamlsrc.unknown_group(path, data, places, known)
+    if problem:
+        raise PolicyError(problem)
 
 
 def amount(value: int | str, total: int) -> int:

@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from patchwave import yamlsrc
 from patchwave.errors import InputError
+from patchwave.policy import ThinLink
 
 DOCS = "docs/schedules.md"
 _EVERY = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
@@ -134,6 +135,7 @@ class Schedule(_Model):
     new_devices: NewDevices = NewDevices()
     retry: Retry = Retry()
     overdue_factor: float = Field(default=1.5, ge=1)  # a host is overdue after this many periods
+    thin_links: list[ThinLink] = []  # scan jobs refresh the lists at these limits / through these relays
 
     @field_validator("timezone")
     @classmethod
@@ -162,12 +164,12 @@ def load(path: Path, known_groups: set[str] | None = None) -> Schedule:
         if job.baseline is not None and not (path.parent / job.baseline).exists():
             raise ScheduleError(f"{yamlsrc.where(path, data, ('jobs', index, 'baseline'))}: jobs[{index}].baseline: "
                                 f"{job.baseline} does not exist (relative to {path.parent})")
-        if known_groups is not None:
-            for position, group in enumerate(job.groups):
-                if group not in known_groups:
-                    raise ScheduleError(f"{yamlsrc.where(path, data, ('jobs', index, 'groups', position))}: "
-                                        f"jobs[{index}].groups: unknown group {group!r}; the inventory has "
-                                        f"{', '.join(sorted(known_groups)) or 'no groups'}")
+    if known_groups is not None:
+        places: yamlsrc.GroupPlaces = [(("jobs", i, "groups"), job.groups) for i, job in enumerate(schedule.jobs)]
+        places += [(("thin_links", i, "groups"), link.groups) for i, link in enumerate(schedule.thin_links)]
+        problem = yamlsrc.unknown_group(path, data, places, known_groups)
+        if problem:
+            raise ScheduleError(problem)
     # new_devices.groups may name a group that has no host yet: that is when its policy matters
     return schedule
 

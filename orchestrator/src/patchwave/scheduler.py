@@ -18,6 +18,7 @@ from patchwave import assets
 from patchwave.inventory import load_hosts
 from patchwave.models import Host
 from patchwave.paths import Paths
+from patchwave.policy import thin_link_vars
 from patchwave.schedule import Job, Schedule, due
 from patchwave.store import Store
 
@@ -69,11 +70,11 @@ def execute(paths: Paths, store: Store, schedule: Schedule, schedule_path: Path,
         queued = events.digest(sender)
         return {"queued": queued, **sender.flush()}
     hosts = [h for h in load_hosts(inventory) if job.covers(h.groups, h.device_type)]
-    return with_retries(schedule, hosts, lambda batch: _run_kind(paths, store, inventory, job, schedule_path, batch),
-                        log)
+    return with_retries(schedule, hosts,
+                        lambda batch: _run_kind(paths, store, inventory, schedule, job, schedule_path, batch), log)
 
 
-def _run_kind(paths: Paths, store: Store, inventory: Path, job: Job, schedule_path: Path,
+def _run_kind(paths: Paths, store: Store, inventory: Path, schedule: Schedule, job: Job, schedule_path: Path,
               hosts: list[Host]) -> dict[str, bool]:
     """Run a scan or an assessment on `hosts`; host -> answered."""
     from patchwave.progress import quiet
@@ -81,7 +82,8 @@ def _run_kind(paths: Paths, store: Store, inventory: Path, job: Job, schedule_pa
     if job.kind == "scan":
         from patchwave.cycle import scan_only
 
-        return {r["host"]: not r["unreachable"] for r in scan_only(paths, store, inventory, quiet(), hosts)}
+        links = thin_link_vars(schedule.thin_links, hosts)
+        return {r["host"]: not r["unreachable"] for r in scan_only(paths, store, inventory, quiet(), hosts, links)}
     from patchwave.assessment import run_assessment
     from patchwave.baseline import DEFAULT_PROFILE, Baseline
 

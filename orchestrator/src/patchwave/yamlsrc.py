@@ -107,6 +107,20 @@ def loc_text(loc: tuple[str | int, ...]) -> str:
     return text
 
 
+GroupPlaces = list[tuple[tuple[str | int, ...], list[str]]]
+
+
+def unknown_group(path: Path, data: Any, places: GroupPlaces, known: set[str]) -> str | None:
+    """`file:line: where: unknown group ...` for the first group in `places` (location, names)
+    that the inventory does not have; None when all are known."""
+    for loc, groups in places:
+        for position, group in enumerate(groups):
+            if group not in known:
+                return (f"{where(path, data, (*loc, position))}: {loc_text(loc)}: unknown group {group!r}; "
+                        f"the inventory has {', '.join(sorted(known)) or 'no groups'}")
+    return None
+
+
 def time_zone(value: str) -> str:
     """A validator body for every `timezone` key: an IANA zone name, or a ValueError saying so."""
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError

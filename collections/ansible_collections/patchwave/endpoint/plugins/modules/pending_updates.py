@@ -27,6 +27,18 @@ options:
       - This changes only the lists, never an installed package, so it also runs in check mode.
     type: bool
     default: true
+  download_limit_kbps:
+    description:
+      - For a host behind a thin link, refresh the lists no faster than this many KB/s
+        (apt's C(Acquire::http::Dl-Limit)). V(0) is no limit. Only with O(update_cache).
+    type: int
+    default: 0
+  relay:
+    description:
+      - A caching apt proxy near the host, C(http://HOST[:PORT]/), that the refresh of the host's
+        C(http://) sources goes through. Checked to accept connections first; when it does not, the
+        module fails naming it. Only with O(update_cache).
+    type: str
   query:
     description: Package names whose installed version to report in RV(installed) (to confirm a patch).
     type: list
@@ -118,6 +130,7 @@ import json
 import os
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.patchwave.endpoint.plugins.module_utils import thinlink
 from ansible_collections.patchwave.endpoint.plugins.module_utils.pkgmgr.apt import ARCHIVES, AptManager
 from ansible_collections.patchwave.endpoint.plugins.module_utils.pkgmgr.base import (
     NAME_RE,
@@ -155,6 +168,7 @@ def main():
             expect=dict(type="list", elements="str"),
             cycle_id=dict(type="str"),
             state_dir=dict(type="path", default="/var/lib/patchwave"),
+            **thinlink.MODULE_OPTIONS
         ),
         supports_check_mode=True,
     )
@@ -175,6 +189,10 @@ def main():
     manager = AptManager(module)
     try:
         if module.params["update_cache"]:
+            problem = thinlink.link_problem(module.params["download_limit_kbps"], module.params["relay"])
+            if problem:
+                module.fail_json(msg=problem)
+            manager.use_link(module.params["download_limit_kbps"], module.params["relay"])
             manager.refresh()
         updates, removals = manager.pending_updates()
         dpkg = manager.health()

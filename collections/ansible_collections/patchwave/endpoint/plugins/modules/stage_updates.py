@@ -99,13 +99,12 @@ download:
 
 import json
 import os
-import re
 import shutil
-import socket
 import tempfile
 import time
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.patchwave.endpoint.plugins.module_utils import thinlink
 from ansible_collections.patchwave.endpoint.plugins.module_utils.pkgmgr.apt import ARCHIVES, AptManager
 from ansible_collections.patchwave.endpoint.plugins.module_utils.pkgmgr.base import (
     CommandError,
@@ -118,23 +117,6 @@ from ansible_collections.patchwave.endpoint.plugins.module_utils.pkgmgr.base imp
 def free_mb(path):
     stat = os.statvfs(path)
     return stat.f_bavail * stat.f_frsize // (1024 * 1024)
-
-
-RELAY_RE = re.compile(r"^http://(?P<host>[A-Za-z0-9](?:[A-Za-z0-9.\-]{0,251}[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])"
-                      r"(?::(?P<port>\d{1,5}))?/?$")
-
-
-def relay_problem(relay, timeout=10):
-    """None when the relay URL is well formed and accepts a TCP connection, else what is wrong."""
-    match = RELAY_RE.match(relay)
-    if not match:
-        return "relay %r must be an apt proxy URL http://HOST[:PORT]/" % relay
-    host, port = match.group("host").strip("[]"), int(match.group("port") or 80)
-    try:
-        socket.create_connection((host, port), timeout=timeout).close()
-    except (OSError, ValueError) as exc:
-        return "relay %s does not accept connections from this host (%s); nothing was downloaded" % (relay, exc)
-    return None
 
 
 def write_json(path, data):
@@ -152,8 +134,7 @@ def main():
             state_dir=dict(type="path", default="/var/lib/patchwave"),
             min_free_mb=dict(type="int", default=100),
             lock_timeout=dict(type="int", default=300),
-            download_limit_kbps=dict(type="int", default=0),
-            relay=dict(type="str"),
+            **thinlink.MODULE_OPTIONS
         ),
         supports_check_mode=True,
     )
@@ -166,7 +147,7 @@ def main():
         module.fail_json(msg="packages: %s" % exc)
 
     if params["download_limit_kbps"] < 0:
-        module.fail_json(msg="download_limit_kbps must be 0 (no limit) or more, not %d" % params["download_limit_kbps"])
+        module.fail_json(msg=thinlink.link_problem(params["download_limit_kbps"], None))
     manager = AptManager(module)
     manager.use_link(params["download_limit_kbps"], params["relay"])
     download = dict(bytes=0, seconds=0.0, limit_kbps=params["download_limit_kbps"], relay=params["relay"])
@@ -210,7 +191,7 @@ def main():
             module.exit_json(changed=bool(to_download or journal_changes), **plan)
 
         if params["relay"] and (to_download or need_rollback):
-            problem = relay_problem(params["relay"])
+            problem = thinlink.link_problem(0, params["relay"])
             if problem:
                 module.fail_json(msg=problem)
         if to_download:

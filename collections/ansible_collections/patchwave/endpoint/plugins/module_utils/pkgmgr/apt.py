@@ -10,7 +10,7 @@ import glob
 import os
 import re
 
-from ansible_collections.patchwave.endpoint.plugins.module_utils import hoststate
+from ansible_collections.patchwave.endpoint.plugins.module_utils import hoststate, thinlink
 from ansible_collections.patchwave.endpoint.plugins.module_utils.pkgmgr.base import CommandError, PackageManager
 
 ENV = {
@@ -104,14 +104,9 @@ class AptManager(PackageManager):
     link_options = ()
 
     def use_link(self, limit_kbps=0, relay=None):
-        """apt options for every later download: a rate limit (KB/s) and a caching proxy."""
-        options = []
-        if limit_kbps:
-            options += ["-o", "Acquire::http::Dl-Limit=%d" % limit_kbps,
-                        "-o", "Acquire::https::Dl-Limit=%d" % limit_kbps]
-        if relay:
-            options += ["-o", "Acquire::http::Proxy=%s" % relay]
-        self.link_options = tuple(options)
+        """Every later download (index refresh, staging, rollback material) goes at most
+        `limit_kbps` KB/s and through `relay` when given."""
+        self.link_options = tuple(thinlink.apt_options(limit_kbps, relay))
 
     def _run(self, argv, check=True, env=None):
         merged = dict(ENV)
@@ -127,7 +122,7 @@ class AptManager(PackageManager):
     def refresh(self):
         # apt-get update exits 0 when a signature fails and it falls back to old lists;
         # --error-on=any (apt >= 2.1.16) turns that into a failure, as it must be
-        self._run([self.bin("apt-get"), "-q", "--error-on=any", "update"])
+        self._run([self.bin("apt-get"), "-q", "--error-on=any"] + list(self.link_options) + ["update"])
 
     def installed_versions(self, names=None):
         """{name: version} of installed packages; a package of a foreign architecture is named
