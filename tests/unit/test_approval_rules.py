@@ -65,3 +65,19 @@ def test_sla_due_is_publication_plus_the_days_of_the_severity() -> None:
     # medium, published 2026-11-25 → due 30 days later; no advisory → no publication date → no due date
     assert due == {"pkg": "2026-12-25", "other": ""}
     assert manifest.build("c", [up()], ADVISORY, Approval(), NOW, sla_days={"high": 3}).decisions[0].sla_due == ""
+
+
+def test_catch_up_carries_over_exactly_what_the_missed_cycle_approved() -> None:
+    carried = frozenset({("pkg", "2"), ("plain", "2"), ("newer", "1.5"), ("held", "2")})
+    updates = [up("pkg"), up("plain", security=False), up("newer"), up("held", held=True), up("unlisted")]
+    # the policy given would approve nothing: a catch-up evaluates no rule again
+    built = manifest.build("k1", updates, ADVISORY, Approval(security=False, include=["none"]), NOW,
+                           carry=("c7", carried))
+    by_name = {d.name: d for d in built.decisions}
+    assert by_name["pkg"].approved and by_name["pkg"].reason == "approved: carried over from cycle c7, which this host missed"
+    assert by_name["pkg"].advisories == ("PWSA-1",) and by_name["pkg"].severity == "medium"  # still reported
+    assert by_name["plain"].approved  # a regular update the missed cycle approved
+    assert not by_name["newer"].approved
+    assert by_name["newer"].reason == "excluded: cycle c7 approved newer 1.5, not 2 (a regular cycle decides)"
+    assert not by_name["held"].approved and "held on the host" in by_name["held"].reason
+    assert not by_name["unlisted"].approved and by_name["unlisted"].reason == "excluded: cycle c7 did not approve it"

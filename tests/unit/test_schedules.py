@@ -123,6 +123,9 @@ BAD = [
      r"schedule.yml:8: new_devices.groups.db: Input should be"),
     ("groups on discovery", SCHEDULE.replace("kind: discover, every: 1d", "kind: discover, every: 1d, groups: [web]"),
      r"a discover job covers the whole inventory"),
+    ("baseline on a catch-up", SCHEDULE.replace("kind: discover, every: 1d",
+                                                "kind: catch-up, every: 1d, baseline: x.yml"),
+     r"baseline is for assess jobs"),
     ("thin link with a bad relay", SCHEDULE + "thin_links:\n  - {groups: [web], relay: 'http://r:3142/ x'}\n",
      r"schedule.yml:\d+: thin_links\[0\].relay: relay 'http://r:3142/ x' must be an apt proxy URL"),
 ]
@@ -137,6 +140,13 @@ def test_bad_schedules_are_refused_with_file_and_line(tmp_path: Path, case: str,
 def test_unknown_groups_are_refused_against_the_inventory(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"schedule.yml:3: jobs\[0\].groups: unknown group 'db'"):
         schedule.load(write(tmp_path, "schedule.yml", SCHEDULE), known_groups={"web", "workstations"})
+
+
+def test_catch_up_jobs_may_cover_groups_and_device_types(tmp_path: Path) -> None:
+    text = SCHEDULE.replace("kind: discover, every: 1d", "kind: catch-up, every: 1h, device_types: [workstation]")
+    loaded = schedule.load(write(tmp_path, "schedule.yml", text))
+    job = next(j for j in loaded.jobs if j.kind == "catch-up")
+    assert job.covers(("workstations",), "workstation") and not job.covers(("web",), "server")
 
 
 def test_thin_links_name_known_groups_and_apply_per_host(tmp_path: Path) -> None:

@@ -76,8 +76,11 @@ class Cycle:
 
     def run(self, policy: Policy | None = None, advisories_path: Path | None = None,
             policy_dir: Path | None = None, force_window: bool = False,
-            emergency: list[str] | None = None, skip_soak: bool = False) -> str:
-        """Start and drive one cycle under `policy` (the built-in default when None)."""
+            emergency: list[str] | None = None, skip_soak: bool = False,
+            carry_over: tuple[str, list[tuple[str, str]]] | None = None) -> str:
+        """Start and drive one cycle under `policy` (the built-in default when None).
+        `carry_over` (missed cycle, its approved name=version pairs) makes it a catch-up: those
+        approvals are carried over and no approval rule is evaluated."""
         policy = policy or Policy()
         # all input is read and validated before anything is stored or any host is touched
         hosts = waves_mod.targeted(load_hosts(self.inventory), policy.targets)
@@ -93,9 +96,11 @@ class Cycle:
             raise InputError(f"--advisory {', '.join(unknown)}: not in the advisory sources "
                              f"({len(known)} advisories loaded)")
         cycle_id = new_cycle_id()
-        options = {"hosts": [h.name for h in hosts], "policy_dir": str(policy_dir) if policy_dir else None,
+        options: dict[str, Any] = {"hosts": [h.name for h in hosts], "policy_dir": str(policy_dir) if policy_dir else None,
                    "advisories": str(advisories_path) if advisories_path else None, "force_window": force_window,
                    "skip_soak": skip_soak, "emergency": sorted(emergency or [])}
+        if carry_over is not None:
+            options["carry_over"] = {"cycle": carry_over[0], "approved": sorted(map(list, carry_over[1]))}
         self.store.create_cycle(cycle_id, str(self.inventory), policy.model_dump(mode="json"), options)
         self.store.log(cycle_id, "start", f"cycle started on {len(hosts)} host(s) under policy {policy.name!r}")
         if closed:
@@ -104,6 +109,9 @@ class Cycle:
             self.store.log(cycle_id, "forced", "soak times are skipped in this cycle (--skip-soak)")
         if emergency:
             self.store.log(cycle_id, "emergency", f"out-of-cycle emergency for {', '.join(sorted(emergency))}")
+        if carry_over is not None:
+            self.store.log(cycle_id, "catch-up", f"catch-up of {', '.join(h.name for h in hosts)} for cycle "
+                                                 f"{carry_over[0]}: its {len(carry_over[1])} approval(s) carried over")
         self.drive(cycle_id)
         return cycle_id
 
@@ -145,8 +153,10 @@ class Cycle:
             updates = [u for scan in self.store.scans(cycle_id, "scan") if scan["ok"]
                        for u in updates_from_scan(scan["host"], scan["result"])]
             only = set(options.get("emergency") or []) or None
-            self.store.save_manifest(manifest_mod.build(cycle_id, updates, advisories, policy.approval, only=only,
-                                                        sla_days=policy.sla_days))
+            carry = options.get("carry_over")
+            self.store.save_manifest(manifest_mod.build(
+                cycle_id, updates, advisories, policy.approval, only=only, sla_days=policy.sla_days,
+                carry=(carry["cycle"], frozenset((n, v) for n, v in carry["approved"])) if carry else None))
         manifest = Manifest(cycle_id, str(row["created_at"]), tuple(self.store.decisions(cycle_id)))
         scan_failed, unreachable = {}, set()
         for scan in self.store.scans(cycle_id, "scan"):

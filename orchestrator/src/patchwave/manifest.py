@@ -6,6 +6,9 @@ never touched unless the policy allows it; package include/exclude patterns; the
 updates (security pocket, or fixing a known advisory) are approved when their severity reaches
 the minimum and their advisory is old enough (delay_days); other updates only when the policy
 approves them. New packages are approved exactly when an approved update needs them.
+
+A catch-up (a host that missed a cycle) carries that cycle's approvals over instead: exactly the
+name=version pairs the missed cycle approved, nothing newer, and no rule is evaluated again.
 """
 
 from __future__ import annotations
@@ -112,14 +115,37 @@ def sla_due(decision: Decision, sla_days: Mapping[Any, int]) -> str:
     return f"{stamp + timedelta(days=days):%Y-%m-%d}"
 
 
+def carried(update: PendingUpdate, advisories: list[Advisory], source: str,
+            approved: frozenset[tuple[str, str]]) -> Decision:
+    """A catch-up decision: approved exactly when cycle `source` approved this name=version."""
+    info = decide(update, advisories, Approval(other=True), datetime.max.replace(tzinfo=UTC))
+    if update.held:
+        return replace(info, approved=False, reason="excluded: package is held on the host (apt-mark hold)")
+    if (update.name, update.candidate) in approved:
+        return replace(info, approved=True, reason=f"approved: carried over from cycle {source}, which this host missed")
+    other = sorted(v for n, v in approved if n == update.name)
+    if other:
+        return replace(info, approved=False, reason=f"excluded: cycle {source} approved {update.name} "
+                                                    f"{', '.join(other)}, not {update.candidate} (a regular cycle decides)")
+    return replace(info, approved=False, reason=f"excluded: cycle {source} did not approve it")
+
+
 def build(cycle_id: str, updates: list[PendingUpdate], advisories: list[Advisory],
           approval: Approval = DEFAULT_APPROVAL, now: datetime | None = None,
-          only: set[str] | None = None, sla_days: Mapping[Any, int] | None = None) -> Manifest:
+          only: set[str] | None = None, sla_days: Mapping[Any, int] | None = None,
+          carry: tuple[str, frozenset[tuple[str, str]]] | None = None) -> Manifest:
+    """`only`: advisory ids of an emergency; `carry`: (missed cycle, its approved name=version pairs)."""
     decisions: dict[tuple[str, str], Decision] = {}
     for update in updates:
-        if not update.new_install:
-            decisions[(update.host, update.name)] = (emergency(update, advisories, only) if only
-                                                     else decide(update, advisories, approval, now))
+        if update.new_install:
+            continue
+        if carry is not None:
+            decision = carried(update, advisories, *carry)
+        elif only:
+            decision = emergency(update, advisories, only)
+        else:
+            decision = decide(update, advisories, approval, now)
+        decisions[(update.host, update.name)] = decision
     for update in updates:
         if update.new_install:
             parents = [decisions.get((update.host, p)) for p in update.required_by]

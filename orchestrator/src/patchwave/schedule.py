@@ -47,7 +47,7 @@ def period_seconds(text: str) -> float:
 
 class Job(_Model):
     name: str = Field(pattern=_NAME.pattern)
-    kind: Literal["discover", "scan", "assess", "digest"]
+    kind: Literal["discover", "scan", "assess", "digest", "catch-up"]
     every: str | None = None
     cron: str | None = None
     groups: list[str] = []

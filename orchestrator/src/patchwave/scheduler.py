@@ -18,7 +18,7 @@ from patchwave import assets
 from patchwave.inventory import load_hosts
 from patchwave.models import Host
 from patchwave.paths import Paths
-from patchwave.policy import thin_link_vars
+from patchwave.policy import Policy, thin_link_vars
 from patchwave.schedule import Job, Schedule, due
 from patchwave.store import Store
 
@@ -70,6 +70,8 @@ def execute(paths: Paths, store: Store, schedule: Schedule, schedule_path: Path,
         queued = events.digest(sender)
         return {"queued": queued, **sender.flush()}
     hosts = [h for h in load_hosts(inventory) if job.covers(h.groups, h.device_type)]
+    if job.kind == "catch-up":
+        return catch_up(paths, store, inventory, schedule, hosts, log)
     return with_retries(schedule, hosts,
                         lambda batch: _run_kind(paths, store, inventory, schedule, job, schedule_path, batch), log)
 
@@ -152,17 +154,72 @@ def act_on_new(paths: Paths, store: Store, inventory: Path, log: Log) -> list[di
     return done
 
 
+def _one_host(row: dict[str, Any] | None, host: Host, wave: str, **changes: Any) -> Policy:
+    """A cycle's policy (the default without one) narrowed to one host in one wave."""
+    from patchwave.policy import Policy, Targets, Wave
+
+    policy = Policy.model_validate_json(json.dumps(row["policy"])) if row else Policy()
+    return policy.model_copy(update={"targets": Targets(hosts=[host.name]), "waves": [Wave(name=wave)], **changes})
+
+
 def patch_now(paths: Paths, store: Store, inventory: Path, host: Host) -> str:
     """An out-of-cycle mini cycle for one host under the latest cycle's policy (its approval
     rules), in one wave."""
     from patchwave.cycle import Cycle
-    from patchwave.policy import Policy, Targets, Wave
 
     latest = store.latest_cycle_id()
-    row = store.cycle(latest) if latest else None
-    policy = Policy.model_validate_json(json.dumps(row["policy"])) if row else Policy()
-    mini = policy.model_copy(update={"targets": Targets(hosts=[host.name]), "waves": [Wave(name="new-device")],
-                                     "windows": []})
+    mini = _one_host(store.cycle(latest) if latest else None, host, "new-device", windows=[])
     extra = paths.lab / "advisories"  # the lab's advisories; a production policy names its own sources
     cycle_id = Cycle(paths, store, inventory).run(mini, extra if extra.exists() else None)
     return f"patched out of cycle in {cycle_id} ({(store.cycle(cycle_id) or {}).get('status')})"
+
+
+def catch_up(paths: Paths, store: Store, inventory: Path, schedule: Schedule, hosts: list[Host],
+             log: Log) -> dict[str, Any]:
+    """Hosts whose latest cycle could not reach them get a one-host catch-up cycle that carries
+    over exactly what the missed cycle approved (no approval rule, manual gate or delay again),
+    under that cycle's policy (its windows, gates, reboot rule, thin links). A host still away
+    stays unreachable and is tried again, with the schedule's retries and at the next due run."""
+    from patchwave.cycle import Cycle
+    from patchwave.errors import GateHalt
+
+    latest = {r["host"]: r for r in store.rows("end_states", latest_per="host", host=[h.name for h in hosts])}
+    missed = [h for h in hosts if (latest.get(h.name) or {}).get("state") == "unreachable"]
+    done: list[dict[str, Any]] = []
+
+    def run(batch: list[Host]) -> dict[str, bool]:
+        answered = {}
+        for host in batch:
+            row = store.cycle(latest[host.name]["cycle_id"]) or {}
+            # a catch-up that could not reach the host either hands on the cycle it was catching up on
+            source = ((row.get("options") or {}).get("carry_over") or {}).get("cycle") or row.get("id")
+            origin = store.cycle(str(source)) or row
+            approved = sorted({(d.name, d.version) for d in store.decisions(str(source)) if d.approved})
+            entry: dict[str, Any] = {"host": host.name, "missed": source, "carried": len(approved)}
+            if not approved:
+                entry.update(state="nothing to carry over", detail=f"cycle {source} approved nothing")
+                answered[host.name] = True
+                done.append(entry)
+                continue
+            options = origin.get("options") or {}
+            log(f"catch-up: {host.name} missed cycle {source}; carrying over {len(approved)} approval(s)")
+            try:
+                cycle_id = Cycle(paths, store, inventory).run(
+                    _one_host(origin, host, "catch-up"),
+                    Path(options["advisories"]) if options.get("advisories") else None,
+                    Path(options["policy_dir"]) if options.get("policy_dir") else None,
+                    carry_over=(str(source), approved))
+            except GateHalt as exc:  # its maintenance window is closed: the next due run tries again
+                entry.update(state="waiting", detail=str(exc))
+                answered[host.name] = True
+                done.append(entry)
+                continue
+            state = store.end_states(cycle_id).get(host.name, {})
+            entry.update(cycle=cycle_id, state=state.get("state"), detail=state.get("detail"))
+            answered[host.name] = state.get("state") != "unreachable"
+            done.append(entry)
+        return answered
+
+    result = with_retries(schedule, missed, run, log) if missed else {"hosts": 0, "answered": [], "unreachable": [],
+                                                                     "tries": 0}
+    return {**result, "catch_up": done}
