@@ -1,7 +1,7 @@
 """A host that misses a patch cycle catches up at the next due run, without re-approval: ws2 is
 paused (podman pause) during a cycle that approves two fixes for the workstations; ws1 is
-patched, ws2 ends unreachable. A scheduled catch-up job while ws2 is still away leaves it
-unreachable; once it is back, the next due run gives it a one-host cycle that installs exactly
+patched, ws2 ends unreachable. A scheduled catch-up job while ws2 is still away finds that out
+with a scan and starts no cycle; once it is back, the next due run gives it a one-host cycle that installs exactly
 the versions the missed cycle approved (and nothing else it has pending), read inside the
 container with dpkg."""
 
@@ -66,6 +66,7 @@ def test_host_that_missed_a_cycle_catches_up_with_its_approvals(lab, tmp_path: P
         assert (run["status"], run["unreachable"]) == ("partial", ["ws2"]), run
         (away,) = run["catch_up"]
         assert (away["host"], away["missed"], away["state"]) == ("ws2", missed["cycle_id"], "unreachable"), away
+        assert [c["id"] for c in Store(url).rows("cycles")] == [missed["cycle_id"]]  # a scan found it away: no cycle
     finally:
         subprocess.run(["podman", "unpause", ws2.container], env=ENV, check=True, capture_output=True)
     before = installed_versions(ws2.container)
@@ -76,7 +77,6 @@ def test_host_that_missed_a_cycle_catches_up_with_its_approvals(lab, tmp_path: P
     (run,) = outcomes
     assert (run["status"], run["answered"], run["unreachable"]) == ("ok", ["ws2"], []), run
     (back,) = run["catch_up"]  # ws1 was patched by the cycle itself: nothing to catch up
-    # the catch-up that could not reach ws2 handed on the cycle it missed
     assert (back["host"], back["missed"], back["state"], back["carried"]) == ("ws2", missed["cycle_id"], "patched", 2)
     after = installed_versions(ws2.container)
     assert (after["pw-libssl"], after["pw-tzdata"]) == ("1.0-2", "2026b-1")

@@ -179,9 +179,11 @@ def catch_up(paths: Paths, store: Store, inventory: Path, schedule: Schedule, ho
     """Hosts whose latest cycle could not reach them get a one-host catch-up cycle that carries
     over exactly what the missed cycle approved (no approval rule, manual gate or delay again),
     under that cycle's policy (its windows, gates, reboot rule, thin links). A host still away
-    stays unreachable and is tried again, with the schedule's retries and at the next due run."""
-    from patchwave.cycle import Cycle
+    stays unreachable (a scan finds that out; no cycle is started) and is tried again, with the
+    schedule's retries and at the next due run."""
+    from patchwave.cycle import Cycle, scan_only
     from patchwave.errors import GateHalt
+    from patchwave.progress import quiet
 
     latest = {r["host"]: r for r in store.rows("end_states", latest_per="host", host=[h.name for h in hosts])}
     missed = [h for h in hosts if (latest.get(h.name) or {}).get("state") == "unreachable"]
@@ -199,6 +201,13 @@ def catch_up(paths: Paths, store: Store, inventory: Path, schedule: Schedule, ho
             if not approved:
                 entry.update(state="nothing to carry over", detail=f"cycle {source} approved nothing")
                 answered[host.name] = True
+                done.append(entry)
+                continue
+            # a host still away gets no cycle (a scan says so, and is stored like any scan)
+            probe = scan_only(paths, store, inventory, quiet(), [host])[0]
+            if probe["unreachable"]:
+                entry.update(state="unreachable", detail=probe["message"])
+                answered[host.name] = False
                 done.append(entry)
                 continue
             options = origin.get("options") or {}
