@@ -410,10 +410,7 @@ class ExceptionsFile(_Model):
 
     @model_validator(mode="after")
     def _unique(self) -> ExceptionsFile:
-        ids = [e.id for e in self.exceptions]
-        dupes = sorted({i for i in ids if ids.count(i) > 1})
-        if dupes:
-            raise ValueError(f"exception ids must be unique: {', '.join(dupes)}")
+        yamlsrc.require_unique([e.id for e in self.exceptions], "exception ids")
         return self
 
 

@@ -337,10 +337,7 @@ class Policy(_Model):
 
     @model_validator(mode="after")
     def _waves(self) -> Policy:
-        names = [w.name for w in self.waves]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"wave names must be unique: {', '.join(dupes)}")
+        yamlsrc.require_unique([w.name for w in self.waves], "wave names")
         for index, wave in enumerate(self.waves[:-1]):
             if wave.selector is None and wave.size == "100%":
                 raise ValueError(f"wave {wave.name!r} takes every remaining host, so wave "

@@ -144,10 +144,7 @@ class Schedule(_Model):
 
     @model_validator(mode="after")
     def _names(self) -> Schedule:
-        names = [j.name for j in self.jobs]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"job names must be unique: {', '.join(dupes)}")
+        yamlsrc.require_unique([j.name for j in self.jobs], "job names")
         return self
 
     @property

@@ -708,11 +708,8 @@ class Store:
                 .order_by(outbox.c.id)).mappings()]
 
     def outbox_rows(self, status: str | None = None) -> list[dict[str, Any]]:
-        query = select(outbox).order_by(outbox.c.id)
-        if status is not None:
-            query = query.where(outbox.c.status == status)
-        with self.engine.connect() as conn:
-            return [dict(r) for r in conn.execute(query).mappings()]
+        equal: dict[str, Any] = {} if status is None else {"status": status}
+        return list(self.rows("outbox", **equal))
 
     def outbox_update(self, row_id: int, **values: Any) -> None:
         with self.engine.begin() as conn:
@@ -842,11 +839,8 @@ class Store:
                 finished_at=now(), status=status, detail=detail))
 
     def schedule_runs(self, job: str | None = None) -> list[dict[str, Any]]:
-        query = select(schedule_runs).order_by(schedule_runs.c.id)
-        if job is not None:
-            query = query.where(schedule_runs.c.job == job)
-        with self.engine.connect() as conn:
-            return [dict(r) for r in conn.execute(query).mappings()]
+        equal: dict[str, Any] = {} if job is None else {"job": job}
+        return list(self.rows("schedule_runs", **equal))
 
     def set_agent_token(self, host: str, token_sha256: str) -> None:
         with self.engine.begin() as conn:

@@ -107,6 +107,13 @@ def loc_text(loc: tuple[str | int, ...]) -> str:
     return text
 
 
+def require_unique(values: list[str], what: str) -> None:
+    """A model validator's check: ValueError naming the repeated `values` ("wave names", ...)."""
+    dupes = sorted({v for v in values if values.count(v) > 1})
+    if dupes:
+        raise ValueError(f"{what} must be unique: {', '.join(dupes)}")
+
+
 GroupPlaces = list[tuple[tuple[str | int, ...], list[str]]]
 
 
