@@ -156,7 +156,7 @@ def act_on_new(paths: Paths, store: Store, inventory: Path, log: Log) -> list[di
 
 def _one_host(row: dict[str, Any] | None, host: Host, wave: str, **changes: Any) -> Policy:
     """A cycle's policy (the default without one) narrowed to one host in one wave."""
-    from patchwave.policy import Policy, Targets, Wave
+    from patchwave.policy import Targets, Wave
 
     policy = Policy.model_validate_json(json.dumps(row["policy"])) if row else Policy()
     return policy.model_copy(update={"targets": Targets(hosts=[host.name]), "waves": [Wave(name=wave)], **changes})
