@@ -20,9 +20,9 @@ stage "ansible-test sanity"
 scripts/sanity.sh
 [[ "$what" == lint ]] && exit 0
 
-stage "pytest: unit, integration (lab), end to end"
+stage "pytest: unit, security (hostile input, claims, boundaries), integration (lab), end to end"
 set +e
-pytest -p no:cacheprovider tests/unit tests/integration tests/e2e
+pytest -p no:cacheprovider tests/unit tests/security tests/integration tests/e2e
 rc=$?
 set -e
 if [[ $rc -eq 5 ]]; then

@@ -56,7 +56,7 @@ def installed_versions(container: str) -> dict[str, str]:
 
 
 def ansible(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_FORCE_COLOR="0")
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_FORCE_COLOR="0", ANSIBLE_HOST_KEY_CHECKING="True")
     bindir = Path(sys.executable).parent
     return subprocess.run([str(bindir / args[0]), *args[1:]], capture_output=True, text=True, cwd=ROOT, env=env,
                           check=check)
@@ -84,7 +84,7 @@ def run_module(host: str, module: str, args: dict[str, object], check: bool = Fa
         ansible_runner.run(
             private_data_dir=tmp, host_pattern=host, module=module, module_args=json.dumps(args) if args else "",
             inventory=str(ROOT / "inventories/lab/hosts.yml"), quiet=True, event_handler=keep,
-            envvars={"ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_BECOME": "true",
+            envvars={"ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_HOST_KEY_CHECKING": "True", "ANSIBLE_BECOME": "true",
                      "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"},
             cmdline="--check" if check else None,
         )
@@ -115,7 +115,7 @@ def run_playbook(playbook: str, limit: str, extravars: dict[str, object] | None 
             private_data_dir=tmp, playbook=str(ROOT / "playbooks" / playbook),
             inventory=str(ROOT / "inventories/lab/hosts.yml"), limit=limit, extravars=extravars or {},
             quiet=True, event_handler=keep, cmdline="--check" if check else None,
-            envvars={"ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+            envvars={"ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_HOST_KEY_CHECKING": "True",
                      "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"},
         )
         return str(runner.status), dict(runner.stats or {}), results

@@ -1,6 +1,9 @@
 """Real receivers on 127.0.0.1 for the notification tests: a webhook receiver that checks the
-HMAC signature (and can fail N times, or hang), an SMTP server with STARTTLS and AUTH (aiosmtpd),
-and small Jira- and ServiceNow-compatible REST servers that keep their tickets in memory."""
+HMAC signature (and can fail N times, or hang), an SMTP server with STARTTLS or SMTPS and AUTH
+(aiosmtpd), and small Jira- and ServiceNow-compatible REST servers that keep their tickets in
+memory. Any of the HTTP ones can serve https with a certificate made here (the test's own CA).
+For the outbound rules: a server that answers every request with a redirect, and one that
+records every request it gets (and whether it carried credentials)."""
 
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qs, unquote, urlparse
 
 from aiosmtpd.controller import Controller
@@ -33,13 +36,19 @@ class _Server(ThreadingHTTPServer):
 
 
 @contextmanager
-def serving(handler: type[BaseHTTPRequestHandler], state: Any, port: int = 0) -> Iterator[tuple[str, Any]]:
+def serving(handler: type[BaseHTTPRequestHandler], state: Any, port: int = 0,
+            tls: tuple[Path, Path] | None = None) -> Iterator[tuple[str, Any]]:
+    """Serve on 127.0.0.1; with `tls` (a certificate and its key, see `self_signed`) over https."""
     server = _Server(("127.0.0.1", port), handler)
     server.state = state  # type: ignore[attr-defined]
+    if tls is not None:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(*tls)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", state
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{server.server_address[1]}", state
     finally:
         server.shutdown()
         server.server_close()
@@ -106,9 +115,9 @@ class WebhookHandler(_Handler):
 
 # --- SMTP ------------------------------------------------------------------------------------
 
-def self_signed(folder: Path, name: str = "localhost") -> tuple[Path, Path]:
+def self_signed(folder: Path, name: str = "localhost", stem: str = "smtp") -> tuple[Path, Path]:
     """A certificate for 127.0.0.1 / localhost and its key (the test's own CA: the client trusts
-    exactly this certificate)."""
+    exactly this certificate), as `<stem>.crt` and `<stem>.key` in `folder`."""
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     import ipaddress
@@ -122,7 +131,7 @@ def self_signed(folder: Path, name: str = "localhost") -> tuple[Path, Path]:
                            critical=False)
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .sign(key, hashes.SHA256()))
-    cert_file, key_file = folder / "smtp.crt", folder / "smtp.key"
+    cert_file, key_file = folder / f"{stem}.crt", folder / f"{stem}.key"
     cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                            serialization.NoEncryption()))
@@ -130,8 +139,8 @@ def self_signed(folder: Path, name: str = "localhost") -> tuple[Path, Path]:
 
 
 class MailBox:
-    def __init__(self, user: str, password: str) -> None:
-        self.user, self.password = user, password
+    def __init__(self, user: str, password: str, implicit_tls: bool = False) -> None:
+        self.user, self.password, self.implicit_tls = user, password, implicit_tls
         self.messages: list[dict[str, Any]] = []
         self.logins: list[str] = []
 
@@ -141,7 +150,8 @@ class MailBox:
         mail = message_from_bytes(envelope.content)
         self.messages.append({"from": envelope.mail_from, "to": list(envelope.rcpt_tos),
                               "subject": mail["Subject"], "message_id": mail["Message-ID"],
-                              "delivery": mail["X-Patchwave-Delivery"], "tls": session.ssl is not None,
+                              "delivery": mail["X-Patchwave-Delivery"],
+                              "tls": self.implicit_tls or session.ssl is not None,
                               "body": mail.get_payload(decode=True).decode()})
         return "250 OK"
 
@@ -154,19 +164,24 @@ class MailBox:
 
 
 @contextmanager
-def smtp_server(folder: Path, user: str, password: str) -> Iterator[tuple[int, MailBox, Path]]:
+def smtp_server(folder: Path, user: str, password: str,
+                tls: Literal["starttls", "smtps", "none"] = "starttls") -> Iterator[tuple[int, MailBox, Path]]:
+    """AUTH required, and `tls`: STARTTLS required before anything (the default), TLS from the
+    first byte (SMTPS), or none at all (a server that would take a password in the clear)."""
     cert, key = self_signed(folder)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
-    box = MailBox(user, password)
+    box = MailBox(user, password, implicit_tls=tls == "smtps")
     import socket
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    controller = Controller(box, hostname="127.0.0.1", port=port, tls_context=context, require_starttls=True,
-                            authenticator=box.authenticate, auth_required=True,
-                            auth_exclude_mechanism=["LOGIN"])  # PLAIN answers a wrong password at once
+    options: dict[str, Any] = {"starttls": {"tls_context": context, "require_starttls": True},
+                               "smtps": {"ssl_context": context, "auth_require_tls": False},
+                               "none": {"auth_require_tls": False}}[tls]
+    controller = Controller(box, hostname="127.0.0.1", port=port, authenticator=box.authenticate, auth_required=True,
+                            auth_exclude_mechanism=["LOGIN"], **options)  # PLAIN answers a wrong password at once
     controller.start()
     try:
         yield port, box, cert
@@ -301,3 +316,51 @@ class SnowHandler(_Handler):
             if "state" in data:
                 incident["state"] = data["state"]
         self.answer(200, {"result": {"state": incident["state"]}})
+
+
+# --- redirects -------------------------------------------------------------------------------
+
+class RedirectState:
+    """Answers every request with `code` and `Location: location`."""
+
+    def __init__(self, location: str, code: int = 302) -> None:
+        self.location, self.code = location, code
+        self.requests: list[tuple[str, str]] = []  # (method, path)
+
+
+class RedirectHandler(_Handler):
+    def _redirect(self) -> None:
+        self.body()
+        self.state.requests.append((self.command, self.path))
+        self.send_response(self.state.code)
+        self.send_header("Location", self.state.location)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_GET = do_POST = do_PATCH = do_PUT = _redirect
+
+
+class RecorderState:
+    """Where a redirect points: records every request it gets and answers 200 with `answer`
+    (JSON), so that a client that followed the redirect would think it had succeeded."""
+
+    def __init__(self, answer: Any = None) -> None:
+        self.answer = {} if answer is None else answer
+        self.requests: list[dict[str, Any]] = []  # method, path, headers (names lower-case), body
+        self.lock = threading.Lock()
+
+    def with_credentials(self) -> list[dict[str, Any]]:
+        """The requests that carried basic auth, a bearer token or a webhook signature."""
+        return [r for r in self.requests
+                if {"authorization", "x-patchwave-signature", "cookie"} & set(r["headers"])]
+
+
+class RecorderHandler(_Handler):
+    def _record(self) -> None:
+        body = self.body()
+        with self.state.lock:
+            self.state.requests.append({"method": self.command, "path": self.path, "body": body,
+                                        "headers": {k.lower(): v for k, v in self.headers.items()}})
+        self.answer(200, self.state.answer)
+
+    do_GET = do_POST = do_PATCH = do_PUT = _record

@@ -2,7 +2,9 @@
 (a Jira-compatible server on 127.0.0.1, started here), a ticket closed by hand while the rule
 still fails is re-opened by the next assessment, a remediation comments on it, and the
 confirming reassessment that passes closes it. A webhook route hears the new failure once and
-the critical drift (a new listening port) at once."""
+the critical drift (a new listening port) at once. The Jira server speaks https (a certificate
+made here); the webhook receiver plain http, so its channel says `insecure: true` and each
+delivery to it is warned about."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from conftest import ROOT, podman_exec
-from notifyservers import JiraHandler, JiraState, WebhookHandler, WebhookState, serving
+from notifyservers import JiraHandler, JiraState, WebhookHandler, WebhookState, self_signed, serving
 
 from patchwave.store import Store
 
@@ -47,19 +49,21 @@ def test_failing_rule_ticket_reopened_when_closed_early_closed_after_a_passing_r
     (tmp_path / "rules.yml").write_text(RULES)
     url = f"sqlite:///{tmp_path / 'pw.db'}"
     common = ["-l", "web1", "-b", str(tmp_path / "rules.yml")]
-    with serving(JiraHandler, JiraState("patchwave", "jira-token-9")) as (jira_url, jira), \
+    tls = self_signed(tmp_path, stem="tls")  # tls.crt, next to notify.yml: the Jira channel's ca_file
+    with serving(JiraHandler, JiraState("patchwave", "jira-token-9"), tls=tls) as (jira_url, jira), \
             serving(WebhookHandler, WebhookState("hook-key-3")) as (hook_url, hook):
         notify = tmp_path / "notify.yml"
         notify.write_text(
             f"channels:\n  jira: {{type: jira, url: '{jira_url}', project: OPS, user: {{env: PW_LOOP_USER}}, "
-            f"token: {{env: PW_LOOP_TOKEN}}}}\n  hook: {{type: webhook, url: '{hook_url}', "
-            "secret: {env: PW_LOOP_HOOK}}\nroutes:\n"
+            f"token: {{env: PW_LOOP_TOKEN}}, ca_file: tls.crt}}\n  hook: {{type: webhook, url: '{hook_url}', "
+            "secret: {env: PW_LOOP_HOOK}, insecure: true}\nroutes:\n"
             "  - {name: tickets, events: [rule_failed], channels: [jira], groups: [web]}\n"
             "  - {name: chat, events: [rule_failed, critical_drift], channels: [hook]}\n")
 
         rc, _report, err = pw("assess", *common, store=url, notify=notify)
         assert rc == 1, err[-2000:]
         assert "notify: 2 queued; 2 sent" in err  # the ticket and the chat message
+        assert err.count("WARNING: channel hook") == 1  # the plain-http webhook, once per delivery
         (issue,) = jira.issues.values()
         assert issue["status"] == "To Do" and "/etc/pwloop.conf" in issue["description"]
         (key,) = jira.issues

@@ -1,7 +1,9 @@
 """Notifications against real servers on 127.0.0.1, started by the tests: a signed webhook (a
 receiver that fails N times, one that is down, one that hangs while the sender is killed), SMTP
-with STARTTLS and AUTH (aiosmtpd), Jira- and ServiceNow-compatible ticket APIs. Every message
-arrives exactly once; secrets never reach the store or the output."""
+with STARTTLS and AUTH (aiosmtpd), Jira- and ServiceNow-compatible ticket APIs over https (a
+certificate made by the test). Every message arrives exactly once; secrets never reach the store
+or the output. The webhook receivers speak plain http, so their channels say `insecure: true`
+(tests/security/test_outbound.py tests what that allows and what it refuses)."""
 
 from __future__ import annotations
 
@@ -13,8 +15,9 @@ import subprocess
 import sys
 import textwrap
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from notifyservers import (
@@ -24,6 +27,7 @@ from notifyservers import (
     SnowState,
     WebhookHandler,
     WebhookState,
+    self_signed,
     serving,
     smtp_server,
 )
@@ -53,6 +57,12 @@ def secrets(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PW_TEST_PASSWORD", "mail-password-42")
 
 
+@pytest.fixture
+def tls(tmp_path: Path) -> tuple[Path, Path]:
+    """A certificate for the https ticket servers; their channels name it as `ca_file: tls.crt`."""
+    return self_signed(tmp_path, stem="tls")
+
+
 def notifier(store: Store, tmp_path: Path, text: str) -> Notifier:
     path = tmp_path / "notify.yml"
     path.write_text(textwrap.dedent(text))
@@ -60,7 +70,7 @@ def notifier(store: Store, tmp_path: Path, text: str) -> Notifier:
 
 
 def webhook_policy(url: str, extra: str = "") -> str:
-    return (f"channels:\n  hook: {{type: webhook, url: '{url}', secret: {{env: PW_TEST_HOOK_SECRET}}}}\n"
+    return (f"channels:\n  hook: {{type: webhook, url: '{url}', secret: {{env: PW_TEST_HOOK_SECRET}}, insecure: true}}\n"
             "routes:\n  - {name: all, events: [patch_failed, cycle_completed, rule_failed, critical_drift], "
             f"channels: [hook]{extra}}}\n" + FAST)
 
@@ -125,7 +135,7 @@ def test_killed_while_sending_then_flushed_again_nothing_lost_nothing_twice(stor
     policy = tmp_path / "notify.yml"
     with serving(WebhookHandler, WebhookState(SECRET, hang_seconds=30)) as (first_url, hanging):
         policy.write_text(f"channels:\n  hook: {{type: webhook, url: '{first_url}', secret: {{env: PW_TEST_HOOK_SECRET}}, "
-                          "timeout_seconds: 60}\nroutes:\n  - {name: sla, events: [sla_breached, sla_warning], "
+                          "timeout_seconds: 60, insecure: true}\nroutes:\n  - {name: sla, events: [sla_breached, sla_warning], "
                           "channels: [hook]}\n" + FAST)
         child = subprocess.Popen([str(Path(sys.executable).parent / "patchwave"), "notify", "digest", "-p",
                                   str(policy), "-i", str(tmp_path / "none.yml")], env=env, cwd=ROOT,
@@ -137,8 +147,9 @@ def test_killed_while_sending_then_flushed_again_nothing_lost_nothing_twice(stor
         child.send_signal(signal.SIGKILL)
         child.wait()
     rows = store.outbox_rows()
-    # db1's fix "a" was due Nov 10 and never installed: one breach (web1 and web2 installed theirs)
-    assert [r["status"] for r in rows] == ["pending"] and not hanging.delivered
+    # db1's fix "a" was due Nov 10 and never installed: one breach (web1 and web2 installed theirs);
+    # it is still claimed by the killed process, which the next flush sees is gone
+    assert [r["status"] for r in rows] == ["sending"] and not hanging.delivered
     with serving(WebhookHandler, WebhookState(SECRET)) as (url, state):
         policy.write_text(policy.read_text().replace(first_url, url))
         done = subprocess.run([str(Path(sys.executable).parent / "patchwave"), "notify", "flush", "-p", str(policy),
@@ -170,12 +181,18 @@ def test_rate_limits_hold_and_quiet_hours_wait_but_critical_goes_through(store: 
         fill(other)
         sender = notifier(other, tmp_path, webhook_policy(url, quiet))
         events.after_cycle(sender, "c1")
-        night = datetime(2026, 11, 29, 23, 30, tzinfo=UTC)  # 00:30 in Berlin
+        # the first 23:30 UTC after the messages were queued (00:30 or 01:30 in Berlin): inside
+        # the quiet hours whatever the day the test runs, and never before the queueing
+        queued = datetime.now(UTC)
+        night = queued.replace(hour=23, minute=30, second=0, microsecond=0)
+        night += timedelta(days=1) if night <= queued else timedelta()
         counts = sender.flush(now=lambda: night)
-        # patch_failed of db1 is critical: it goes; the cycle digest waits until 06:00 Berlin (05:00 UTC)
+        # patch_failed of db1 is critical: it goes; the cycle digest waits until 06:00 in Berlin
         assert [m["event"] for _i, m in state.delivered] == ["patch_failed"] and counts["held"] == 1
         (waiting,) = other.outbox_rows("pending")
-        assert waiting["next_at"].replace(tzinfo=UTC) == datetime(2026, 11, 30, 5, 0, tzinfo=UTC)
+        berlin = ZoneInfo("Europe/Berlin")
+        morning = night.astimezone(berlin).replace(hour=6, minute=0)  # the same Berlin day
+        assert waiting["next_at"].replace(tzinfo=UTC) == morning.astimezone(UTC)
 
 
 def test_email_over_starttls_with_auth_once_per_message(store: Store, tmp_path: Path) -> None:
@@ -217,11 +234,11 @@ def _assess(store: Store, aid: int, host: str, rule: str, status: str) -> str:
 
 
 def test_jira_ticket_opens_once_closes_on_a_passing_rescan_and_reopens_if_closed_too_early(
-        store: Store, tmp_path: Path) -> None:
-    with serving(JiraHandler, JiraState("patchwave", "mail-password-42")) as (url, jira):
+        store: Store, tmp_path: Path, tls: tuple[Path, Path]) -> None:
+    with serving(JiraHandler, JiraState("patchwave", "mail-password-42"), tls=tls) as (url, jira):
         sender = notifier(store, tmp_path, (
             f"channels:\n  jira: {{type: jira, url: '{url}', project: OPS, user: {{env: PW_TEST_USER}}, "
-            "token: {env: PW_TEST_PASSWORD}}\nroutes:\n  - {name: tickets, events: [rule_failed], "
+            "token: {env: PW_TEST_PASSWORD}, ca_file: tls.crt}\nroutes:\n  - {name: tickets, events: [rule_failed], "
             "channels: [jira], severities: [high, critical]}\n" + FAST))
         events.after_assessment(sender, "b3")  # web2 fails r1 and errors on r2: two tickets
         assert sender.flush()["sent"] == 2
@@ -252,18 +269,19 @@ def test_jira_ticket_opens_once_closes_on_a_passing_rescan_and_reopens_if_closed
     no_secret_anywhere(store, "mail-password-42")
 
 
-def test_a_ticket_opened_before_a_crash_is_found_not_duplicated(store: Store, tmp_path: Path) -> None:
+def test_a_ticket_opened_before_a_crash_is_found_not_duplicated(store: Store, tmp_path: Path,
+                                                                 tls: tuple[Path, Path]) -> None:
     """The ticket system created the issue but the answer was lost (the orchestrator died): the
     retry finds it by its idempotency label instead of opening a second one."""
     from patchwave.notify.channels import marker
     from patchwave.notify.outbox import ticket_key
 
-    with serving(JiraHandler, JiraState("patchwave", "mail-password-42")) as (url, jira):
+    with serving(JiraHandler, JiraState("patchwave", "mail-password-42"), tls=tls) as (url, jira):
         jira.issues["OPS-7"] = {"summary": "x", "description": "", "status": "To Do", "comments": [],
                                 "labels": [marker(ticket_key("jira", "rule", "web2", "r1"))]}
         sender = notifier(store, tmp_path, (
             f"channels:\n  jira: {{type: jira, url: '{url}', project: OPS, user: {{env: PW_TEST_USER}}, "
-            "token: {env: PW_TEST_PASSWORD}}\nroutes:\n  - {name: tickets, events: [rule_failed], "
+            "token: {env: PW_TEST_PASSWORD}, ca_file: tls.crt}\nroutes:\n  - {name: tickets, events: [rule_failed], "
             "channels: [jira]}\n" + FAST))
         events.after_assessment(sender, "b3")
         sender.flush()
@@ -271,11 +289,12 @@ def test_a_ticket_opened_before_a_crash_is_found_not_duplicated(store: Store, tm
     assert store.ticket(ticket_key("jira", "rule", "web2", "r1"))["number"] == "OPS-7"
 
 
-def test_servicenow_incident_lifecycle_and_patch_tickets(store: Store, tmp_path: Path) -> None:
-    with serving(SnowHandler, SnowState("patchwave", "mail-password-42")) as (url, snow):
+def test_servicenow_incident_lifecycle_and_patch_tickets(store: Store, tmp_path: Path,
+                                                          tls: tuple[Path, Path]) -> None:
+    with serving(SnowHandler, SnowState("patchwave", "mail-password-42"), tls=tls) as (url, snow):
         sender = notifier(store, tmp_path, (
             f"channels:\n  snow: {{type: servicenow, url: '{url}', user: {{env: PW_TEST_USER}}, "
-            "password: {env: PW_TEST_PASSWORD}, assignment_group: linux-ops}\nroutes:\n"
+            "password: {env: PW_TEST_PASSWORD}, assignment_group: linux-ops, ca_file: tls.crt}\nroutes:\n"
             "  - {name: incidents, events: [patch_failed, rule_failed], channels: [snow]}\n" + FAST))
         events.after_cycle(sender, "c1")
         assert sender.flush()["sent"] == 1
@@ -314,7 +333,7 @@ def test_digests_sla_and_cycle_events_go_to_the_routes_whose_hosts_they_are_abou
         conn.execute(update(cycles).values(status="rolled-back"))
     with serving(WebhookHandler, WebhookState(SECRET)) as (url, state):
         sender = notifier(store, tmp_path, (
-            f"channels:\n  hook: {{type: webhook, url: '{url}', secret: {{env: PW_TEST_HOOK_SECRET}}}}\n"
+            f"channels:\n  hook: {{type: webhook, url: '{url}', secret: {{env: PW_TEST_HOOK_SECRET}}, insecure: true}}\n"
             "routes:\n"
             "  - {name: web-team, events: [non_compliant_digest, gate_halted], channels: [hook], owners: [team-web]}\n"
             "  - {name: desktops, events: [non_compliant_digest, sla_warning], channels: [hook], "

@@ -4,12 +4,13 @@ parameters resolve per host, and malformed files are refused with file:line."""
 from __future__ import annotations
 
 import textwrap
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from patchwave.assessment import drift, scores
-from patchwave.baseline import DEFAULT_PROFILE, SHIPPED, Baseline, load_rule_file
+from patchwave.assessment import confirm_exceptions, drift, scores
+from patchwave.baseline import DEFAULT_PROFILE, SHIPPED, Baseline, exception_in_force, expiry_text, load_rule_file
 from patchwave.errors import InputError
 from patchwave.models import Host
 
@@ -151,7 +152,7 @@ def test_drift_flags_new_ports_uid0_and_critical_rules() -> None:
 
 BAD_RULES = [
     ("bad yaml", "rules: [\n  {id: a\n", r":3: invalid YAML"),
-    ("not a mapping", "- a\n", r":1: a baseline \(profile or rule file\) is a mapping"),
+    ("not a mapping", "- a\n", r":1: a baseline is a mapping \(key: value\), not a list"),
     ("unknown top key", "name: x\nrulez: []\n", r":2: rulez: unknown key"),
     ("missing name", "rules: []\n", r":1: name: Field required"),
     ("unknown check type", "name: x\nrules:\n  - id: r1\n    title: t t t\n    severity: low\n    rationale: r r r\n"
@@ -238,6 +239,15 @@ exceptions:
 BAD_EXCEPTIONS = [
     ("unknown rule", EXCEPTION.replace("rule: telnet", "rule: nosuch"), r":4: exceptions\[0\].rule: no rule 'nosuch'"),
     ("bad date", EXCEPTION.replace('"2030-01-31"', '"31/01/2030"'), r":9: exceptions\[0\].expires: .*not a date"),
+    # Python 3.11's date.fromisoformat takes these; an expiry is YYYY-MM-DD and nothing else
+    ("basic format", EXCEPTION.replace('"2030-01-31"', '"20300131"'),
+     r":9: exceptions\[0\].expires: '20300131' is not a date YYYY-MM-DD"),
+    ("week date", EXCEPTION.replace('"2030-01-31"', '"2030-W05-4"'), r":9: exceptions\[0\].expires: .*not a date"),
+    ("unquoted number", EXCEPTION.replace('"2030-01-31"', "20300131"), r":9: exceptions\[0\].expires: 20300131 is not"),
+    ("date and time", EXCEPTION.replace('"2030-01-31"', "2030-01-31 12:00:00"),
+     r":9: exceptions\[0\].expires: .*is a date and time"),
+    ("no such day", EXCEPTION.replace('"2030-01-31"', '"2030-02-30"'), r":9: exceptions\[0\].expires: .*not a date"),
+    ("one-digit month", EXCEPTION.replace('"2030-01-31"', '"2030-1-31"'), r":9: exceptions\[0\].expires: .*not a date"),
     ("no owner", EXCEPTION.replace("    owner: alice\n", ""), r":3: exceptions\[0\].owner: Field required"),
     ("empty scope", EXCEPTION.replace("{hosts: [web1]}", "{}"), r":5: exceptions\[0\].scope: .*names hosts and/or groups"),
     ("unknown host", EXCEPTION.replace("[web1]", "[nosuchhost]"), r"scope host 'nosuchhost' matches no inventory host"),
@@ -252,3 +262,76 @@ def test_malformed_exceptions_are_refused_with_file_and_line(tmp_path: Path, kin
     with pytest.raises(InputError, match=message) as caught:
         Baseline(rules, register).check_inventory([WEB1, WS1])
     assert str(caught.value).startswith(f"{register}:"), kind
+
+
+def test_an_unquoted_yaml_date_is_an_expiry_too(tmp_path: Path) -> None:
+    rules = write(tmp_path, "tiny.yml", RULES)
+    register = write(tmp_path, "exceptions.yml", EXCEPTION.replace('"2030-01-31"', "2030-01-31"))
+    baseline = Baseline(rules, register)
+    (item, _where), = baseline.exceptions
+    assert (item.expires, item.expiry) == ("2030-01-31", date(2030, 1, 31))
+    assert {r["id"]: r for r in baseline.compile(WEB1).module_rules()}["telnet"]["exception"] == {
+        "id": "EXC-1", "expires": "2030-01-31"}
+
+
+@pytest.mark.parametrize(("value", "ok"), [
+    ("2027-03-31", True), (date(2027, 3, 31), True), ("20270331", False), ("2027-W13-3", False),
+    ("2027-03-31T00:00", False), (datetime(2027, 3, 31, 0, 0), False), (20270331, False), (True, False),
+    ("2027-3-31", False), ("2027-02-29", False), ("２０２７-03-31", False), ("2027-03-31\n", False),
+])
+def test_expiry_is_yyyy_mm_dd_only(value: object, ok: bool) -> None:
+    if ok:
+        assert expiry_text(value) == "2027-03-31"
+    else:
+        with pytest.raises(ValueError, match="date"):
+            expiry_text(value)
+
+
+def _register(tmp_path: Path, expires: date) -> Baseline:
+    rules = write(tmp_path, "tiny.yml", RULES)
+    register = write(tmp_path, "exceptions.yml", EXCEPTION.replace('"2030-01-31"', f'"{expires.isoformat()}"'))
+    return Baseline(rules, register)
+
+
+@pytest.mark.parametrize(("offset", "in_force"), [(-1, False), (0, True), (1, True)])
+def test_an_exception_is_in_force_through_its_expiry_day(tmp_path: Path, offset: int, in_force: bool) -> None:
+    today = date.today()
+    baseline = _register(tmp_path, today + timedelta(days=offset))
+    (item, _where), = baseline.exceptions
+    assert exception_in_force(item, today) is in_force
+
+
+@pytest.mark.parametrize("offset", [-1, 0, 1])
+def test_the_controller_resurfaces_a_failure_whose_exception_expired(tmp_path: Path, offset: int) -> None:
+    """A host whose clock is behind still says `excepted` for an exception that lapsed
+    yesterday: the rule counts as failing again, and the exception is shown as expired."""
+    from patchwave.assessment import record_result
+    from patchwave.store import Store
+
+    expires = date.today() + timedelta(days=offset)
+    compiled = _register(tmp_path, expires).compile(WEB1)
+    host_says = {"results": [{"id": "telnet", "status": "excepted", "exception": "EXC-1", "duration": 0.1,
+                              "evidence": {"expected": "telnet not installed", "observed": "telnet 0.17"}},
+                             {"id": "ports", "status": "pass", "duration": 0.1, "evidence": {}}],
+                 "summary": {"facts": {}}, "snapshot": {}}
+    store = Store(f"sqlite:///{tmp_path / 'pw.db'}")
+    entry = record_result(store, "b1", "web1", "tiny", compiled, "assess", host_says)
+    telnet = {r["id"]: r for r in entry["results"]}["telnet"]
+    if offset < 0:
+        assert telnet["status"] == "fail" and telnet["exception_expired"] == "EXC-1" and telnet["exception"] is None
+        assert telnet["evidence"]["note"] == f"exception EXC-1 expired on {expires.isoformat()}"
+        assert telnet["evidence"]["observed"] == "telnet 0.17"
+        assert (entry["summary"]["fail"], entry["summary"]["excepted"]) == (1, 0)
+        assert (entry["score"], entry["score_with_exceptions"]) == (50.0, 50.0)
+    else:
+        assert telnet["status"] == "excepted" and telnet["exception"] == "EXC-1"
+        assert (entry["score"], entry["score_with_exceptions"]) == (50.0, 100.0)
+
+
+def test_an_exception_the_register_does_not_grant_is_not_taken_from_the_host(tmp_path: Path) -> None:
+    compiled = _register(tmp_path, date.today() + timedelta(days=30)).compile(WEB1)
+    claimed = [{"id": "ports", "status": "excepted", "exception": "EXC-1", "evidence": {}},
+               {"id": "telnet", "status": "excepted", "exception": "EXC-9", "evidence": {}}]
+    ports, telnet = confirm_exceptions(claimed, compiled, date.today())
+    assert ports["status"] == telnet["status"] == "fail"
+    assert "does not grant" in ports["evidence"]["note"] and "exception" not in telnet

@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from ansible_collections.patchwave.endpoint.plugins.module_utils.baseline.checks import (
     Host,
     _hex_address,
@@ -12,6 +14,11 @@ from ansible_collections.patchwave.endpoint.plugins.module_utils.baseline.checks
     persisted_sysctl,
 )
 from ansible_collections.patchwave.endpoint.plugins.module_utils.baseline.fixes import ensure_line, set_key
+from ansible_collections.patchwave.endpoint.plugins.module_utils.baseline.rules import (
+    assess,
+    exception_in_force,
+    parse_day,
+)
 
 
 def tree(tmp_path: Path, files: dict[str, str]) -> Host:
@@ -70,3 +77,49 @@ def test_ensure_line_replaces_or_appends_once() -> None:
     assert ensure_line("level 3\n", "hardened yes") == "level 3\nhardened yes\n"
     assert ensure_line("hardened yes\n", "hardened yes", "^hardened ") == "hardened yes\n"
     assert ensure_line(None, "Defaults use_pty") == "Defaults use_pty\n"
+
+
+@pytest.mark.parametrize(("value", "ok"), [
+    ("2027-03-31", True), (date(2027, 3, 31), True), ("20270331", False), ("2027-W13-3", False),
+    ("2027-03-31T00:00", False), (datetime(2027, 3, 31), False), (20270331, False), (None, False),
+    ("2027-3-31", False), ("2027-02-29", False), ("2027-03-31\n", False), (" 2027-03-31", False),
+])
+def test_the_host_takes_expiry_dates_as_yyyy_mm_dd_only(value: object, ok: bool) -> None:
+    if ok:
+        assert parse_day(value) == date(2027, 3, 31)
+    else:
+        with pytest.raises(ValueError):
+            parse_day(value)
+
+
+@pytest.mark.parametrize(("offset", "in_force"), [(-1, False), (0, True), (1, True)])
+def test_an_exception_holds_through_its_expiry_day_and_lapses_the_next(offset: int, in_force: bool) -> None:
+    today = date.today()
+    assert exception_in_force((today + timedelta(days=offset)).isoformat(), today.isoformat()) is in_force
+    assert exception_in_force(today + timedelta(days=offset), today) is in_force
+
+
+def _failing_rule(expires: object) -> dict[str, object]:
+    return {"id": "no-telnetd", "type": "file", "args": {"path": "/usr/sbin/in.telnetd", "state": "absent"},
+            "exception": {"id": "EXC-7", "expires": expires}}
+
+
+@pytest.mark.parametrize("offset", [-1, 0, 1])
+def test_an_expired_exception_leaves_the_failure_standing_on_the_host(tmp_path: Path, offset: int) -> None:
+    host = tree(tmp_path, {"/proc/self/mounts": "", "/usr/sbin/in.telnetd": "ELF"})
+    expires = (date.today() + timedelta(days=offset)).isoformat()
+    (result,), summary = assess([_failing_rule(expires)], host=host)  # today: the host's clock
+    if offset < 0:
+        assert result["status"] == "fail" and result["exception_expired"] == "EXC-7" and "exception" not in result
+        assert result["evidence"]["note"] == f"exception EXC-7 expired on {expires}"
+        assert (summary["fail"], summary["excepted"]) == (1, 0)
+    else:
+        assert result["status"] == "excepted" and result["exception"] == "EXC-7"
+
+
+def test_a_text_that_sorts_after_today_is_not_an_expiry(tmp_path: Path) -> None:
+    """Compared as text, '2999-W01-1', '9' and '29991231' sort after any ISO date: they must not except."""
+    host = tree(tmp_path, {"/proc/self/mounts": "", "/usr/sbin/in.telnetd": "ELF"})
+    for expires in ("2999-W01-1", "9", "29991231"):
+        (result,), _summary = assess([_failing_rule(expires)], host=host, today=date.today().isoformat())
+        assert result["status"] == "fail" and "does not count" in result["evidence"]["note"], expires

@@ -52,3 +52,26 @@ def test_unusable_store_url_is_a_clear_error(tmp_path: Path) -> None:
     proc = patchwave("cycle", "status", "--store", "nosuchdb://x", cwd=Path(__file__).resolve().parents[2])
     assert proc.returncode == 2
     assert "store URL" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def _isolated(tmp_path: Path) -> dict[str, str]:
+    """Everything a command may write, in tmp_path (state, output, Ansible's home and sockets)."""
+    import os
+
+    return dict(os.environ, PATCHWAVE_STATE_DIR=str(tmp_path / "state"), PATCHWAVE_OUTPUT_DIR=str(tmp_path / "output"),
+                ANSIBLE_HOME=str(tmp_path / "ansible"), ANSIBLE_LOCAL_TEMP=str(tmp_path / "ansible" / "tmp"),
+                ANSIBLE_SSH_CONTROL_PATH_DIR=str(tmp_path / "ansible" / "cp"))
+
+
+def test_plan_exits_1_when_a_host_cannot_be_scanned_and_still_shows_the_plan(tmp_path: Path) -> None:
+    import json
+
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text("all:\n  hosts:\n    h1: {ansible_host: 127.0.0.1, ansible_port: 9, ansible_user: nobody}\n")
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run([PATCHWAVE, "cycle", "plan", "-i", str(inventory), "--json"], capture_output=True, text=True,
+                          cwd=root, env=_isolated(tmp_path), check=False, timeout=300)
+    assert proc.returncode == 1, proc.stderr
+    assert json.loads(proc.stdout)["unscanned"] == ["h1"]  # the plan is still printed, for the hosts that answered
+    assert "1 of 1 host(s) could not be scanned" in proc.stderr and "h1" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -80,7 +80,7 @@ def test_unreachable_url_is_a_clear_error() -> None:
 def test_invalid_advisory_names_the_record(tmp_path: Path) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"id": "X-1", "affected": [{"package": {}}]}))
-    with pytest.raises(InputError, match=r"bad.json: advisory X-1: affected\[0\].package.name"):
+    with pytest.raises(InputError, match=r"bad.json:1: advisory X-1: affected\[0\].package.name"):
         advisories.load(tmp_path)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
 from pathlib import Path
 
@@ -55,9 +56,29 @@ def test_good_policy_loads(tmp_path: Path) -> None:
     assert loaded.windows[0].timezone == "Europe/Berlin"
 
 
-def test_empty_file_is_the_default_policy(tmp_path: Path) -> None:
-    loaded = policy.load(write(tmp_path, ""))
+@pytest.mark.parametrize("text", ["", "# to be written\n", "null\n", "---\n...\n", "~\n"],
+                         ids=["empty", "comments", "null", "markers", "tilde"])
+def test_an_empty_file_is_an_error_never_the_default_policy(tmp_path: Path, text: str) -> None:
+    """A policy truncated to nothing must not mean "the default policy on every host"."""
+    with pytest.raises(InputError, match=r"policy\.yml:1: empty policy file"):
+        policy.load(write(tmp_path, text))
+
+
+def test_an_explicit_empty_mapping_is_the_default_policy(tmp_path: Path) -> None:
+    loaded = policy.load(write(tmp_path, "{}\n"))
     assert [w.name for w in loaded.waves] == ["canary", "broad"] and loaded.approval.security
+
+
+@pytest.mark.parametrize("field, text", [
+    ("user_notice.message", "user_notice:\n  message: \"{{ lookup('pipe', 'id') }}\"\n"),
+    ("user_notice.reboot_message", "user_notice:\n  reboot_message: \"{% raw %}x{% endraw %}\"\n"),
+    ("gates.health_checks[0].http", "gates:\n  health_checks:\n    - http: \"http://h/{# x #}\"\n"),
+    ("name", "name: \"{{ 7 * 7 }}\"\n"),
+    ("targets.exclude", "targets:\n  exclude: [\"{{ x }}\"]\n"),
+])
+def test_template_syntax_is_refused_in_every_text(tmp_path: Path, field: str, text: str) -> None:
+    with pytest.raises(InputError, match=rf"policy\.yml:\d+: {re.escape(field)}: '\{{[{{%#]' is Jinja template syntax"):
+        policy.load(write(tmp_path, text))
 
 
 BAD = [
@@ -158,3 +179,13 @@ def test_thin_link_first_match_wins(tmp_path: Path) -> None:
                                                            "relay": "http://relay.branch.example:3142/"}
     assert second.describe() == "through relay http://relay.branch.example:3142/"
     assert loaded.thin_link(("hq",)) is None
+
+
+def test_anchors_merge_keys_a_bom_and_crlf_are_fine(tmp_path: Path) -> None:
+    """The loader's bounds refuse alias bombs, not ordinary anchors."""
+    text = ("\ufeffwindows:\r\n  - &weekend\r\n    groups: [web]\r\n    slots: &slots [{days: [sat, sun], start: '02:00', "
+            "end: '06:00'}]\r\n  - {<<: *weekend, groups: [db], slots: *slots}\r\n")
+    path = tmp_path / "policy.yml"
+    path.write_bytes(text.encode("utf-8"))
+    loaded = policy.load(path, known_groups={"web", "db"})
+    assert [w.groups for w in loaded.windows] == [["web"], ["db"]] and loaded.windows[1].slots == loaded.windows[0].slots

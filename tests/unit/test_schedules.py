@@ -128,6 +128,17 @@ BAD = [
      r"baseline is for assess jobs"),
     ("thin link with a bad relay", SCHEDULE + "thin_links:\n  - {groups: [web], relay: 'http://r:3142/ x'}\n",
      r"schedule.yml:\d+: thin_links\[0\].relay: relay 'http://r:3142/ x' must be an apt proxy URL"),
+    ("empty file", "", r"schedule.yml:1: empty schedule file"),
+    ("only comments", "# jobs to come\n", r"schedule.yml:1: empty schedule file"),
+    ("a list", "- {name: d, kind: digest, every: 1d}\n", r"schedule.yml:1: a schedule is a mapping"),
+    ("cron that never fires", SCHEDULE.replace('cron: "0 2 * * *"', 'cron: "0 2 31 2 *"'),
+     r"schedule.yml:4: jobs\[1\].cron: '0 2 31 2 \*' never fires"),
+    ("interval beyond a year", SCHEDULE.replace("every: 1d", "every: 400d"), r"jobs\[2\].every: '400d' is longer than a year"),
+    ("infinite backoff", SCHEDULE + "retry: {backoff_seconds: .inf}\n", r"retry.backoff_seconds: Input should be a finite"),
+    ("time zone that is a folder", SCHEDULE.replace("Europe/Berlin", "Europe"), r"schedule.yml:1: timezone: unknown time zone"),
+    ("missing inventory", "inventory: nowhere.yml\n" + SCHEDULE, r"schedule.yml:1: inventory: nowhere.yml does not exist"),
+    ("template in a group", SCHEDULE.replace("groups: [web, db]", "groups: ['{{ x }}']"),
+     r"schedule.yml:3: jobs\[0\].groups: '\{\{' is Jinja template syntax"),
 ]
 
 
@@ -161,8 +172,8 @@ def test_thin_links_name_known_groups_and_apply_per_host(tmp_path: Path) -> None
 def test_units_run_schedule_run_from_a_timer(tmp_path: Path) -> None:
     path = write(tmp_path, "schedule.yml", SCHEDULE)
     units = schedule.units(path, ROOT, every_minutes=10)
-    assert f"ExecStart={ROOT}/.venv/bin/patchwave schedule run" in units["patchwave-schedule.service"]
-    assert f"Environment=PATCHWAVE_SCHEDULE={path.resolve()}" in units["patchwave-schedule.service"]
+    assert f'ExecStart="{ROOT}/.venv/bin/patchwave" schedule run' in units["patchwave-schedule.service"]
+    assert f'Environment="PATCHWAVE_SCHEDULE={path.resolve()}"' in units["patchwave-schedule.service"]
     assert "OnUnitActiveSec=10min" in units["patchwave-schedule.timer"]
 
 

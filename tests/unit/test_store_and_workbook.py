@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from openpyxl import load_workbook
 
 from patchwave.cycle import status_report
+from patchwave.errors import PatchwaveError
 from patchwave.manifest import build
 from patchwave.models import Host, PendingUpdate
 from patchwave.reporting.workbook import write_cycle_workbook
-from patchwave.store import Store
+from patchwave.store import SCHEMA_VERSION, Store
 
 
 def _store_with_cycle(tmp_path: Path) -> Store:
@@ -93,4 +95,23 @@ def test_a_schema_1_store_is_migrated_in_place(tmp_path: Path) -> None:
     (old,) = store.decisions("old")
     assert old.name == "p" and old.cves == () and old.published == ""
     with store.engine.connect() as conn:
-        assert conn.exec_driver_sql("SELECT version FROM schema_info").scalar() == 8
+        assert conn.exec_driver_sql("SELECT version FROM schema_info").scalar() == SCHEMA_VERSION
+
+
+def test_a_schema_8_store_gets_leases_and_claims(tmp_path: Path) -> None:
+    from sqlalchemy import create_engine, inspect
+
+    url = f"sqlite:///{tmp_path / 'v8.db'}"
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE schema_info (version INTEGER NOT NULL)")
+        conn.exec_driver_sql("INSERT INTO schema_info VALUES (8)")
+        conn.exec_driver_sql("CREATE TABLE cycle_locks (cycle_id VARCHAR(64) PRIMARY KEY, pid INTEGER NOT NULL,"
+                             " hostname VARCHAR(255) NOT NULL, acquired_at DATETIME NOT NULL)")
+        conn.exec_driver_sql("INSERT INTO cycle_locks VALUES ('old', 1, 'elsewhere', '2026-01-01 00:00:00')")
+    store = Store(url)
+    columns = {c["name"] for c in inspect(store.engine).get_columns("cycle_locks")}
+    assert {"holder", "lease_until"} <= columns
+    assert {"claimed_by", "claimed_until"} <= {c["name"] for c in inspect(store.engine).get_columns("outbox")}
+    with pytest.raises(PatchwaveError, match="being driven by pid 1 on elsewhere"):
+        store.lock("old")  # a lock from before leases: another machine's, kept until someone stops it

@@ -4,6 +4,10 @@ matching of pending updates against them.
 Sources are a file, a directory of files, or an http(s)/file URL; a document may hold one
 record or a list of records. Severity comes from the CVSS base score when the record has a
 vector (v3.x or v4.0), else from the Debian urgency, else from `database_specific.severity`.
+
+A policy's URL is https:// unless its source says `insecure: true` (policy.py checks that), and
+an https:// fetch follows a redirect only to https://: what a source serves decides what is
+approved, so a redirect must not quietly downgrade it to plain http.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from cvss import CVSS3, CVSS4
 from cvss.exceptions import CVSSError
@@ -43,16 +48,45 @@ def rank(severity: str) -> int:
     return SEVERITIES.index(severity) if severity in SEVERITIES else len(SEVERITIES)
 
 
+class _NoDowngrade(urllib.request.HTTPRedirectHandler):
+    """Redirects as urllib follows them, except from https to anything but https (and from http
+    to anything but http or https: urllib would also follow one to ftp)."""
+
+    def redirect_request(self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: Any,
+                         newurl: str) -> urllib.request.Request | None:
+        allowed = ("https",) if urlsplit(req.full_url).scheme == "https" else ("http", "https")
+        if urlsplit(newurl).scheme not in allowed:
+            fp.close()
+            raise InputError(f"{shown(req.full_url)}: cannot fetch advisories: redirected (HTTP {code}) to "
+                             f"{shown(newurl)}, which is not followed: an {urlsplit(req.full_url).scheme} advisory "
+                             f"source is only redirected to {' or '.join(allowed)}")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def shown(url: str) -> str:
+    """A URL for messages: without a user or password, a query (a feed token) or a fragment."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
+
+
+# the largest advisory document read (one file or one URL's answer): Debian's whole OSV feed for a
+# release is a few MB
+MAX_CHARS = 64 * 1024 * 1024
+
+
 def load(source: str | Path, timeout: float = 30) -> list[Advisory]:
     """Every advisory in a file, a directory (*.json) or an http(s)/file URL."""
     text = str(source)
     if text.startswith(("http://", "https://", "file://")):
+        opener = urllib.request.build_opener(_NoDowngrade)
         try:
-            with urllib.request.urlopen(text, timeout=timeout) as response:  # noqa: S310 - scheme checked above
-                body = response.read().decode("utf-8")
+            with opener.open(text, timeout=timeout) as response:
+                body = response.read(MAX_CHARS + 1).decode("utf-8")
         except (urllib.error.URLError, OSError, UnicodeDecodeError) as exc:
-            raise InputError(f"{text}: cannot fetch advisories: {exc}") from exc
-        return _parse_document(text, body)
+            raise InputError(f"{shown(text)}: cannot fetch advisories: {exc}") from None
+        except ValueError:  # http.client's InvalidURL (a port that is not a number, ...): it quotes the URL
+            raise InputError(f"{shown(text)}: cannot fetch advisories: not a valid URL") from None
+        return _parse_document(shown(text), body)
     path = Path(text)
     if not path.exists():
         raise InputError(f"{path}: no such advisory file or directory")
@@ -60,7 +94,8 @@ def load(source: str | Path, timeout: float = 30) -> list[Advisory]:
     found: list[Advisory] = []
     for file in files:
         try:
-            body = file.read_text(encoding="utf-8")
+            with file.open("rb") as handle:
+                body = handle.read(MAX_CHARS + 1).decode("utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise InputError(f"{file}: cannot read advisory: {exc}") from exc
         found.extend(_parse_document(str(file), body))
@@ -72,12 +107,31 @@ load_dir = load
 
 
 def _parse_document(where: str, body: str) -> list[Advisory]:
+    if len(body) > MAX_CHARS:
+        raise InputError(f"{where}: larger than {MAX_CHARS // 1024 // 1024} MB, more than any advisory feed; split it "
+                         "into files of a directory")
     try:
         data = json.loads(body)
     except json.JSONDecodeError as exc:
         raise InputError(f"{where}:{exc.lineno}: invalid JSON: {exc.msg}") from exc
+    except RecursionError:
+        raise InputError(f"{where}: invalid JSON: nested too deeply for an OSV record") from None
     records = data if isinstance(data, list) else [data]
-    return [parse(where, record, index if isinstance(data, list) else None) for index, record in enumerate(records)]
+    advisories = []
+    for index, record in enumerate(records):
+        try:
+            advisories.append(parse(where, record, index if isinstance(data, list) else None))
+        except InputError as exc:
+            raise InputError(_with_line(exc.message, where, body, record)) from None
+    return advisories
+
+
+def _with_line(message: str, where: str, body: str, record: Any) -> str:
+    """`file:line:` for a bad record: the line of its id in the document (JSON keeps no lines)."""
+    ident = record.get("id") if isinstance(record, dict) else None
+    at = body.find(json.dumps(ident)) if isinstance(ident, str) and ident else -1
+    line = body.count("\n", 0, at) + 1 if at >= 0 else 1
+    return f"{where}:{line}{message.removeprefix(where)}" if message.startswith(where) else message
 
 
 def parse(source: str | Path, record: Any, index: int | None = None) -> Advisory:

@@ -5,10 +5,11 @@ with the host's previous assessment (drift). Remediation lives in remediation.py
 from __future__ import annotations
 
 import json
+from datetime import date
 from pathlib import Path
 from typing import Any
 
-from patchwave.baseline import Baseline, Compiled, Rule
+from patchwave.baseline import Baseline, Compiled, Rule, exception_in_force
 from patchwave.cycle import new_cycle_id
 from patchwave.errors import InputError
 from patchwave.inventory import load_hosts
@@ -79,6 +80,33 @@ def drift(previous: dict[str, Any] | None, results: list[dict[str, Any]], snapsh
             "critical": critical}
 
 
+def confirm_exceptions(results: list[dict[str, Any]], compiled: Compiled, today: date) -> list[dict[str, Any]]:
+    """The host's results with every `excepted` checked against the register: the exception
+    must be the one Patchwave attached to that rule for this host and still be in force today
+    (through its expiry date, lapsed from the next day). A host whose clock is behind, or an
+    agent that claims an exception, does not keep a failure excepted; it counts as failing
+    again, with the exception shown as expired."""
+    out = []
+    for result in results:
+        granted = compiled.exceptions.get(str(result.get("id")))
+        claimed = result.get("exception")
+        note, expired = "", None
+        if result.get("status") == "excepted":
+            if granted is None or granted.id != claimed:
+                note = f"the host reported exception {claimed}, which the register does not grant here"
+            elif not exception_in_force(granted, today):
+                note, expired = f"exception {granted.id} expired on {granted.expires}", granted.id
+        if not note:
+            out.append(result)
+            continue
+        lapsed = {k: v for k, v in result.items() if k != "exception"}
+        lapsed.update(status="fail", evidence={**(result.get("evidence") or {}), "note": note})
+        if expired:
+            lapsed["exception_expired"] = expired
+        out.append(lapsed)
+    return out
+
+
 def record_result(store: Store, batch: str, host: str, baseline_name: str, compiled: Compiled, kind: str,
                   data: dict[str, Any] | None, unreachable: bool = False, message: str = "") -> dict[str, Any]:
     """Store one host's assess_baseline result (or its failure, when `message`) with scores and
@@ -90,6 +118,7 @@ def record_result(store: Store, batch: str, host: str, baseline_name: str, compi
     rules = {r.id: r for r in compiled.rules}
     results = [dict(r, title=rules[r["id"]].title, severity=rules[r["id"]].severity,
                     criticality=rules[r["id"]].criticality) for r in data.get("results", []) if r.get("id") in rules]
+    results = confirm_exceptions(results, compiled, date.today())
     results += [{"id": d["id"], "status": "not_applicable", "title": d["id"], "severity": "info",
                  "criticality": "normal", "evidence": {"reason": f"disabled at {d['layer']}: {d['reason']}"},
                  "duration": 0.0} for d in compiled.disabled]
@@ -105,7 +134,9 @@ def record_result(store: Store, batch: str, host: str, baseline_name: str, compi
     return {"host": host, "ok": True, "unreachable": False, "message": "", "assessment": assessment_id,
             "summary": summary, "score": score, "score_with_exceptions": score_with, "drift": changes,
             "results": [{k: r.get(k) for k in ("id", "status", "title", "severity", "evidence", "exception",
-                                               "duration")} for r in results]}
+                                               "duration")}
+                        | ({"exception_expired": r["exception_expired"]} if r.get("exception_expired") else {})
+                        for r in results]}
 
 
 def run_assessment(paths: Paths, store: Store, inventory: Path, baseline: Baseline, hosts: list[Host],
@@ -117,7 +148,8 @@ def run_assessment(paths: Paths, store: Store, inventory: Path, baseline: Baseli
     work.mkdir(parents=True, exist_ok=True)
     rules_file = work / "rules.json"
     rules_file.write_text(json.dumps(rules_document(compiled), indent=1, sort_keys=True) + "\n")
-    runner = PlaybookRunner(paths.root, work / "runs", recorder=store, cycle_id=None, observer=display or quiet())
+    runner = PlaybookRunner(paths.root, work / "runs", recorder=store, cycle_id=None, observer=display or quiet(),
+                            retention=paths.retention)
     result = runner.run("assess.yml", inventory, ident=f"assess-{kind}", limit=[h.name for h in hosts],
                         extravars={"patchwave_rules_file": str(rules_file)})
     report = []

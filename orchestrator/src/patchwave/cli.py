@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from patchwave.errors import InputError, PatchwaveError
+from patchwave.errors import HostFailure, InputError, PatchwaveError
 from patchwave.paths import project_paths
 
 app = typer.Typer(no_args_is_help=True, add_completion=False)
@@ -52,6 +52,29 @@ def _notify(kind: str, store: Any, ident: str, inventory: Path | None) -> dict[s
     from patchwave import notify
 
     return notify.after(kind, store, ident, inventory, log=lambda msg: err.print(f"[dim]{escape(msg)}[/dim]"))
+
+
+def _cells(*values: Any) -> list[str]:
+    """Table cells from data (host messages, names, comments, paths): shown as text, never read
+    as rich markup (a `[/x]` in an Ansible message would otherwise stop the command)."""
+    return [escape(str(v)) for v in values]
+
+
+def _writable(target: Path, option: str, folder: bool = False) -> Path:
+    """An output path (a file, or a `folder`) that can be written: refused before anything runs
+    when where it would go is a file, or a folder this user may not write to."""
+    import os
+
+    if not folder and target.is_dir():
+        raise InputError(f"{option} {target}: is a folder; give a file")
+    probe = target if folder else target.parent
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise InputError(f"{option} {target}: {probe} is a file, so nothing can be written under it")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise InputError(f"{option} {target}: cannot write to {probe}")
+    return target
 
 
 def _emit_json(data: Any) -> None:
@@ -151,10 +174,12 @@ def _run_cycle(store_url: str | None, inventory: Path | None, advisories: Path |
     inv = inventory or paths.lab_inventory
     if advisories is None and inventory is None:
         advisories = paths.lab / "advisories"
-    hosts = load_hosts(inv)
     if policy_file is not None:
         if canary is not None:
             raise InputError("--canary applies to the built-in policy only; set the waves in the policy file")
+        policy_mod.load(policy_file)  # a bad policy is refused before the inventory is even read
+    hosts = load_hosts(inv)
+    if policy_file is not None:
         policy = policy_mod.load(policy_file, known_groups={g for h in hosts for g in h.groups})
     else:
         policy = policy_mod.Policy(waves=waves.default_waves(1 if canary is None else canary))
@@ -171,10 +196,11 @@ def _run_cycle(store_url: str | None, inventory: Path | None, advisories: Path |
 def _print_cycle(status: dict[str, Any]) -> None:
     waves = Table("wave", "hosts", "status", "gate", title=f"cycle {status['cycle_id']}: waves")
     for w in status["waves"]:
-        waves.add_row(f"{w['index']} {w['name']}", ", ".join(w["hosts"]), w["status"], (w["gate"] or {}).get("reason", ""))
+        waves.add_row(*_cells(f"{w['index']} {w['name']}", ", ".join(w["hosts"]), w["status"],
+                              (w["gate"] or {}).get("reason", "")))
     for a in status["approvals"]:
-        waves.add_row(f"  {a['wave']}", "", "approved" if a["approved"] else "rejected",
-                      f"by {a['by']} at {a['at']:%Y-%m-%d %H:%M} {a['comment']}".rstrip())
+        waves.add_row(*_cells(f"  {a['wave']}", "", "approved" if a["approved"] else "rejected",
+                              f"by {a['by']} at {a['at']:%Y-%m-%d %H:%M} {a['comment']}".rstrip()))
     err.print(waves)
     if status["status"] == "awaiting-approval":
         err.print(f"[bold]waiting for approval[/bold]: {escape(status['reason'])}")
@@ -183,7 +209,7 @@ def _print_cycle(status: dict[str, Any]) -> None:
                   title=f"cycle {status['cycle_id']}: {status['status']}")
     for h in status["hosts"]:
         pkgs = "\n".join(f"{p['name']} {p['before'] or '-'} → {p['after'] or '-'}" for p in h["packages"])
-        table.add_row(h["host"], h["state"], pkgs, h["detail"])
+        table.add_row(*_cells(h["host"], h["state"], pkgs, h["detail"]))
     err.print(table)
 
 
@@ -193,7 +219,7 @@ def _report(status: dict[str, Any], book: Path, as_json: bool) -> None:
         _emit_json(status)
     else:
         _print_cycle(status)
-        err.print(f"workbook: [bold]{book}[/bold]")
+        err.print(f"workbook: [bold]{escape(str(book))}[/bold]")
     _exit_for(status)
 
 
@@ -241,9 +267,9 @@ def scan(inventory: InventoryOpt = None, store: StoreOpt = None, as_json: JsonOp
     else:
         table = Table("host", "pending", "security", "held", "reboot", "note")
         for h in report:
-            table.add_row(h["host"], str(len(h["updates"])), str(sum(u["security"] for u in h["updates"])),
-                          str(sum(u["held"] for u in h["updates"])), "yes" if h["reboot_required"] else "",
-                          h["message"])
+            table.add_row(*_cells(h["host"], len(h["updates"]), sum(u["security"] for u in h["updates"]),
+                                  sum(u["held"] for u in h["updates"]), "yes" if h["reboot_required"] else "",
+                                  h["message"]))
         err.print(table)
     if any(not h["ok"] for h in report):
         raise typer.Exit(1)
@@ -337,7 +363,8 @@ def cycle_plan(
     as_json: JsonOpt = False,
 ) -> None:
     """The manifest and the waves (with their maintenance windows) a cycle would use now.
-    Scans without refreshing package lists; changes no host and stores nothing."""
+    Scans without refreshing package lists; changes no host and stores nothing. Exits 1 when a
+    host could not be scanned (the plan shown covers the others)."""
     from patchwave import policy as policy_mod
     from patchwave.cycle import load_advisories, plan
     from patchwave.inventory import load_hosts
@@ -346,6 +373,8 @@ def cycle_plan(
     inv = inventory or paths.lab_inventory
     if advisories is None and inventory is None:
         advisories = paths.lab / "advisories"
+    if policy is not None:
+        policy_mod.load(policy)  # a bad policy is refused before the inventory is even read
     hosts = load_hosts(inv)
     loaded = (policy_mod.load(policy, known_groups={g for h in hosts for g in h.groups}) if policy
               else policy_mod.Policy())
@@ -353,15 +382,21 @@ def cycle_plan(
     result = plan(paths, inv, loaded, found, _display())
     if as_json:
         _emit_json(result)
-        return
-    table = Table("host", "package", "installed → candidate", "severity", "SLA due", "decision",
-                  title=f"plan under policy {result['policy']}")
-    for d in result["decisions"]:
-        table.add_row(d["host"], d["name"], f"{d['installed'] or '-'} → {d['version']}", d["severity"], d["sla_due"],
-                      d["reason"])
-    err.print(table)
-    for wave in result["waves"]:
-        err.print(f"wave {wave['index']} {wave['name']}: {', '.join(wave['hosts'])} — window: {wave['next_opening']}")
+    else:
+        table = Table("host", "package", "installed → candidate", "severity", "SLA due", "decision",
+                      title=f"plan under policy {escape(result['policy'])}")
+        for d in result["decisions"]:
+            table.add_row(*_cells(d["host"], d["name"], f"{d['installed'] or '-'} → {d['version']}", d["severity"],
+                                  d["sla_due"], d["reason"]))
+        err.print(table)
+        for wave in result["waves"]:
+            err.print(escape(f"wave {wave['index']} {wave['name']}: {', '.join(wave['hosts'])} — window: "
+                             f"{wave['next_opening']}"))
+    if result["unscanned"]:
+        # like a cycle with a failed host: the plan is only as good as the scans it rests on
+        missing = result["unscanned"]
+        raise HostFailure(f"{len(missing)} of {len(result['hosts'])} host(s) could not be scanned (unreachable or the "
+                          f"scan failed): {', '.join(missing)}; the plan covers only the others")
 
 
 @cycle_app.command("status")
@@ -413,11 +448,17 @@ def assess(
 
     paths = project_paths()
     inv = inventory or paths.lab_inventory
+    if compile_to is not None:
+        _writable(compile_to, "--compile")
     hosts = select_hosts(inv, limit)
     loaded = _baseline(baseline, exceptions, load_hosts(inv))
     if compile_to is not None:
-        compile_to.write_text(json.dumps(rules_document(compile_rules(loaded, hosts)), indent=1, sort_keys=True) + "\n")
-        err.print(f"compiled rules for {len(hosts)} host(s): {compile_to}")
+        document = json.dumps(rules_document(compile_rules(loaded, hosts)), indent=1, sort_keys=True) + "\n"
+        try:
+            compile_to.write_text(document)
+        except OSError as exc:
+            raise InputError(f"--compile {compile_to}: cannot write it: {exc.strerror or exc}") from exc
+        err.print(escape(f"compiled rules for {len(hosts)} host(s): {compile_to}"))
         return
     st = _store(store)
     report = run_assessment(paths, st, inv, loaded, hosts, _display())
@@ -437,16 +478,16 @@ def assess(
 
 def _print_assessment(report: dict[str, Any]) -> None:
     table = Table("host", "score", "with exceptions", "pass", "fail", "error", "n/a", "excepted", "drift",
-                  title=f"baseline {report['baseline']} (assessment {report['batch']})")
+                  title=escape(f"baseline {report['baseline']} (assessment {report['batch']})"))
     for h in report["hosts"]:
         if not h["ok"]:
-            table.add_row(h["host"], "-", "-", "", "", "", "", "", f"[red]not assessed: {escape(h['message'])}[/red]")
+            table.add_row(escape(h["host"]), "-", "-", "", "", "", "", "", f"[red]not assessed: {escape(h['message'])}[/red]")
             continue
         s, d = h["summary"], h.get("drift")
         change = "first assessment" if d is None else (
             f"+{len(d['newly_failing'])} failing, {len(d['newly_fixed'])} fixed, {len(d['new_ports'])} new port(s), "
             f"{len(d['new_packages'])} new package(s), {len(d['new_services'])} new service(s)")
-        table.add_row(h["host"], f"{h['score']}%", f"{h['score_with_exceptions']}%", str(s["pass"]), str(s["fail"]),
+        table.add_row(escape(h["host"]), f"{h['score']}%", f"{h['score_with_exceptions']}%", str(s["pass"]), str(s["fail"]),
                       str(s["error"]), str(s["not_applicable"]), str(s["excepted"]), change)
     err.print(table)
 
@@ -478,15 +519,15 @@ def remediate(
                       + (" (check mode: nothing changed)" if check else ""))
         for h in report["hosts"]:
             if not h["ok"]:
-                table.add_row(h["host"], "", "[red]failed[/red]", escape(h["message"]))
+                table.add_row(escape(h["host"]), "", "[red]failed[/red]", escape(h["message"]))
             for r in h["results"]:
                 what = "; ".join(r["actions"]) or r["message"]
-                table.add_row(h["host"], r["id"], r["status"], escape(what))
+                table.add_row(*_cells(h["host"], r["id"], r["status"], what))
         err.print(table)
         for h in report["hosts"]:
             if h["score_after"] is not None:
-                err.print(f"{h['host']}: score {h['score_before']}% → {h['score_after']}%; still failing: "
-                          f"{len(h['still_failing'])}")
+                err.print(escape(f"{h['host']}: score {h['score_before']}% → {h['score_after']}%; still failing: "
+                                 f"{len(h['still_failing'])}"))
     if any(not h["ok"] or any(r["status"] in ("refused", "error") for r in h["results"]) for h in report["hosts"]):
         raise typer.Exit(1)
 
@@ -506,6 +547,8 @@ def report(
     from patchwave.reporting.reports import write_reports
 
     paths = project_paths()
+    if output is not None:
+        _writable(output, "-o", folder=output.suffix != ".xlsx")
     result = write_reports(paths, _store(store), inventory or paths.lab_inventory, kind, definition or [], output,
                            since, group, exceptions, progress=lambda msg, _n: err.print(f"[dim]{escape(msg)}[/dim]"))
     if as_json:
@@ -513,7 +556,7 @@ def report(
     else:
         for book in result["workbooks"]:
             sheets = ", ".join(f"{s['sheet']} ({s['rows']:,})" for s in book["sheets"])
-            err.print(f"[bold]{book['workbook']}[/bold]: {sheets}")
+            err.print(f"[bold]{escape(str(book['workbook']))}[/bold]: {escape(sheets)}")
 
 
 @app.command("demo")
@@ -541,7 +584,7 @@ def _demo_reports(store: str | None) -> list[str]:
     result = write_reports(paths, _store(store), paths.lab_inventory, "all", [], None, None, None, None)
     books = [str(book["workbook"]) for book in result["workbooks"]]
     for book in books:
-        err.print(f"workbook: [bold]{book}[/bold]")
+        err.print(f"workbook: [bold]{escape(book)}[/bold]")
     return books
 
 
@@ -556,7 +599,7 @@ def _demo_assessment(store: str | None) -> dict[str, Any]:
     report = run_assessment(paths, _store(store), paths.lab_inventory, _baseline(None, None, hosts), hosts, _display())
     book = write_assessment_workbook(report, hosts, paths.output / f"baseline-{report['batch']}.xlsx")
     _print_assessment(report)
-    err.print(f"baseline workbook: [bold]{book}[/bold]")
+    err.print(f"baseline workbook: [bold]{escape(str(book))}[/bold]")
     return {"batch": report["batch"], "workbook": str(book),
             "hosts": [{k: h.get(k) for k in ("host", "ok", "score", "score_with_exceptions", "summary")}
                       for h in report["hosts"]]}
@@ -648,7 +691,7 @@ def notify_status(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
     if tickets:
         table = Table("ticket", "state", "host", "about", "re-opened")
         for t in tickets:
-            table.add_row(t["number"] or "(opening)", t["state"], t["host"], t["subject"], str(t["reopened"]))
+            table.add_row(*_cells(t["number"] or "(opening)", t["state"], t["host"], t["subject"], t["reopened"]))
         err.print(table)
 
 
@@ -690,10 +733,10 @@ def discover(inventory: InventoryOpt = None, schedule: ScheduleOpt = None, store
     if as_json:
         _emit_json(result)
         return
-    err.print(f"{result['hosts']} host(s) in {inv}; {len(result['changes'])} change(s)")
+    err.print(escape(f"{result['hosts']} host(s) in {inv}; {len(result['changes'])} change(s)"))
     for change in result["changes"]:
-        err.print(f"  {change['kind']:8} {change['host']} {change['detail']}"
-                  + (f" → {change['decision']}" if change["decision"] else ""))
+        err.print(escape(f"  {change['kind']:8} {change['host']} {change['detail']}"
+                         + (f" → {change['decision']}" if change["decision"] else "")))
 
 
 @app.command("hosts")
@@ -719,9 +762,9 @@ def hosts_command(inventory: InventoryOpt = None, schedule: ScheduleOpt = None, 
         return f"{value:%Y-%m-%d %H:%M}" if value else "never"
 
     for r in rows:
-        table.add_row(r["host"], when(r["last_seen"]), when(r["last_scanned"]), when(r["last_assessed"]),
-                      when(r["last_patched"]), ", ".join(r["overdue"]) + (" (never assessed)" if r["never_assessed"]
-                                                                         else ""))
+        table.add_row(*_cells(r["host"], when(r["last_seen"]), when(r["last_scanned"]), when(r["last_assessed"]),
+                              when(r["last_patched"]), ", ".join(r["overdue"]) + (" (never assessed)" if r["never_assessed"]
+                                                                                 else "")))
     err.print(table)
 
 
@@ -767,22 +810,28 @@ def schedule_serve(schedule: ScheduleOpt = None, store: StoreOpt = None,
 def schedule_units(schedule: ScheduleOpt = None,
                    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the unit files into "
                                                                "this directory (default: print them).")] = None,
-                   every: Annotated[int, typer.Option(help="Minutes between two runs of `schedule run`.", min=1)] = 5,
+                   every: Annotated[int, typer.Option(help="Minutes between two runs of `schedule run`.", min=1,
+                                                      max=1440)] = 5,
                    ) -> None:
     """systemd service and timer units that run `patchwave schedule run` every few minutes."""
     from patchwave import schedule as schedule_mod
 
     if schedule is None:
         raise InputError("no schedule: give --schedule FILE or set PATCHWAVE_SCHEDULE (see docs/schedules.md)")
+    if output is not None:
+        _writable(output, "--output", folder=True)
     _schedule(schedule)
-    files = schedule_mod.units(schedule, project_paths().root, every)
+    files = schedule_mod.units(schedule, project_paths().root, every)  # every unit checked before one is written
     for name, text in files.items():
         if output is None:
             sys.stdout.write(f"# {name}\n{text}\n")
-        else:
+            continue
+        try:
             output.mkdir(parents=True, exist_ok=True)
             (output / name).write_text(text)
-            err.print(f"wrote {output / name}")
+        except OSError as exc:
+            raise InputError(f"--output {output}: cannot write {name}: {exc.strerror or exc}") from exc
+        err.print(escape(f"wrote {output / name}"))
 
 
 @agent_app.command("token")
@@ -805,9 +854,16 @@ def serve_command(
     tls_cert: Annotated[Path | None, typer.Option("--tls-cert", help="Certificate (PEM) for HTTPS.")] = None,
     tls_key: Annotated[Path | None, typer.Option("--tls-key", help="Its private key (PEM).")] = None,
     inventory: InventoryOpt = None, baseline: BaselineOpt = None, store: StoreOpt = None,
+    max_connections: Annotated[int, typer.Option(help="Connections open at once; when full, the oldest one "
+                                                      "without a valid token gives way.", min=1, max=10000)] = 64,
+    header_timeout: Annotated[float, typer.Option(help="Seconds from connect to the last request header "
+                                                       "(TLS handshake included).", min=0.5, max=600)] = 10,
+    idle_timeout: Annotated[float, typer.Option(help="Longest silence on a connection, in seconds.",
+                                                min=0.5, max=3600)] = 30,
 ) -> None:
     """Receive scan and assessment results from hosts in agent mode (a token per host); they are
-    stored exactly as results fetched over SSH. Runs until stopped."""
+    stored exactly as results fetched over SSH. Runs until stopped. Each connection has its own
+    thread, deadlines and a place under --max-connections (see docs/security.md)."""
     from patchwave.agent import Receiver, serve
     from patchwave.inventory import load_hosts
 
@@ -815,9 +871,10 @@ def serve_command(
     hosts = load_hosts(inventory or paths.lab_inventory)
     receiver = Receiver(_store(store), hosts, _baseline(baseline, None, hosts),
                         lambda msg: err.print(f"[dim]{escape(msg)}[/dim]"))
-    server = serve(receiver, listen, tls_cert, tls_key)
+    server = serve(receiver, listen, tls_cert, tls_key, max_connections=max_connections,
+                   header_timeout=header_timeout, idle_timeout=idle_timeout)
     scheme = "https" if tls_cert else "http"
-    err.print(f"listening on {scheme}://{listen}/v1/results for {len(hosts)} host(s)")
+    err.print(escape(f"listening on {scheme}://{listen}/v1/results for {len(hosts)} host(s)"))
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -18,7 +18,7 @@ from patchwave import advisories as advisories_mod
 from patchwave import manifest as manifest_mod
 from patchwave import waves as waves_mod
 from patchwave import windows as windows_mod
-from patchwave.errors import GateHalt, InputError
+from patchwave.errors import GateHalt, InputError, PatchwaveError
 from patchwave.inventory import load_hosts
 from patchwave.models import FAILED_STATES, Advisory, Decision, Host, Manifest, PendingUpdate, Wave
 from patchwave.paths import Paths
@@ -83,6 +83,7 @@ class Cycle:
         approvals are carried over and no approval rule is evaluated."""
         policy = policy or Policy()
         # all input is read and validated before anything is stored or any host is touched
+        self.paths.retention  # noqa: B018 - reading it validates PATCHWAVE_ARTIFACT_RETENTION_DAYS
         hosts = waves_mod.targeted(load_hosts(self.inventory), policy.targets)
         if not hosts:
             raise InputError(f"{self.inventory}: the policy's targets match no host")
@@ -194,6 +195,9 @@ class Cycle:
         target_names = {t.name for t in targets}
         rollout = _Rollout(failed_so_far=len(stage_failed) + len([h for h in scan_failed if h in target_names]))
         for wave_row in self.store.waves(cycle_id):
+            if not self.store.holds_lock(cycle_id):
+                raise PatchwaveError(f"cycle {cycle_id}: this orchestrator lost the cycle's lock (its lease ran out "
+                                     "and another one took it over); stopping before the next wave")
             wave_status = self._wave(cycle_id, wave_row, policy, options, hosts, deployable, runner, extravars,
                                  policy_dir or Path.cwd(), rollout)
             if wave_status == "awaiting-approval":
@@ -351,7 +355,8 @@ class Cycle:
     def _runner(self, work: Path, cycle_id: str | None, policy: Policy | None = None) -> PlaybookRunner:
         limits = (policy or Policy()).timeouts
         return PlaybookRunner(self.paths.root, work, recorder=self.store, cycle_id=cycle_id, observer=self.display,
-                              timeouts=Timeouts(idle=round(limits.idle_minutes * 60), job=round(limits.job_minutes * 60)))
+                              timeouts=Timeouts(idle=round(limits.idle_minutes * 60), job=round(limits.job_minutes * 60)),
+                              retention=self.paths.retention)
 
     def _scan(self, cycle_id: str, runner: PlaybookRunner, hosts: list[Host],
               links: dict[str, dict[str, Any]] | None = None) -> None:
@@ -569,7 +574,7 @@ def plan(paths: Paths, inventory: Path, policy: Policy, advisories: list[Advisor
         raise InputError(f"{inventory}: the policy's targets match no host")
     waves_mod.plan(hosts, policy.waves)
     work = paths.state / "plans" / new_cycle_id()
-    runner = PlaybookRunner(paths.root, work, observer=display or quiet())
+    runner = PlaybookRunner(paths.root, work, observer=display or quiet(), retention=paths.retention)
     scan = runner.run("scan.yml", inventory, ident="scan", limit=[h.name for h in hosts],
                       extravars={"scan_update_cache": False})
     updates: list[PendingUpdate] = []

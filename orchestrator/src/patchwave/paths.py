@@ -9,8 +9,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from patchwave.errors import PatchwaveError
+
+if TYPE_CHECKING:
+    from patchwave.runner import Retention
 
 
 def _looks_like_root(path: Path) -> bool:
@@ -66,6 +70,22 @@ class Paths:
     @property
     def store_url(self) -> str:
         return os.environ.get("PATCHWAVE_STORE", f"sqlite:///{self.state / 'patchwave.db'}")
+
+    @property
+    def retention(self) -> Retention:
+        """How long ansible-runner run directories are kept (PATCHWAVE_ARTIFACT_RETENTION_DAYS,
+        default 14 days; 0 keeps only the latest run). The store keeps every result regardless."""
+        from patchwave.errors import InputError
+        from patchwave.runner import Retention
+
+        text = os.environ.get("PATCHWAVE_ARTIFACT_RETENTION_DAYS", "14")
+        try:
+            days = float(text)
+        except ValueError:
+            days = -1.0
+        if not days >= 0:
+            raise InputError(f"PATCHWAVE_ARTIFACT_RETENTION_DAYS={text!r}: give a number of days (0 or more)")
+        return Retention(self.state, days)
 
     @property
     def containers_conf(self) -> Path:

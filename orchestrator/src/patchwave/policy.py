@@ -28,6 +28,9 @@ _PERCENT = re.compile(r"^(\d+(?:\.\d+)?)%$")
 _PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.\-]*(?::[a-z0-9\-]+)?(?:=(?:[0-9]+:)?[0-9A-Za-z][0-9A-Za-z.+~\-]*)?$")
 _PATTERN = re.compile(r"^[A-Za-z0-9_.*?\[\]!:+\-]+$")
 _SERVICE = yamlsrc.UNIT_NAME
+_LINE = re.compile(r"^[^\x00-\x1f\x7f]{1,100}$")  # one line of printable text (a name)
+MAX_DAYS = 3650  # SLAs and delays: ten years is the most that means anything (and stays a date)
+WEEK_MINUTES = 7 * 24 * 60
 
 
 class PolicyError(InputError):
@@ -36,6 +39,13 @@ class PolicyError(InputError):
 
 class _Model(BaseModel):
     model_config = yamlsrc.STRICT
+
+    @field_validator("*")
+    @classmethod
+    def _no_templates(cls, value: Any) -> Any:
+        """Every text of a policy, wherever it goes (health-check URLs and user notices reach
+        Ansible, names reach reports and messages): never Jinja."""
+        return yamlsrc.refuse_templates(value)
 
 
 def _check_amount(value: int | str, what: str) -> int | str:
@@ -52,6 +62,23 @@ def _check_amount(value: int | str, what: str) -> int | str:
     if float(match.group(1)) > 100:
         raise ValueError(f"{what} is a percentage over 100 ({value})")
     return value.strip()
+
+
+def _check_url(value: str) -> str:
+    """A health-check URL: http(s), a host, nothing a command line or a header could split on."""
+    from urllib.parse import urlsplit
+
+    if not value.startswith(("http://", "https://")):
+        raise ValueError(f"http check {value[:80]!r} must be an http(s):// URL")
+    if re.search(r"[\s\x00-\x1f\x7f]", value):
+        raise ValueError(f"http check {value[:80]!r}: a URL has no space or control character (encode a space as %20)")
+    try:
+        host = urlsplit(value).hostname
+    except ValueError as exc:
+        raise ValueError(f"http check {value[:80]!r} is not a URL: {exc}") from exc
+    if not host:
+        raise ValueError(f"http check {value[:80]!r} names no host")
+    return value
 
 
 class Selector(_Model):
@@ -73,15 +100,33 @@ class Targets(Selector):
 
 
 class AdvisorySource(_Model):
+    """A file or directory, or a URL: https:// or file://; plain http:// only with
+    `insecure: true`, since what the source serves decides which fixes are approved."""
+
     path: str | None = None
     url: str | None = None
+    insecure: bool = False
 
     @model_validator(mode="after")
     def _one(self) -> AdvisorySource:
         if (self.path is None) == (self.url is None):
             raise ValueError("give exactly one of 'path' or 'url'")
-        if self.url is not None and not self.url.startswith(("http://", "https://", "file://")):
-            raise ValueError(f"url must be http(s):// or file://, not {self.url!r}")
+        if self.url is None:
+            if self.insecure:
+                raise ValueError("insecure: true is only for an http:// url, not a path: remove insecure")
+            return self
+        scheme, sep, rest = self.url.partition("://")
+        host, slash, path = rest.split("?", 1)[0].split("#", 1)[0].partition("/")
+        shown = f"{scheme}://{host.rpartition('@')[2]}{slash}{path}"  # for messages: no user, password or query
+        if not sep or scheme not in ("http", "https", "file"):
+            raise ValueError(f"url must be https:// or file://, not {shown if sep else 'a value without a scheme'}")
+        if "@" in host:
+            raise ValueError(f"url {shown!r}: a user or password does not belong in the URL")
+        if scheme == "http" and not self.insecure:
+            raise ValueError(f"url {shown!r} is plain http, so anyone on the path could change what is approved: "
+                             "use https:// (or set insecure: true on this advisory source to accept that)")
+        if scheme != "http" and self.insecure:
+            raise ValueError(f"insecure: true is only for an http:// url, not {scheme}://: remove insecure")
         return self
 
 
@@ -89,7 +134,7 @@ class Approval(_Model):
     security: bool = True
     other: bool = False
     min_severity: SEVERITY = "unknown"
-    delay_days: Annotated[int, Field(ge=0)] = 0
+    delay_days: Annotated[int, Field(ge=0, le=MAX_DAYS)] = 0
     include: list[str] = ["*"]
     exclude: list[str] = []
     approve: list[str] = []
@@ -148,7 +193,7 @@ class Slot(_Model):
 class Window(_Model):
     groups: list[str] = []  # empty: every host
     timezone: str = "UTC"
-    slots: list[Slot]
+    slots: Annotated[list[Slot], Field(min_length=1)]  # a window without a slot never opens
     blackout: list[str] = []
 
     @field_validator("timezone")
@@ -183,7 +228,7 @@ class Wave(_Model):
     order_by: Literal["criticality", "name"] = "criticality"
     concurrency: Annotated[int, Field(ge=1)] = 20
     soak_minutes: Annotated[float, Field(ge=0, le=7 * 24 * 60)] = 0  # healthy this long before the next wave
-    duration_minutes: Annotated[int, Field(ge=1)] = 30  # how long the wave needs inside its window
+    duration_minutes: Annotated[int, Field(ge=1, le=WEEK_MINUTES)] = 30  # how long the wave needs inside its window
     approval: bool = False
     failure_budget: int | str = 0
 
@@ -215,8 +260,8 @@ class HealthCheck(_Model):
             raise ValueError("each health check is exactly one of: service, port, http, playbook")
         if self.service is not None and not _SERVICE.match(self.service):
             raise ValueError(f"service {self.service!r} is not a unit name")
-        if self.http is not None and not self.http.startswith(("http://", "https://")):
-            raise ValueError(f"http check {self.http!r} must be an http(s):// URL")
+        if self.http is not None:
+            _check_url(self.http)
         return self
 
 
@@ -237,8 +282,8 @@ REBOOT_WAIT_MINUTES = 15  # the reboot role's reboot_timeout (900 s), silent whi
 class Timeouts(_Model):
     """How long one ansible-runner invocation may take (job) and may stay silent (idle)."""
 
-    idle_minutes: Annotated[float, Field(gt=0)] = 20
-    job_minutes: Annotated[float, Field(gt=0)] = 240
+    idle_minutes: Annotated[float, Field(gt=0, le=WEEK_MINUTES)] = 20
+    job_minutes: Annotated[float, Field(gt=0, le=WEEK_MINUTES)] = 240
 
     @model_validator(mode="after")
     def _order(self) -> Timeouts:
@@ -323,7 +368,7 @@ class Policy(_Model):
     targets: Targets = Targets()
     advisories: list[AdvisorySource] = []
     approval: Approval = Approval()
-    sla_days: dict[SEVERITY, Annotated[int, Field(ge=1)]] = {"critical": 7, "high": 14, "medium": 30, "low": 90}
+    sla_days: dict[SEVERITY, Annotated[int, Field(ge=1, le=MAX_DAYS)]] = {"critical": 7, "high": 14, "medium": 30, "low": 90}
     windows: list[Window] = []
     waves: Annotated[list[Wave], Field(min_length=1)] = [Wave(name="canary", size=1), Wave(name="broad")]
     gates: Gates = Gates()
@@ -334,6 +379,13 @@ class Policy(_Model):
 
     def thin_link(self, groups: tuple[str, ...] | list[str]) -> ThinLink | None:
         return thin_link(self.thin_links, groups)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if value and not _LINE.match(value):
+            raise ValueError("a policy name is one line of printable text, at most 100 characters")
+        return value
 
     @model_validator(mode="after")
     def _waves(self) -> Policy:
@@ -350,12 +402,9 @@ def _where(path: Path, data: Any, loc: tuple[str | int, ...]) -> str:
 
 
 def load(path: Path, known_groups: set[str] | None = None) -> Policy:
-    """Read and validate a policy file; `known_groups` (from the inventory) checks group names."""
-    data = yamlsrc.load(path)
-    if data is None:
-        data = yamlsrc.Located()
-    if not isinstance(data, dict):
-        raise PolicyError(f"{path}:1: a policy is a mapping (key: value), not {type(data).__name__}")
+    """Read and validate a policy file; `known_groups` (from the inventory) checks group names.
+    An empty file is an error: the default policy on every host is never an accident."""
+    data = yamlsrc.load_mapping(path, "policy", "docs/policies.md", PolicyError)
     policy = yamlsrc.validate(Policy, data, path, "policy", "docs/policies.md", PolicyError)
     _check_limits(path, data, policy)
     if known_groups is not None:

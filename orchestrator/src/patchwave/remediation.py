@@ -53,7 +53,8 @@ def run_remediation(paths: Paths, store: Store, inventory: Path, baseline: Basel
     report: dict[str, Any] = {"batch": batch, "baseline": baseline.profile.name, "check_mode": check, "hosts": []}
     outcome: dict[str, dict[str, Any]] = {}
     if targets:
-        runner = PlaybookRunner(paths.root, work / "runs", recorder=store, cycle_id=None, observer=shown)
+        runner = PlaybookRunner(paths.root, work / "runs", recorder=store, cycle_id=None, observer=shown,
+                                retention=paths.retention)
         result = runner.run("remediate.yml", inventory, ident="remediate-check" if check else "remediate",
                             limit=[h.name for h in targets], extravars={"patchwave_fixes_file": str(fixes_file)},
                             check=check, diff=True)

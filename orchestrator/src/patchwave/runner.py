@@ -4,14 +4,17 @@ events — never from parsing stdout."""
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-import ansible_runner
+from ansible_runner.interface import init_runner
 
+from patchwave.errors import PatchwaveError
 from patchwave.models import HostResult
 from patchwave.procs import RUN_MARKER
 
@@ -25,6 +28,109 @@ TRACKED_ACTIONS = {
     "patchwave.endpoint.remediate_baseline",
     "ansible.builtin.reboot",
 }
+
+
+# What of the orchestrator's own environment ansible-playbook may see: the locale, the user, the
+# SSH agent and the team's Ansible settings. Everything else (a store URL with its password, the
+# notification secrets named in a notification policy, tokens) stays out of the run and out of
+# the artifacts ansible-runner writes (it stores the whole environment of every run).
+ENV_ALLOWED = frozenset({"PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TERM", "SSH_AUTH_SOCK",
+                         "KRB5CCNAME", "VIRTUAL_ENV", "CONTAINERS_CONF"})
+ENV_ALLOWED_PREFIXES = ("LC_", "ANSIBLE_")
+# Of the ANSIBLE_* names, those that hold a credential stay out (a team that needs one in its
+# runs names it in PATCHWAVE_PASS_ENV).
+ENV_SECRET = re.compile(r"PASS|TOKEN|SECRET|KEY_DATA|CREDENTIAL", re.IGNORECASE)
+# ansible-runner turns host key checking off unless the environment says otherwise, and the
+# environment beats ansible.cfg: say it, on every run, whatever the caller's environment holds.
+HOST_KEY_CHECKING = {"ANSIBLE_HOST_KEY_CHECKING": "True", "ANSIBLE_PARAMIKO_HOST_KEY_AUTO_ADD": "False"}
+# ssh keeps the first value of an option, and these come before any inventory's own arguments
+SSH_ARGS = ("ANSIBLE_SSH_ARGS", "ANSIBLE_SSH_COMMON_ARGS", "ANSIBLE_SSH_EXTRA_ARGS", "ANSIBLE_SCP_EXTRA_ARGS",
+            "ANSIBLE_SFTP_EXTRA_ARGS")
+_NO_CHECKING = re.compile(r"StrictHostKeyChecking\s*=?\s*(no|off|accept-new)|UserKnownHostsFile\s*=?\s*/dev/null",
+                          re.IGNORECASE)
+
+
+def _credential(name: str) -> bool:
+    """An ANSIBLE_* name that holds a credential itself (a file that holds one, such as
+    ANSIBLE_VAULT_PASSWORD_FILE, is only its path)."""
+    return name.startswith("ANSIBLE_") and bool(ENV_SECRET.search(name)) and not name.endswith(("_FILE", "_PATH"))
+
+
+def run_environment(runner_env: dict[str, str], outer: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment a run gets: what ansible-runner or Patchwave set for it (anything that is
+    not simply inherited from `outer`) plus the allowed part of `outer`, host key checking on.
+    PATCHWAVE_PASS_ENV adds names (comma-separated; `AWS_*` for a prefix) that the team's own
+    set-up needs in its runs, such as a dynamic inventory plugin's cloud credentials."""
+    outer = dict(os.environ) if outer is None else outer
+    extra = [n.strip() for n in outer.get("PATCHWAVE_PASS_ENV", "").split(",") if n.strip()]
+    names = ENV_ALLOWED | {n for n in extra if not n.endswith("*")}
+    prefixes = ENV_ALLOWED_PREFIXES + tuple(n[:-1] for n in extra if n.endswith("*") and len(n) > 1)
+    kept = {name: value for name, value in runner_env.items()
+            if name in names or outer.get(name) != value
+            or (name.startswith(prefixes) and not _credential(name))}
+    for name in SSH_ARGS:
+        found = _NO_CHECKING.search(kept.get(name, ""))
+        if found is not None:
+            raise PatchwaveError(f"{name} turns SSH host key checking off ({found[0]}); "
+                                 "Patchwave checks host keys on every run: remove it and add the hosts' keys to "
+                                 "known_hosts")
+    return {**kept, **HOST_KEY_CHECKING}
+
+
+def inert(value: Any) -> Any:
+    """`value` with every string marked as Ansible's unsafe text (`__ansible_unsafe` in the JSON
+    that ansible-runner writes for extra vars): a `{{ ... }}` from a policy, a baseline, an
+    advisory or a host is then passed on as those characters and never rendered as a template
+    on the controller. Mapping keys are not templated by Ansible and stay as they are."""
+    if isinstance(value, str):
+        return {"__ansible_unsafe": value}
+    if isinstance(value, dict):
+        return {key: inert(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [inert(item) for item in value]
+    return value
+
+
+def private_dir(path: Path) -> Path:
+    """Make `path` (and missing parents) readable by its owner only: run directories hold the
+    inventory, the manifest and every host's results."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.chmod(0o700)
+    return path
+
+
+# where the orchestrator keeps ansible-runner's run directories, under the state directory
+RUN_DIRS = ("cycles", "scans", "assessments", "remediations", "plans")
+
+
+def prune_artifacts(state: Path, days: float, keep: Path | None = None) -> list[Path]:
+    """Remove the ansible-runner run directories under `state` (see RUN_DIRS) whose last write
+    is older than `days`; `keep` is never removed. The store keeps every result; these
+    directories only help to debug a recent run."""
+    cutoff = time.time() - days * 86400
+    removed = []
+    patterns = [f"{top}/{'*/' * depth}artifacts" for top in RUN_DIRS for depth in (1, 2, 3)]
+    for pattern in patterns:
+        for artifacts in state.glob(pattern):
+            run_dir = artifacts.parent
+            if not (run_dir / "env").is_dir():  # not an ansible-runner directory
+                continue
+            if keep is not None and run_dir.resolve() == keep.resolve():
+                continue
+            try:
+                newest = max((p.stat().st_mtime for p in run_dir.rglob("*")), default=run_dir.stat().st_mtime)
+            except OSError:
+                continue
+            # ansible-runner writes `status` when a run ends: a run without one may still be going
+            # (another orchestrator's silent apt run) or was killed; the latter goes after a day
+            finished = any(artifacts.glob("*/status"))
+            if newest < (cutoff if finished else min(cutoff, time.time() - 86400)):
+                shutil.rmtree(run_dir, ignore_errors=True)
+                removed.append(run_dir)
+    for plan in state.glob("plans/*"):
+        if plan.is_dir() and not any(plan.iterdir()):
+            plan.rmdir()
+    return removed
 
 
 def _tools_on_path() -> str:
@@ -94,15 +200,25 @@ def _event_message(kind: str, res: dict[str, Any]) -> str:
     return str(res.get("msg", "")) if isinstance(res.get("msg"), str) else ""
 
 
+@dataclass(frozen=True)
+class Retention:
+    """Run directories under `state` older than `days` are removed after each run."""
+
+    state: Path
+    days: float
+
+
 class PlaybookRunner:
     def __init__(self, root: Path, work_dir: Path, *, recorder: Recorder | None = None, cycle_id: str | None = None,
-                 observer: Observer | None = None, timeouts: Timeouts | None = None) -> None:
+                 observer: Observer | None = None, timeouts: Timeouts | None = None,
+                 retention: Retention | None = None) -> None:
         self.root = root
         self.work_dir = work_dir
         self.recorder = recorder
         self.cycle_id = cycle_id
         self.observer = observer
         self.timeouts = timeouts or Timeouts()
+        self.retention = retention
 
     def run(self, playbook: str, inventory: Path, *, ident: str, limit: list[str] | None = None,
             extravars: dict[str, Any] | None = None, check: bool = False, diff: bool = False) -> RunResult:
@@ -157,8 +273,10 @@ class PlaybookRunner:
                 emit(host, data, "unreachable", res)
             return True
 
-        private = self.work_dir / ident
-        private.mkdir(parents=True, exist_ok=True)
+        if self.retention is not None:
+            private_dir(self.retention.state)
+        private_dir(self.work_dir)
+        private = private_dir(self.work_dir / ident)
         envvars = {
             "ANSIBLE_CONFIG": str(self.root / "ansible.cfg"),
             "ANSIBLE_COLLECTIONS_PATH": str(self.root / "collections"),
@@ -171,13 +289,16 @@ class PlaybookRunner:
         if self.observer is not None:
             self.observer.begin(ident, sorted(limit or []))
         started = time.monotonic()
-        runner = ansible_runner.run(
+        # ansible-runner keeps a file it finds there (a resumed cycle reuses the run's directory)
+        for stale in ("env/extravars", "env/envvars", "env/cmdline", "env/settings", "env/passwords", "env/ssh_key"):
+            (private / stale).unlink(missing_ok=True)
+        runner = init_runner(
             private_data_dir=str(private),
             project_dir=str(self.root),
             playbook=path,
             inventory=str(inventory),
             limit=",".join(limit) if limit else None,
-            extravars=extravars or {},
+            extravars=inert(extravars or {}),
             envvars=envvars,
             ident="run",
             quiet=True,
@@ -186,7 +307,11 @@ class PlaybookRunner:
             settings={"idle_timeout": self.timeouts.idle, "job_timeout": self.timeouts.job},
             rotate_artifacts=1,
         )
+        runner.config.env = run_environment(runner.config.env)
+        runner.run()
         seconds = time.monotonic() - started
+        if self.retention is not None:
+            prune_artifacts(self.retention.state, self.retention.days, keep=private)
         status, rc = str(runner.status), int(runner.rc or 0)
         if self.recorder is not None and run_id is not None:
             self.recorder.finish_run(run_id, status, rc, seconds, handler[0])

@@ -25,6 +25,7 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.\-]*$")
 NEW_DEVICE = Literal["observe", "remediate-now", "patch-now", "next-cycle"]
 ANCHOR = datetime(2026, 1, 5, 0, 0)  # a Monday: interval slots are counted from here (local time)
+MAX_PERIOD = 366 * 86400.0
 
 
 class ScheduleError(InputError):
@@ -34,6 +35,11 @@ class ScheduleError(InputError):
 class _Model(BaseModel):
     model_config = yamlsrc.STRICT
 
+    @field_validator("*")
+    @classmethod
+    def _no_templates(cls, value: Any) -> Any:
+        return yamlsrc.refuse_templates(value)
+
 
 def period_seconds(text: str) -> float:
     match = _EVERY.match(text.strip())
@@ -42,6 +48,8 @@ def period_seconds(text: str) -> float:
     seconds = float(match.group(1)) * _UNITS[match.group(2)]
     if seconds < 60:
         raise ValueError(f"{text!r} is shorter than a minute")
+    if seconds > MAX_PERIOD:
+        raise ValueError(f"{text!r} is longer than a year (366d)")
     return seconds
 
 
@@ -64,10 +72,16 @@ class Job(_Model):
     @field_validator("cron")
     @classmethod
     def _cron(cls, value: str | None) -> str | None:
-        from croniter import croniter
+        from croniter import CroniterError, croniter
 
-        if value is not None and (len(value.split()) != 5 or not croniter.is_valid(value)):
+        if value is None:
+            return value
+        if len(value.split()) != 5 or not croniter.is_valid(value):
             raise ValueError(f"{value!r} is not a cron line (minute hour day-of-month month day-of-week)")
+        try:
+            croniter(value, datetime(2026, 1, 5, tzinfo=UTC)).get_next(datetime)
+        except CroniterError as exc:  # the 31st of February: valid fields, no day ever matches
+            raise ValueError(f"{value!r} never fires (no date matches it)") from exc
         return value
 
     @model_validator(mode="after")
@@ -124,7 +138,7 @@ class Retry(_Model):
     """Hosts that do not answer are tried again, with backoff, within the window."""
 
     window_minutes: float = Field(default=30, ge=0, le=24 * 60)
-    backoff_seconds: float = Field(default=60, gt=0)
+    backoff_seconds: float = Field(default=60, gt=0, le=86400)
 
 
 class Schedule(_Model):
@@ -134,7 +148,7 @@ class Schedule(_Model):
     jobs: list[Job] = Field(min_length=1)
     new_devices: NewDevices = NewDevices()
     retry: Retry = Retry()
-    overdue_factor: float = Field(default=1.5, ge=1)  # a host is overdue after this many periods
+    overdue_factor: float = Field(default=1.5, ge=1, le=100)  # a host is overdue after this many periods
     thin_links: list[ThinLink] = []  # scan jobs refresh the lists at these limits / through these relays
 
     @field_validator("timezone")
@@ -153,10 +167,11 @@ class Schedule(_Model):
 
 
 def load(path: Path, known_groups: set[str] | None = None) -> Schedule:
-    data = yamlsrc.load(path)
-    if not isinstance(data, dict):
-        raise ScheduleError(f"{path}:1: a schedule is a mapping (timezone, jobs, new_devices, ...)")
+    data = yamlsrc.load_mapping(path, "schedule", DOCS, ScheduleError)
     schedule = yamlsrc.validate(Schedule, data, path, "schedule", DOCS, ScheduleError)
+    if schedule.inventory is not None and not (path.parent / schedule.inventory).exists():
+        raise ScheduleError(f"{yamlsrc.where(path, data, ('inventory',))}: inventory: {schedule.inventory} does not "
+                            f"exist (relative to {path.parent})")
     for index, job in enumerate(schedule.jobs):
         if job.baseline is not None and not (path.parent / job.baseline).exists():
             raise ScheduleError(f"{yamlsrc.where(path, data, ('jobs', index, 'baseline'))}: jobs[{index}].baseline: "
@@ -193,22 +208,49 @@ def next_slot(schedule: Schedule, job: Job, now: datetime) -> datetime:
     return nxt.astimezone(UTC)
 
 
+_UNSAFE_IN_UNIT = re.compile(r"[\x00-\x1f\x7f\\]")
+
+
+def _unit_text(value: str, what: str) -> str:
+    """A path as it may stand in a unit file: a line break would end the setting and start a new
+    one (`ExecStartPre=` of the attacker's choosing), a backslash escapes or continues the line,
+    spaces at an end are trimmed away. Those are refused; `%` (a specifier) is doubled."""
+    found = _UNSAFE_IN_UNIT.search(value)
+    if found is not None:
+        char = found.group(0)
+        name = {"\n": "a line break", "\r": "a carriage return", "\t": "a tab", "\\": "a backslash"}.get(
+            char, f"the control character U+{ord(char):04X}")
+        raise ScheduleError(f"{what} {value!r} has {name}, which a systemd unit cannot hold: rename it")
+    if value != value.strip():
+        raise ScheduleError(f"{what} {value!r} starts or ends with a space, which a systemd unit drops: rename it")
+    return value.replace("%", "%%")
+
+
+def _quoted(value: str) -> str:
+    """One word in double quotes (systemd.syntax(7)); backslashes are refused before this."""
+    return '"' + value.replace('"', '\\"') + '"'
+
+
 def units(schedule_file: Path, root: Path, every_minutes: int = 5) -> dict[str, str]:
-    """A systemd service and timer that run `patchwave schedule run` (which does what is due)."""
-    binary = root / ".venv" / "bin" / "patchwave"
+    """A systemd service and timer that run `patchwave schedule run` (which does what is due).
+    Paths are quoted and their `%` and `$` escaped as systemd.service(5) says; a path systemd
+    could not hold exactly (a line break, a backslash) is refused rather than written."""
+    schedule_path = _unit_text(str(schedule_file.resolve()), "the schedule file")
+    workdir = _unit_text(str(root), "the Patchwave checkout")
+    binary = _unit_text(str(root / ".venv" / "bin" / "patchwave"), "the patchwave program")
     service = (
         "[Unit]\nDescription=Patchwave: run the scheduled jobs that are due\n"
         "After=network-online.target\nWants=network-online.target\n\n"
         "[Service]\nType=oneshot\n"
-        f"WorkingDirectory={root}\n"
-        f"Environment=PATCHWAVE_SCHEDULE={schedule_file.resolve()}\n"
+        f"WorkingDirectory={workdir}\n"
+        f"Environment={_quoted('PATCHWAVE_SCHEDULE=' + schedule_path)}\n"
         "# secrets for notifications (PATCHWAVE_NOTIFY and the variables it names) go in this file\n"
         "EnvironmentFile=-/etc/patchwave/environment\n"
-        f"ExecStart={binary} schedule run\n"
+        f"ExecStart={_quoted(binary.replace('$', '$$'))} schedule run\n"  # $ would expand a variable
         "Nice=10\n")
     timer = (
         "[Unit]\nDescription=Patchwave: check the schedule every few minutes\n\n"
-        f"[Timer]\nOnBootSec=2min\nOnUnitActiveSec={every_minutes}min\nPersistent=true\n\n"
+        f"[Timer]\nOnBootSec=2min\nOnUnitActiveSec={int(every_minutes)}min\nPersistent=true\n\n"
         "[Install]\nWantedBy=timers.target\n")
     return {"patchwave-schedule.service": service, "patchwave-schedule.timer": timer}
 

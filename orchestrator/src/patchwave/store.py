@@ -8,7 +8,10 @@ status; history is what trends and mean-time-to-patch are computed from.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +35,13 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from patchwave.errors import PatchwaveError
 from patchwave.models import Decision, Manifest, PendingUpdate
 from patchwave.procs import alive
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 metadata = MetaData()
 
 schema_info = Table("schema_info", metadata, Column("version", Integer, nullable=False))
@@ -141,6 +144,8 @@ cycle_locks = Table(
     Column("pid", Integer, nullable=False),
     Column("hostname", String(255), nullable=False),
     Column("acquired_at", DateTime(timezone=True), nullable=False),
+    Column("holder", String(64), nullable=False, server_default=""),  # schema 9: who, as a random token
+    Column("lease_until", DateTime(timezone=True)),  # schema 9: renewed while the holder runs
 )
 
 events = Table(
@@ -262,6 +267,8 @@ outbox = Table(
     Column("last_error", Text, nullable=False),
     Column("sent_at", DateTime(timezone=True)),
     Column("result", JSON),
+    Column("claimed_by", String(320)),  # schema 9: the flusher sending it (host:pid:token, status `sending`) ...
+    Column("claimed_until", DateTime(timezone=True)),  # ... until then; after that it is pending again
 )
 Index("ix_outbox_due", outbox.c.status, outbox.c.next_at)
 
@@ -369,13 +376,47 @@ def _v7_to_v8(conn: Any) -> None:
     """Agent tokens: a new table only (made by create_all)."""
 
 
+def _v8_to_v9(conn: Any) -> None:
+    """Claims decided by the database: cycle locks carry a holder token and a lease, outbox rows
+    the flusher that claimed them."""
+    # the type create_all gives DateTime(timezone=True): a lease read back in another zone's
+    # wall time would look expired (PostgreSQL) or live for hours too long
+    stamp = "TIMESTAMP WITH TIME ZONE" if conn.dialect.name == "postgresql" else "TIMESTAMP"
+    _add_column(conn, "cycle_locks", "holder", "VARCHAR(64) NOT NULL DEFAULT ''")
+    _add_column(conn, "cycle_locks", "lease_until", stamp)
+    _add_column(conn, "outbox", "claimed_by", "VARCHAR(320)")
+    _add_column(conn, "outbox", "claimed_until", stamp)
+
+
 # Migrations: index i upgrades schema version i+1 to i+2. A new store is created at the current
 # version by create_all; an older one is brought forward step by step, in one transaction.
-MIGRATIONS: list[Any] = [_v1_to_v2, _v2_to_v3, _v3_to_v4, _v4_to_v5, _v5_to_v6, _v6_to_v7, _v7_to_v8]
+MIGRATIONS: list[Any] = [_v1_to_v2, _v2_to_v3, _v3_to_v4, _v4_to_v5, _v5_to_v6, _v6_to_v7, _v7_to_v8, _v8_to_v9]
+
+
+LOCK_LEASE = timedelta(minutes=5)
 
 
 def now() -> datetime:
     return datetime.now(UTC)
+
+
+def _aware(stamp: datetime | None) -> datetime | None:
+    """SQLite gives naive datetimes back; they were stored as UTC."""
+    return stamp if stamp is None or stamp.tzinfo else stamp.replace(tzinfo=UTC)
+
+
+def display_url(url: str) -> str:
+    """The store URL as it may be shown anywhere (errors, logs, workbooks, --json): the password
+    masked. A URL SQLAlchemy cannot parse is shown by its scheme only, since where the password
+    sits in it is unknown."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        scheme, sep, _rest = url.partition("://")
+        return f"{scheme}://…" if sep else "(unparsable store URL)"
 
 
 class Store:
@@ -385,25 +426,65 @@ class Store:
     def __init__(self, url: str) -> None:
         self.url = url
         self._engine: Engine | None = None
+        self._held: dict[str, tuple[str, threading.Event]] = {}  # cycle id -> (holder token, the renewal's stop)
+
+    @property
+    def shown(self) -> str:
+        """The URL with its password masked: the only form that leaves this class."""
+        return display_url(self.url)
 
     @property
     def engine(self) -> Engine:
         if self._engine is None:
             if self.url.startswith("sqlite:///"):
-                Path(self.url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+                _private_file(Path(self.url.removeprefix("sqlite:///").partition("?")[0]))
             try:
                 engine = create_engine(self.url, future=True)
-            except Exception as exc:  # SQLAlchemy raises several types for a bad URL
-                raise PatchwaveError(f"store URL {self.url!r} is not usable: {exc}") from exc
+            except Exception as exc:  # noqa: BLE001 - SQLAlchemy raises several types for a bad URL; its text (and chain) may hold the password, so it is re-raised masked and unchained
+                raise PatchwaveError(f"store URL {self.shown!r} is not usable: "
+                                     f"{str(exc).replace(self.url, self.shown)}") from None
             if self.url.startswith("sqlite"):
                 event.listen(engine, "connect", _sqlite_pragmas)
             self._engine = engine
-            self._migrate()
+            try:
+                self._migrate()
+            except BaseException:
+                self._engine = None
+                raise
+        return self._engine
+
+    @contextmanager
+    def claiming(self, table: Table) -> Iterator[Connection]:
+        """A transaction that holds the write lock on `table` from its first statement, so that a
+        check-then-insert inside it is atomic: `BEGIN IMMEDIATE` on SQLite, a table lock that
+        excludes other writers (readers go on) on PostgreSQL."""
+        with self._immediate(self.engine) as conn:
+            if conn.dialect.name == "postgresql":
+                conn.exec_driver_sql(f"LOCK TABLE {table.name} IN SHARE ROW EXCLUSIVE MODE")
+            yield conn
+
+    @staticmethod
+    @contextmanager
+    def _immediate(engine: Engine) -> Iterator[Connection]:
+        # the sqlite3 module sends no BEGIN before a SELECT and a plain (deferred) one before the
+        # first write; a transaction it finds already begun it leaves alone, and commits it
+        with engine.begin() as conn:
+            if conn.dialect.name == "sqlite":
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            yield conn
+
+    def _engine_or_fail(self) -> Engine:
+        if self._engine is None:
+            raise PatchwaveError("the store is not open")
         return self._engine
 
     def _migrate(self) -> None:
-        metadata.create_all(self.engine)
-        with self.engine.begin() as conn:
+        # one transaction that holds the write lock from the start: processes opening a new or
+        # old store at the same moment create or upgrade it once, in turn
+        with self._immediate(self._engine_or_fail()) as conn:
+            if conn.dialect.name == "postgresql":
+                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7312026)")  # Patchwave's schema lock
+            metadata.create_all(conn)
             version = conn.execute(select(schema_info.c.version)).scalar()
             if version is None:
                 conn.execute(insert(schema_info).values(version=SCHEMA_VERSION))
@@ -411,9 +492,10 @@ class Store:
             if version > SCHEMA_VERSION:
                 raise PatchwaveError(
                     f"the store has schema version {version}; this Patchwave knows {SCHEMA_VERSION}: upgrade Patchwave")
-            for step in MIGRATIONS[version - 1:]:
-                step(conn)
-            conn.execute(update(schema_info).values(version=SCHEMA_VERSION))
+            if version < SCHEMA_VERSION:
+                for step in MIGRATIONS[version - 1:]:
+                    step(conn)
+                conn.execute(update(schema_info).values(version=SCHEMA_VERSION))
 
     # --- writes ---------------------------------------------------------------------------
     def create_cycle(self, cycle_id: str, inventory: str, policy: dict[str, Any],
@@ -422,40 +504,92 @@ class Store:
             conn.execute(insert(cycles).values(id=cycle_id, created_at=now(), status="started",
                                                inventory=inventory, policy=policy, options=options or {}))
 
-    def lock(self, cycle_id: str) -> None:
-        """Take the cycle's lock, or fail naming who holds it. A lock whose process died on this
-        machine is taken over (and logged)."""
+    def lock(self, cycle_id: str, lease: timedelta = LOCK_LEASE) -> None:
+        """Take the cycle's lock, or fail naming who holds it. The database decides a race: the
+        insert of a free lock, or the takeover of a stale one (its process gone on this machine,
+        or its lease run out), is a single statement whose row count says who won. While held,
+        a thread renews the lease; `unlock` ends both."""
         import os
+        import secrets
         import socket
 
         from sqlalchemy.exc import IntegrityError
 
-        me = {"cycle_id": cycle_id, "pid": os.getpid(), "hostname": socket.gethostname(), "acquired_at": now()}
-        for _attempt in range(2):
+        holder = secrets.token_hex(16)
+        stamp = now()
+        me = {"cycle_id": cycle_id, "pid": os.getpid(), "hostname": socket.gethostname(), "acquired_at": stamp,
+              "holder": holder, "lease_until": stamp + lease}
+        for _attempt in range(3):
             try:
                 with self.engine.begin() as conn:
                     conn.execute(insert(cycle_locks).values(**me))
+                self._keep_lock(cycle_id, holder, lease)
                 return
             except IntegrityError:
-                with self.engine.connect() as conn:
-                    held = conn.execute(select(cycle_locks).where(cycle_locks.c.cycle_id == cycle_id)).mappings().first()
-                if held is None:
-                    continue
-                if held["hostname"] == me["hostname"] and not alive(int(held["pid"])):
-                    with self.engine.begin() as conn:
-                        conn.execute(cycle_locks.delete().where(cycle_locks.c.cycle_id == cycle_id))
-                    self.log(cycle_id, "lock", f"took over the lock of pid {held['pid']}, which is gone")
-                    continue
+                pass
+            with self.engine.connect() as conn:
+                held = conn.execute(select(cycle_locks).where(cycle_locks.c.cycle_id == cycle_id)).mappings().first()
+            if held is None:
+                continue
+            lease_until = _aware(held["lease_until"])
+            gone = held["hostname"] == me["hostname"] and not alive(int(held["pid"]))
+            expired = lease_until is not None and lease_until < now()
+            if not (gone or expired):
                 raise PatchwaveError(f"cycle {cycle_id} is being driven by pid {held['pid']} on {held['hostname']} "
-                                     f"since {held['acquired_at']}; wait for it, or stop it first") from None
-        raise PatchwaveError(f"cannot take the lock of cycle {cycle_id}")
+                                     f"since {held['acquired_at']}; wait for it, or stop it first")
+            # take over exactly the stale lock that was read: if another process took it over
+            # first, this matches no row and the next attempt reads the new holder
+            with self.engine.begin() as conn:
+                taken = conn.execute(update(cycle_locks).where(
+                    (cycle_locks.c.cycle_id == cycle_id) & (cycle_locks.c.holder == held["holder"])
+                    & (cycle_locks.c.pid == held["pid"]) & (cycle_locks.c.hostname == held["hostname"]))
+                    .values(**{k: v for k, v in me.items() if k != "cycle_id"})).rowcount
+            if taken == 1:
+                self._keep_lock(cycle_id, holder, lease)
+                why = "which is gone" if gone else f"whose lease ran out at {lease_until}"
+                self.log(cycle_id, "lock", f"took over the lock of pid {held['pid']} on {held['hostname']}, {why}")
+                return
+        raise PatchwaveError(f"cannot take the lock of cycle {cycle_id}: another orchestrator took it first")
+
+    def _keep_lock(self, cycle_id: str, holder: str, lease: timedelta) -> None:
+        """Renew the lease every third of its length until unlock (or until the lock is lost)."""
+        stop = threading.Event()
+
+        def renew() -> None:
+            from sqlalchemy.exc import SQLAlchemyError
+
+            while not stop.wait(lease.total_seconds() / 3):
+                try:
+                    with self.engine.begin() as conn:
+                        kept = conn.execute(update(cycle_locks).where(
+                            (cycle_locks.c.cycle_id == cycle_id) & (cycle_locks.c.holder == holder))
+                            .values(lease_until=now() + lease)).rowcount
+                except SQLAlchemyError:
+                    continue  # a busy or briefly unreachable store: the next renewal tries again, in time
+                if kept != 1:
+                    self.log(cycle_id, "lock", "this orchestrator lost the cycle's lock (its lease was taken over)")
+                    return
+
+        self._held[cycle_id] = (holder, stop)
+        threading.Thread(target=renew, name=f"lease-{cycle_id}", daemon=True).start()
+
+    def holds_lock(self, cycle_id: str) -> bool:
+        held = self._held.get(cycle_id)
+        if held is None:
+            return False
+        with self.engine.connect() as conn:
+            return conn.execute(select(cycle_locks.c.holder).where(cycle_locks.c.cycle_id == cycle_id)).scalar() \
+                == held[0]
 
     def unlock(self, cycle_id: str) -> None:
-        import os
-
+        held = self._held.pop(cycle_id, None)
+        if held is None:
+            return
+        holder, stop = held
+        stop.set()
         with self.engine.begin() as conn:
             conn.execute(cycle_locks.delete().where((cycle_locks.c.cycle_id == cycle_id)
-                                                    & (cycle_locks.c.pid == os.getpid())))
+                                                    & (cycle_locks.c.holder == holder)))
 
     def set_cycle_status(self, cycle_id: str, status: str, finished: bool = False) -> None:
         values: dict[str, Any] = {"status": status}
@@ -707,6 +841,45 @@ class Store:
                 select(outbox).where((outbox.c.status == "pending") & (outbox.c.next_at <= at))
                 .order_by(outbox.c.id)).mappings()]
 
+    def claim_outbox(self, row_id: int, attempts: int, at: datetime, by: str, lease: timedelta) -> bool:
+        """Claim one due message for sending: True for exactly one flusher, however many try at
+        once. The claim names the attempt count that was read, so a flusher working from an older
+        read cannot claim a message another one has tried (and put back with a backoff) since.
+        A claim not finished within `lease` (the flusher died) is released by
+        `release_stale_claims` and the message is sent again: at least once, never twice while
+        its sender lives."""
+        with self.engine.begin() as conn:
+            return bool(conn.execute(update(outbox).where(
+                (outbox.c.id == row_id) & (outbox.c.status == "pending") & (outbox.c.attempts == attempts)
+                & (outbox.c.next_at <= at))
+                .values(status="sending", claimed_by=by, claimed_until=now() + lease)).rowcount == 1)
+
+    def release_stale_claims(self) -> int:
+        """Messages claimed by a flusher whose lease ran out, or whose process on this machine is
+        gone (killed mid-send), are pending again. Each release is conditional on the claim
+        read, so a claim renewed or finished meanwhile is left alone."""
+        with self.engine.connect() as conn:
+            claims = conn.execute(select(outbox.c.id, outbox.c.claimed_by, outbox.c.claimed_until)
+                                  .where(outbox.c.status == "sending")).all()
+        released = 0
+        for row_id, by, claimed_until in claims:
+            runner = str(by or "").rpartition(":")[0]  # host:pid of host:pid:token
+            until = _aware(claimed_until)
+            if (until is not None and until >= now()) and _runner_alive(runner):
+                continue
+            with self.engine.begin() as conn:
+                released += conn.execute(update(outbox).where(
+                    (outbox.c.id == row_id) & (outbox.c.status == "sending") & (outbox.c.claimed_by == by))
+                    .values(status="pending", claimed_by=None, claimed_until=None)).rowcount
+        return released
+
+    def finish_outbox(self, row_id: int, by: str, **values: Any) -> bool:
+        """Record what became of a message this flusher claimed (False: the claim was lost)."""
+        with self.engine.begin() as conn:
+            return bool(conn.execute(update(outbox).where((outbox.c.id == row_id) & (outbox.c.claimed_by == by)
+                                                          & (outbox.c.status == "sending"))
+                                     .values(claimed_by=None, claimed_until=None, **values)).rowcount == 1)
+
     def outbox_rows(self, status: str | None = None) -> list[dict[str, Any]]:
         equal: dict[str, Any] = {} if status is None else {"status": status}
         return list(self.rows("outbox", **equal))
@@ -822,7 +995,7 @@ class Store:
         the run's id, or None when the job must not run now."""
         from sqlalchemy.exc import IntegrityError
 
-        with self.engine.begin() as conn:
+        with self.claiming(schedule_runs) as conn:
             running = conn.execute(select(schedule_runs.c.runner).where(
                 (schedule_runs.c.job == job) & (schedule_runs.c.status == "running"))).scalars().all()
             if any(_runner_alive(r) for r in running):
@@ -945,6 +1118,29 @@ class Store:
                     lows.append(low)
                     highs.append(high)
         return (min(lows) if lows else None, max(highs) if highs else None)
+
+
+def _private_file(path: Path) -> None:
+    """The SQLite store readable by its owner only (it holds every host's packages, findings
+    and ticket keys); a missing directory is made private too. SQLite gives its -wal and -shm
+    files the permissions of the database file."""
+    import contextlib
+    import os
+
+    try:
+        if not path.parent.exists():
+            path.parent.mkdir(parents=True, mode=0o700)
+            path.parent.chmod(0o700)
+        # never open() an existing database file: closing any descriptor of it drops every
+        # POSIX lock this process holds on it, through other connections too (SQLite's own
+        # warning), and a writer elsewhere may then corrupt it
+        if not path.exists():
+            with contextlib.suppress(FileExistsError):
+                os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600))
+        if path.stat().st_mode & 0o077:
+            path.chmod(0o600)
+    except OSError as exc:
+        raise PatchwaveError(f"the store {path} cannot be created or opened: {exc.strerror or exc}") from None
 
 
 def _runner_alive(runner: str) -> bool:

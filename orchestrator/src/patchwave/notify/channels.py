@@ -1,6 +1,11 @@
-"""Sending: a signed JSON webhook, an e-mail over SMTP (STARTTLS), and tickets through
+"""Sending: a signed JSON webhook, an e-mail over SMTP (STARTTLS or SMTPS), and tickets through
 Jira-compatible and ServiceNow-compatible REST calls. Each call either succeeds or raises
-DeliveryError with a message that never contains a secret; the outbox decides about retries."""
+DeliveryError with a message that never contains a secret; the outbox decides about retries.
+
+Every HTTP call here carries a credential (basic auth, or the webhook's signature), and urllib
+would carry it on to wherever a 3xx answer points, another host included. So no redirect is ever
+followed, not even one to the same host: a 3xx is a delivery error that names the Location, and
+the channel's URL is what to fix."""
 
 from __future__ import annotations
 
@@ -17,9 +22,9 @@ from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urljoin, urlsplit
 
-from patchwave.notify.config import Jira, NotifyError, ServiceNow, Smtp, Webhook
+from patchwave.notify.config import Jira, NotifyError, ServiceNow, Smtp, Webhook, shown
 
 SIGNATURE_HEADER = "X-Patchwave-Signature"  # sha256=<hex HMAC of "<timestamp>.<body>">
 TIMESTAMP_HEADER = "X-Patchwave-Timestamp"  # seconds since the epoch, part of what is signed
@@ -51,20 +56,54 @@ def _secret(item: Any, base: Path) -> str:
     return value
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """Follows nothing: with no new request, urllib hands the 3xx on as an HTTPError, which
+    `_request` turns into a DeliveryError naming the Location (see the module docstring)."""
+
+    def redirect_request(self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: Any,
+                         newurl: str) -> urllib.request.Request | None:
+        return None
+
+
 def _request(method: str, url: str, data: bytes | None, headers: dict[str, str], timeout: float,
              tls: ssl.SSLContext) -> tuple[int, bytes]:
-    """One HTTP(S) call (the channel URLs are checked to be http or https when the policy loads)."""
-    request = urllib.request.Request(url, data=data, method=method,  # noqa: S310
+    """One HTTP(S) call (the channel URLs are checked to be https, or http with insecure: true,
+    when the policy loads)."""
+    request = urllib.request.Request(url, data=data, method=method,  # noqa: S310 - the scheme is checked at load
                                      headers={"User-Agent": "patchwave", **headers})
+    opener = urllib.request.build_opener(_NoRedirects, urllib.request.HTTPSHandler(context=tls))
     try:
-        with urllib.request.urlopen(request, timeout=timeout, context=tls) as answer:  # noqa: S310
+        with opener.open(request, timeout=timeout) as answer:
             return answer.status, answer.read()
     except urllib.error.HTTPError as exc:
+        if 300 <= exc.code < 400:
+            raise DeliveryError(_redirected(method, url, exc.code, exc.headers.get("Location")), retry=False) from None
         # 408, 425, 429 and 5xx may pass; any other 4xx will not (a bad request, credentials, a missing project)
         raise DeliveryError(f"{method} {_path(url)}: HTTP {exc.code} {exc.reason}",
                             retry=exc.code in (408, 425, 429) or exc.code >= 500) from None
     except (urllib.error.URLError, OSError) as exc:
         raise DeliveryError(f"{method} {_path(url)}: {getattr(exc, 'reason', exc)}") from None
+
+
+def _redirected(method: str, url: str, code: int, location: str | None) -> str:
+    """The error for a 3xx: where it pointed (without user, password or query) and whether that
+    is another host. Not retried: the channel's URL has to change."""
+    if not location:
+        return f"{method} {_path(url)}: HTTP {code} without a Location; not followed"
+    target = urljoin(url, location.strip())
+    other = "another host" if _origin(target) != _origin(url) else "the same host"
+    return (f"{method} {_path(url)}: redirected (HTTP {code}) to {_path(target)} ({other}); not followed: Patchwave "
+            "never sends a channel's credentials on to where a redirect points: set the channel's url to the "
+            "address the service answers on")
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    try:
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    except ValueError:  # a port that is not a number: no origin is equal to it
+        port = -1
+    return parts.scheme, (parts.hostname or ""), port
 
 
 def _http(method: str, url: str, body: Any, headers: dict[str, str], timeout: float, tls: ssl.SSLContext) -> Any:
@@ -81,8 +120,9 @@ def _http(method: str, url: str, body: Any, headers: dict[str, str], timeout: fl
 
 
 def _path(url: str) -> str:
-    """A URL for messages: without any query (search terms stay out of logs)."""
-    return url.split("?", 1)[0]
+    """A URL for messages: without a user or password (a Location header may carry them), a
+    query (search terms, tokens) or a fragment."""
+    return shown(url)
 
 
 def _basic(user: str, password: str) -> dict[str, str]:
@@ -111,8 +151,13 @@ def send_mail(channel: Smtp, base: Path, key: str, subject: str, text: str) -> d
     mail["X-Patchwave-Delivery"] = key
     mail.set_content(text)
     try:
-        with smtplib.SMTP(channel.host, channel.port, timeout=channel.timeout_seconds) as server:
-            if channel.starttls:
+        # smtps: TLS from the first byte; starttls: smtplib raises when the server does not offer
+        # it, so a password never goes out in the clear (the policy refuses one without TLS)
+        server = (smtplib.SMTP_SSL(channel.host, channel.port, timeout=channel.timeout_seconds,
+                                   context=_tls(channel.ca_file, base)) if channel.smtps
+                  else smtplib.SMTP(channel.host, channel.port, timeout=channel.timeout_seconds))
+        with server:
+            if channel.starttls and not channel.smtps:
                 server.starttls(context=_tls(channel.ca_file, base))
             if channel.username is not None and channel.password is not None:
                 server.login(_secret(channel.username, base), _secret(channel.password, base))

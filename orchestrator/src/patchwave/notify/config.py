@@ -1,7 +1,12 @@
 """The notification policy: channels (webhook, SMTP, Jira, ServiceNow), routes from events to
 channels, delivery settings. YAML validated before anything is queued; every error is
 `file:line: what to fix`. Secrets are never in the file: each is the name of an environment
-variable or a key in an Ansible Vault file, resolved only when a message is sent."""
+variable or a key in an Ansible Vault file, resolved only when a message is sent.
+
+Every channel carries a credential: Jira and ServiceNow basic auth, the webhook's HMAC signature
+(made with its secret, it authenticates the message), an SMTP login. So the HTTP channels need
+https:// unless the channel says `insecure: true` (then warned about on every use), and an SMTP
+password only travels inside TLS (STARTTLS or SMTPS)."""
 
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlparse
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
 from patchwave import yamlsrc
 from patchwave.errors import InputError
@@ -67,7 +72,6 @@ class Secret(_Model):
 
 
 def _vault_value(path: Path, key: str) -> str:
-    import yaml
     from ansible.parsing.vault import VaultLib, VaultSecret  # type: ignore[import-untyped]
 
     password_file = os.environ.get("ANSIBLE_VAULT_PASSWORD_FILE")
@@ -80,20 +84,35 @@ def _vault_value(path: Path, key: str) -> str:
         raise NotifyError(f"{path}: cannot read the vault or its password file: {exc.strerror}") from exc
     try:
         plain = VaultLib([("default", VaultSecret(password))]).decrypt(text)
-        data = yaml.safe_load(plain)
-    except Exception as exc:  # AnsibleError for a wrong password, YAMLError for bad content
+        data = yamlsrc.parse(plain.decode("utf-8", errors="replace"), path)
+    except InputError:
+        raise NotifyError(f"{path}: the decrypted vault is not valid YAML within Patchwave's limits") from None
+    except Exception as exc:  # AnsibleError for a wrong password
         raise NotifyError(f"{path}: cannot decrypt with ANSIBLE_VAULT_PASSWORD_FILE ({type(exc).__name__})") from exc
     if not isinstance(data, dict) or not isinstance(data.get(key), str | int):
         raise NotifyError(f"{path}: the vault has no value {key!r}")
     return str(data[key])
 
 
-def _http_url(value: str) -> str:
+def shown(url: str) -> str:
+    """A URL for messages and logs: without a user or password, a query (a token some receivers
+    take there) or a fragment."""
+    parsed = urlparse(url)
+    return f"{parsed.scheme}://{parsed.netloc.rpartition('@')[2]}{parsed.path}" if parsed.scheme else parsed.path
+
+
+def _http_url(value: str, insecure: bool) -> str:
     parsed = urlparse(value)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise ValueError(f"{value!r} is not an http(s) URL")
+        raise ValueError(f"{shown(value)!r} is not an http(s) URL")
     if parsed.username or parsed.password:
         raise ValueError("credentials do not belong in the URL: use the channel's secrets")
+    if parsed.scheme == "http" and not insecure:
+        raise ValueError(f"{shown(value)!r} is plain http, which would send the channel's credentials in the clear: use "
+                         "https:// (or set insecure: true on the channel to accept that; every use is then warned "
+                         "about and recorded)")
+    if parsed.scheme == "https" and insecure:
+        raise ValueError("insecure: true is only for an http:// URL and this one is https: remove insecure")
     return value.rstrip("/")
 
 
@@ -102,15 +121,23 @@ class _Channel(_Model):
     ca_file: str | None = None  # a private CA for TLS; the system's CAs otherwise (verification is always on)
 
 
-class Webhook(_Channel):
+class _HttpChannel(_Channel):
+    """A channel that sends its credential with every HTTP call (see the module docstring)."""
+
+    # declared here, before the subclasses' `url`, so that the URL's validator sees it: pydantic
+    # validates fields in order, a base class's first
+    insecure: bool = False
+
+    @field_validator("url", check_fields=False)
+    @classmethod
+    def _url(cls, value: str, info: ValidationInfo) -> str:
+        return _http_url(value, info.data.get("insecure") is True)
+
+
+class Webhook(_HttpChannel):
     type: Literal["webhook"]
     url: str
     secret: Secret  # the HMAC-SHA256 key
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        return _http_url(value)
 
 
 class Smtp(_Channel):
@@ -118,6 +145,7 @@ class Smtp(_Channel):
     host: str
     port: int = Field(default=587, ge=1, le=65535)
     starttls: bool = True
+    smtps: bool = False  # TLS from the first byte (port 465) instead of STARTTLS
     username: Secret | None = None
     password: Secret | None = None
     sender: str = Field(alias="from")
@@ -142,12 +170,20 @@ class Smtp(_Channel):
     def _auth(self) -> Smtp:
         if (self.username is None) != (self.password is None):
             raise ValueError("username and password go together")
-        if self.password is not None and not self.starttls:
-            raise ValueError("a password is only sent after STARTTLS: set starttls: true")
+        if self.smtps and self.starttls and "starttls" in self.model_fields_set:
+            raise ValueError("smtps: true is TLS from the start, starttls: true is TLS after the greeting: "
+                             "choose one")
+        if self.password is not None and not self.tls:
+            raise ValueError("a password is only sent after STARTTLS or over SMTPS: set starttls: true (port 587) "
+                             "or smtps: true (port 465)")
         return self
 
+    @property
+    def tls(self) -> bool:
+        return self.smtps or self.starttls
 
-class Jira(_Channel):
+
+class Jira(_HttpChannel):
     type: Literal["jira"]
     url: str
     project: str = Field(pattern=r"^[A-Z][A-Z0-9_]+$")
@@ -157,23 +193,13 @@ class Jira(_Channel):
     close_transition: str = "Done"
     reopen_transition: str = "Reopen"
 
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        return _http_url(value)
 
-
-class ServiceNow(_Channel):
+class ServiceNow(_HttpChannel):
     type: Literal["servicenow"]
     url: str
     user: Secret
     password: Secret
     assignment_group: str | None = None
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        return _http_url(value)
 
 
 Channel = Annotated[Webhook | Smtp | Jira | ServiceNow, Field(discriminator="type")]
@@ -252,9 +278,7 @@ class NotifyPolicy(_Model):
 
 def load(path: Path, known_groups: set[str] | None = None) -> NotifyPolicy:
     """Read and validate a notification policy; `known_groups` (from the inventory) checks group names."""
-    data = yamlsrc.load(path)
-    if not isinstance(data, dict):
-        raise NotifyError(f"{path}:1: a notification policy is a mapping (channels, routes, ...)")
+    data = yamlsrc.load_mapping(path, "notification policy", DOCS, NotifyError)
     policy = yamlsrc.validate(NotifyPolicy, data, path, "notification policy", DOCS, NotifyError)
     for name in policy.channels:
         if not _NAME.match(name):
@@ -299,5 +323,6 @@ def base_dir(path: Path) -> Path:
 
 def describe(value: Any) -> str:
     """A channel for logs: its type and where it points, never a secret."""
-    target = getattr(value, "url", None) or f"{getattr(value, 'host', '')}:{getattr(value, 'port', '')}"
+    url = getattr(value, "url", None)
+    target = shown(url) if url else f"{getattr(value, 'host', '')}:{getattr(value, 'port', '')}"
     return f"{value.type} {target}"

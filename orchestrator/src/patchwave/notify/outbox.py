@@ -6,6 +6,10 @@ ticket in order (a close never overtakes the open)."""
 
 from __future__ import annotations
 
+import os
+import secrets
+import socket
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,10 +19,13 @@ from typing import Any
 
 from patchwave.models import Host
 from patchwave.notify import channels
-from patchwave.notify.config import TICKET_TYPES, NotifyPolicy, Route, Smtp, Webhook
+from patchwave.notify.config import TICKET_TYPES, NotifyPolicy, Route, Smtp, Webhook, describe
 from patchwave.store import Store
 
 Log = Callable[[str], None]
+# How long a flusher may take to send one claimed message before another may send it again
+# (a flusher that died mid-send): longer than any channel's timeout and retries within a send.
+CLAIM_LEASE = timedelta(minutes=10)
 
 
 @dataclass(frozen=True)
@@ -47,6 +54,10 @@ class Notifier:
         self.store, self.policy, self.base = store, policy, base
         self.hosts = {h.name: h for h in hosts}
         self.log = log or (lambda _m: None)
+        # who holds this flusher's outbox claims: a process gone from this machine holds none
+        self.claimant = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(8)}"
+        # warnings must be seen: without a log (the CLI's goes to stderr) they go to stderr
+        self.warn: Log = log or _stderr
 
     # --- queueing ---------------------------------------------------------------------------
     def matches(self, route: Route, event: Event) -> bool:
@@ -133,15 +144,20 @@ class Notifier:
             time.sleep(min(max(pause, 0.05), max(deadline - time.monotonic(), 0.05)))
 
     def _pass(self, at: datetime, counts: dict[str, int]) -> None:
-        blocked: set[str] = set()  # tickets with an earlier operation still pending
-        for row in self.store.outbox_rows("pending"):
+        self.store.release_stale_claims()
+        blocked: set[str] = set()  # tickets with an earlier operation still pending (or being sent elsewhere)
+        for row in list(self.store.rows("outbox", status=["pending", "sending"])):
             if row["ticket"] and row["ticket"] in blocked:
                 continue
-            if _aware(row["next_at"]) > at:
+            if row["status"] == "sending" or _aware(row["next_at"]) > at:
                 if row["ticket"]:
                     blocked.add(row["ticket"])
                 continue
             outcome = self._deliver(row, at)
+            if outcome == "claimed":  # another flusher sends it
+                if row["ticket"]:
+                    blocked.add(row["ticket"])
+                continue
             counts[outcome] += 1
             if outcome != "sent" and row["ticket"]:
                 blocked.add(row["ticket"])
@@ -157,6 +173,13 @@ class Notifier:
             if held is not None:
                 self.store.outbox_update(row["id"], next_at=held[0], last_error=held[1])
                 return "held"
+        # the database decides which flusher sends it: exactly one claim succeeds
+        if not self.store.claim_outbox(row["id"], row["attempts"], at, self.claimant, CLAIM_LEASE):
+            return "claimed"
+        insecure = bool(getattr(channel, "insecure", False))
+        if insecure:  # every use, so that nobody forgets the channel sends its credential in the clear
+            self.warn(f"notify: WARNING: channel {row['channel']} ({describe(channel)}) sends its credentials over "
+                      "plain http (insecure: true in the notification policy): anyone on the path can read them")
         try:
             result = self._send(channel, row)
         except channels.DeliveryError as exc:
@@ -164,14 +187,19 @@ class Notifier:
             give_up = not exc.retry or attempts >= self.policy.delivery.max_attempts
             delay = min(self.policy.delivery.max_backoff_seconds,
                         self.policy.delivery.backoff_seconds * 2 ** (attempts - 1))
-            self.store.outbox_update(row["id"], attempts=attempts, last_error=str(exc),
+            self.store.finish_outbox(row["id"], self.claimant, attempts=attempts, last_error=str(exc),
                                      status="failed" if give_up else "pending",
-                                     next_at=at + timedelta(seconds=delay))
+                                     next_at=at + timedelta(seconds=delay),
+                                     **({"result": {"insecure": True}} if insecure else {}))
             self.log(f"notify: {row['channel']} {row['op']} {row['subject']!r}: {exc}"
                      + (" (giving up)" if give_up else f" (retry in {delay:g} s)"))
             return "failed" if give_up else "retry"
-        self.store.outbox_update(row["id"], status="sent", sent_at=datetime.now(UTC), attempts=row["attempts"] + 1,
-                                 last_error="", result=result)
+        except BaseException:
+            self.store.finish_outbox(row["id"], self.claimant, status="pending")  # not sent: release the claim
+            raise
+        self.store.finish_outbox(row["id"], self.claimant, status="sent", sent_at=datetime.now(UTC),
+                                 attempts=row["attempts"] + 1, last_error="",
+                                 result={**result, "insecure": True} if insecure else result)
         return "sent"
 
     def _held_until(self, row: dict[str, Any], at: datetime) -> tuple[datetime, str] | None:
@@ -231,6 +259,10 @@ class Notifier:
                                    note="closed in the ticket system while still failing; re-opened")
             return {"external_id": external, "reopened": True}
         return {"external_id": external}
+
+
+def _stderr(message: str) -> None:
+    sys.stderr.write(message + "\n")
 
 
 def _aware(stamp: datetime) -> datetime:

@@ -6,10 +6,11 @@ errors like every other Patchwave file."""
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from patchwave import yamlsrc
 from patchwave.errors import InputError
@@ -27,11 +28,24 @@ class _Model(BaseModel):
     model_config = yamlsrc.STRICT
 
 
+def _not_a_formula(value: str) -> str:
+    """Text that goes into a cell: openpyxl writes a string that starts with `=` as a formula,
+    which the spreadsheet then runs (`=HYPERLINK(...)`, `=cmd|...`)."""
+    if value.lstrip().startswith("="):
+        raise ValueError(f"{value[:40]!r} starts with '=': a spreadsheet would run it as a formula")
+    return value
+
+
 class Column(_Model):
     field: str
     header: str | None = None
     width: Annotated[int, Field(ge=4, le=120)] | None = None
     fills: dict[str, Annotated[str, Field(pattern=r"^[0-9A-Fa-f]{6}$")]] = {}  # cell value -> RGB fill
+
+    @field_validator("header")
+    @classmethod
+    def _text(cls, value: str | None) -> str | None:
+        return None if value is None else _not_a_formula(value)
 
 
 class Filter(_Model):
@@ -53,6 +67,11 @@ class Aggregate(_Model):
     field: str | None = None  # not for count
     header: str
 
+    @field_validator("header")
+    @classmethod
+    def _text(cls, value: str) -> str:
+        return _not_a_formula(value)
+
     @model_validator(mode="after")
     def _field(self) -> Aggregate:
         if self.fn != "count" and self.field is None:
@@ -67,6 +86,11 @@ class Chart(_Model):
     y: Annotated[list[str], Field(min_length=1)]  # column headers (or fields) with numbers
     y_title: str = ""
 
+    @field_validator("title", "y_title")
+    @classmethod
+    def _text(cls, value: str) -> str:
+        return _not_a_formula(value)
+
 
 class Sheet(_Model):
     name: Annotated[str, Field(pattern=SHEET_NAME)]
@@ -79,6 +103,11 @@ class Sheet(_Model):
     aggregates: list[Aggregate] = []
     sort: list[str] = []  # field or -field
     chart: Chart | None = None
+
+    @field_validator("name", "title", "about")
+    @classmethod
+    def _text(cls, value: str) -> str:
+        return _not_a_formula(value)
 
     @model_validator(mode="after")
     def _shape(self) -> Sheet:
@@ -120,6 +149,43 @@ class Workbook(_Model):
     title: str
     sheets: Annotated[list[Sheet], Field(min_length=1)]
 
+    @field_validator("title")
+    @classmethod
+    def _text(cls, value: str) -> str:
+        return _not_a_formula(value)
+
+
+_NUMBERS = ("int", "float", "percent")
+_COMPARE = ("eq", "ne", "in", "not_in", "lt", "le", "gt", "ge")
+
+
+def _iso(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _filter_problem(item: Filter, kind: str) -> str | None:
+    """A filter value that can never match its field, or that the comparison would fail on
+    (a number against text) while the workbook is being written."""
+    if item.op not in _COMPARE:
+        return None
+    values = item.value if isinstance(item.value, list) else [item.value]
+    for value in values:
+        if kind in _NUMBERS and (isinstance(value, bool) or not isinstance(value, int | float)):
+            return f"{item.field} is a number: compare it with a number, not {value!r}"
+        if kind == "bool" and not isinstance(value, bool):
+            return f"{item.field} is true or false: compare it with true or false, not {value!r}"
+        if kind in ("date", "datetime") and not _iso(value):
+            return f"{item.field} is a date: compare it with a quoted date 'YYYY-MM-DD' (or an ISO time), not {value!r}"
+        if kind == "text" and not isinstance(value, str):
+            return f"{item.field} is text: compare it with text (quote {value!r})"
+    return None
+
 
 def _check_fields(path: Path, data: Any, sheet: Sheet, loc: tuple[str | int, ...]) -> None:
     """Every field a sheet names must be in its dataset (with the line that names it)."""
@@ -135,6 +201,11 @@ def _check_fields(path: Path, data: Any, sheet: Sheet, loc: tuple[str | int, ...
         if name not in known:
             raise DefinitionError(f"{yamlsrc.where(path, data, where)}: {yamlsrc.loc_text(where)}: dataset "
                                   f"{sheet.dataset} has no field {name!r}; it has {', '.join(known)}")
+    for index, item in enumerate(sheet.filters):
+        problem = _filter_problem(item, known[item.field])
+        if problem:
+            where = (*loc, "filters", index, "value")
+            raise DefinitionError(f"{yamlsrc.where(path, data, where)}: {yamlsrc.loc_text(where)}: {problem}")
     if sheet.group_by and sheet.columns:
         raise DefinitionError(f"{yamlsrc.where(path, data, (*loc, 'columns'))}: {yamlsrc.loc_text((*loc, 'columns'))}: "
                               "a grouped sheet's columns are its group_by fields and aggregates; drop columns")
@@ -150,9 +221,7 @@ def _check_fields(path: Path, data: Any, sheet: Sheet, loc: tuple[str | int, ...
 def load_workbook_definition(path: Path) -> Workbook:
     """A workbook (name, title, sheets) or a single sheet definition (which becomes a workbook
     of that one sheet)."""
-    data = yamlsrc.load(path)
-    if not isinstance(data, dict):
-        raise DefinitionError(f"{path}:1: a report definition is a mapping (key: value)")
+    data = yamlsrc.load_mapping(path, "report definition", DOCS, DefinitionError)
     if "sheets" in data:
         book = yamlsrc.validate(Workbook, data, path, "workbook", DOCS, DefinitionError)
         for index, sheet in enumerate(book.sheets):

@@ -1,7 +1,8 @@
 """Turns workbook definitions into .xlsx files: rows from a dataset, filtered, grouped, sorted,
 written in openpyxl's write-only mode (constant memory), split before Excel's row limit, cells
 cut at Excel's cell-size limit with a note; a first sheet explains the others, the time range
-and the source. The only importer of openpyxl besides workbook.py."""
+and the source. The only importer of openpyxl besides workbook.py; every cell either writes goes
+through xlsx_cell(), so that text from the store or a host is never a formula."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Any
 
 from openpyxl import Workbook as XlsxWorkbook
 from openpyxl.cell import WriteOnlyCell
+from openpyxl.cell.cell import ERROR_CODES, ILLEGAL_CHARACTERS_RE
 from openpyxl.chart import BarChart, LineChart, Reference
 from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.utils import get_column_letter
@@ -36,6 +38,45 @@ STATE_FILLS = {  # the same colours in every sheet
     "skipped": "EDEDED",
 }
 Progress = Callable[[str, int], None]
+# a first character that makes a spreadsheet take text for a formula (the CSV-injection list)
+FORMULA_LEADS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _printable_text(text: str) -> str:
+    """Control characters (an escape sequence in a host's output) cannot be stored in a sheet:
+    each is shown as its Unicode control picture (ESC as ␛), so the length stays the same."""
+    return ILLEGAL_CHARACTERS_RE.sub(lambda found: chr(0x2400 + ord(found.group())), text)
+
+
+def xlsx_cell(ws: Any, value: Any, font: Font | None = None, fill: PatternFill | None = None,
+              number_format: str | None = None, alignment: Alignment | None = None) -> Any:
+    """The one way a cell is written. Text is data, never code: a string a spreadsheet would take
+    for a formula (FORMULA_LEADS first) or for an error value (#N/A) is stored as a string with
+    the quote prefix, which also keeps it text when someone edits the cell. Numbers, dates and
+    booleans are written as they are (a negative number stays a number). With no style and no such
+    text the plain value comes back, which openpyxl writes much faster than a cell object."""
+    literal = False
+    if isinstance(value, list | tuple | dict | set):  # evidence is free-form: shown as its text
+        value = str(value)
+    if isinstance(value, str):
+        if ILLEGAL_CHARACTERS_RE.search(value):
+            value = _printable_text(value)
+        literal = value.startswith(FORMULA_LEADS) or value in ERROR_CODES
+    if not literal and font is None and fill is None and number_format is None and alignment is None:
+        return value
+    cell = WriteOnlyCell(ws, value=value)
+    if literal:
+        cell.data_type = "s"
+        cell.quotePrefix = True
+    if font is not None:
+        cell.font = font
+    if fill is not None:
+        cell.fill = fill
+    if number_format is not None:
+        cell.number_format = number_format
+    if alignment is not None:
+        cell.alignment = alignment
+    return cell
 
 
 def _matches(row: Row, sheet: Sheet) -> bool:
@@ -224,9 +265,7 @@ class Writer:
         bold = Font(bold=True)
 
         def line(label: str, value: Any, style: Font | None = None) -> None:
-            cell = WriteOnlyCell(ws, value=label)
-            cell.font = style or bold
-            ws.append([cell, value])
+            ws.append([xlsx_cell(ws, label, font=style or bold), xlsx_cell(ws, value)])
 
         line(book.title, "", Font(bold=True, size=14))
         line("Generated", datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"))
@@ -241,9 +280,9 @@ class Writer:
         ws.append([])
         line("Sheet", "What it shows")
         for item in written:
-            text = WriteOnlyCell(ws, value=f"{item['title']}: {item['about']} ({item['rows']:,} rows)")
-            text.alignment = Alignment(wrap_text=True, vertical="top")
-            ws.append([item["sheet"], text])
+            ws.append([xlsx_cell(ws, item["sheet"]),
+                       xlsx_cell(ws, f"{item['title']}: {item['about']} ({item['rows']:,} rows)",
+                                 alignment=Alignment(wrap_text=True, vertical="top"))])
 
     @staticmethod
     def _printable(ws: Any) -> None:
@@ -260,14 +299,9 @@ class Writer:
         for index, width in enumerate(widths, start=1):
             ws.column_dimensions[get_column_letter(index)].width = width
         ws.freeze_panes = "A2"
-        header = []
-        for title in titles:
-            cell = WriteOnlyCell(ws, value=title)
-            cell.font = Font(bold=True)
-            cell.fill = PatternFill("solid", start_color="DDEBF7", end_color="DDEBF7")
-            cell.alignment = Alignment(wrap_text=True, vertical="top")
-            header.append(cell)
-        ws.append(header)
+        font, fill = Font(bold=True), PatternFill("solid", start_color="DDEBF7", end_color="DDEBF7")
+        alignment = Alignment(wrap_text=True, vertical="top")
+        ws.append([xlsx_cell(ws, title, font=font, fill=fill, alignment=alignment) for title in titles])
         return ws
 
     def _finish(self, ws: Any, columns: int, count: int, sheet: Sheet, titles: list[str],
@@ -291,22 +325,17 @@ class Writer:
         """A plain value where no style is needed (much faster to write), else a styled cell."""
         if isinstance(value, datetime) and value.tzinfo is not None:
             value = value.replace(tzinfo=None)  # Excel has no time zones; the store keeps UTC
+        if isinstance(value, list | tuple | dict | set):
+            value = str(value)  # before the cut: the text is what must fit
         if isinstance(value, str) and len(value) > CELL_LIMIT:
             value = value[: CELL_LIMIT - len(TRUNCATED)] + TRUNCATED
             self.truncated += 1
-        if isinstance(value, list | dict):
-            value = str(value)
         colour = fills.get(str(value)) or (STATE_FILLS.get(value) if isinstance(value, str) else None)
         style = FORMATS.get(kind) if value is not None else None
         if colour is None and (style is None or (kind == "int" and isinstance(value, int) and abs(value) < 1000)):
-            return value
+            return xlsx_cell(ws, value)
         key = (style, colour)
-        cell = WriteOnlyCell(ws, value=value)
         if key not in self._styles:
             self._styles[key] = (style, PatternFill("solid", start_color=colour, end_color=colour) if colour else None)
         number_format, fill = self._styles[key]
-        if number_format:
-            cell.number_format = number_format
-        if fill is not None:
-            cell.fill = fill
-        return cell
+        return xlsx_cell(ws, value, fill=fill, number_format=number_format)

@@ -52,7 +52,9 @@ def write_reports(paths: Paths, store: Store, inventory: Path, kind: str, defini
     for book, source in books:
         target = (output if output is not None and not several and output.suffix == ".xlsx"
                   else (output or paths.output) / f"{book.name}-{stamp}.xlsx")
-        jobs.append((book, target, f"{store.url} (definition {source})"))
+        jobs.append((book, target, f"{store.shown} (definition {source})"))  # shown: the password masked
+    for folder in sorted({job[1].parent for job in jobs}):
+        _writable(folder)
     # the biggest workbooks first, so that the small ones fill in around them
     weight = {"compliance": 0, "trend": 1, "patch": 2, "owner": 3}
     jobs.sort(key=lambda job: weight.get(job[0].name, 9))
@@ -91,6 +93,19 @@ def _relay(messages: Any, progress: Progress | None) -> None:
             return
         if progress is not None:
             progress(text, count)
+
+
+def _writable(folder: Path) -> None:
+    """Fail before any workbook is built when its folder cannot be made or written to (a
+    permission, a read-only or virtual file system), naming the folder."""
+    import tempfile
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".pw-write-test-"):
+            pass
+    except OSError as exc:
+        raise InputError(f"-o {folder}: workbooks cannot be written there: {exc.strerror or exc}") from None
 
 
 def _write(url: str, hosts: list[Host], since: datetime | None, group: str | None, register: list[Any],

@@ -1,4 +1,5 @@
-"""The patch cycle workbook: a summary, one row per host, and one sheet per host."""
+"""The patch cycle workbook: a summary, one row per host, and one sheet per host. Every cell goes
+through engine.xlsx_cell: host names, package names and messages come from hosts and the store."""
 
 from __future__ import annotations
 
@@ -12,13 +13,13 @@ from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.worksheet import Worksheet
 
 from patchwave.models import Host
-from patchwave.reporting.engine import STATE_FILLS
+from patchwave.reporting.engine import STATE_FILLS, xlsx_cell
 
 _BOLD = Font(bold=True)
 
 
 def _sheet_title(name: str, used: set[str]) -> str:
-    base = re.sub(r"[\[\]:*?/\\]", "_", name)[:28] or "host"
+    base = re.sub(r"[\[\]:*?/\\\x00-\x1f]", "_", name)[:28] or "host"  # a tab or CR is no part of a sheet's name
     title, n = base, 2
     while title.lower() in used:
         title, n = f"{base[:25]}~{n}", n + 1
@@ -26,12 +27,14 @@ def _sheet_title(name: str, used: set[str]) -> str:
     return title
 
 
+def _append(ws: Worksheet, row: list[Any]) -> None:
+    ws.append([xlsx_cell(ws, value) for value in row])
+
+
 def _table(ws: Worksheet, header: list[str], rows: list[list[Any]]) -> None:
-    ws.append(header)
-    for cell in ws[ws.max_row]:
-        cell.font = _BOLD
+    ws.append([xlsx_cell(ws, title, font=_BOLD) for title in header])
     for row in rows:
-        ws.append(row)
+        _append(ws, row)
     for index, column in enumerate(header, start=1):
         width = max([len(str(column))] + [len(str(r[index - 1] or "")) for r in rows]) + 2
         ws.column_dimensions[get_column_letter(index)].width = min(width, 70)
@@ -45,7 +48,7 @@ def write_cycle_workbook(status: dict[str, Any], hosts: list[Host], path: Path) 
     if summary is None:  # a new Workbook always has one sheet; this keeps the type checker honest
         summary = wb.create_sheet("Summary")
     summary.title = "Summary"
-    summary.append(["Patchwave patch cycle"])
+    _append(summary, ["Patchwave patch cycle"])
     summary["A1"].font = Font(bold=True, size=14)
     counts: dict[str, int] = {}
     for item in status["hosts"]:
@@ -65,7 +68,7 @@ def write_cycle_workbook(status: dict[str, Any], hosts: list[Host], path: Path) 
     rows += [[f"Approval of {a['wave']}", f"{'approved' if a['approved'] else 'rejected'} by {a['by']} at {a['at']}"
               + (f": {a['comment']}" if a["comment"] else "")] for a in status.get("approvals", [])]
     for row in rows:
-        summary.append(row)
+        _append(summary, row)
         summary.cell(row=summary.max_row, column=1).font = _BOLD
     summary.column_dimensions["A"].width = 24
     summary.column_dimensions["B"].width = 60
@@ -86,7 +89,7 @@ def write_cycle_workbook(status: dict[str, Any], hosts: list[Host], path: Path) 
     used = {"summary", "hosts"}
     for item in status["hosts"]:
         ws = wb.create_sheet(_sheet_title(item["host"], used))
-        ws.append([f"Host {item['host']}: {item['state']}", item["detail"]])
+        _append(ws, [f"Host {item['host']}: {item['state']}", item["detail"]])
         ws["A1"].font = Font(bold=True, size=12)
         ws.append([])
         _table(ws, ["Package", "Before", "Wanted", "After", "Severity", "Advisories", "CVEs", "SLA due", "Decision"],

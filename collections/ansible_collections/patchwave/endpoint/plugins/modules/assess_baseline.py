@@ -22,14 +22,17 @@ description:
   - Read-only, so it runs the same in check mode. Each rule runs under its own timeout (a rule
     that hangs becomes an error, the others go on); globs never descend into network
     filesystems (NFS, CIFS, sshfs, ...).
-  - A failing rule with an unexpired exception is reported as excepted with the exception id;
-    an expired exception leaves the failure standing and says so in the evidence.
+  - A failing rule with an exception in force is reported as excepted with the exception id. An
+    exception that expires on day D is in force through D and lapses on D+1 (dates are compared,
+    not texts); an expired exception leaves the failure standing and says so in the evidence.
+  - Input is validated before any rule runs; a value or path with a newline or another control
+    character, or an expiry date that is not YYYY-MM-DD, fails the call.
 options:
   rules:
     description:
       - The rules. Each is a dict with C(id), C(type), C(args) (the check's arguments), and
         optionally C(applies) (C(distributions), C(versions), C(device_types)), C(timeout)
-        (seconds) and C(exception) (C(id), C(expires) as YYYY-MM-DD).
+        (seconds) and C(exception) (C(id), C(expires) as YYYY-MM-DD, exactly).
     type: list
     elements: dict
     required: true
@@ -42,7 +45,7 @@ options:
     type: int
     default: 10
   today:
-    description: The date exceptions are checked against (YYYY-MM-DD); the host's date by default.
+    description: The date exceptions are checked against (YYYY-MM-DD, exactly); the host's date by default.
     type: str
   snapshot:
     description: Also return RV(snapshot) (listeners, packages, enabled services, uid-0 accounts) for drift.
@@ -94,6 +97,10 @@ results:
       description: The exception id that made a failure excepted.
       type: str
       returned: when excepted
+    exception_expired:
+      description: The exception id of a failing rule whose exception no longer counts (expired, or no valid date).
+      type: str
+      returned: when a failing rule's exception has expired
   sample: [{"id": "ssh-root-login", "status": "fail", "duration": 0.02,
             "evidence": {"expected": "permitrootlogin no", "observed": "permitrootlogin yes", "where": "sshd -T"}}]
 snapshot:
@@ -112,8 +119,8 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.patchwave.endpoint.plugins.module_utils.baseline.checks import Host
-from ansible_collections.patchwave.endpoint.plugins.module_utils.baseline.rules import assess
+from ansible_collections.patchwave.endpoint.plugins.module_utils.baseline.checks import Host, control_problem
+from ansible_collections.patchwave.endpoint.plugins.module_utils.baseline.rules import assess, parse_day
 
 
 def main():
@@ -141,6 +148,27 @@ def main():
             problems.append("rules[%d] has no check type" % index)
         if not isinstance(rule.get("args", {}), dict):
             problems.append("rules[%d].args is not a mapping" % index)
+        problem = control_problem(rule, "rules[%d]" % index)
+        if problem:
+            problems.append(problem)
+        exception = rule.get("exception")
+        if exception is not None:
+            if not isinstance(exception, dict) or not isinstance(exception.get("id"), str):
+                problems.append("rules[%d].exception needs an id and expires" % index)
+            else:
+                try:
+                    parse_day(exception.get("expires"))
+                except ValueError as exc:
+                    problems.append("rules[%d].exception.expires: %s" % (index, exc))
+    for name in ("device_type", "today"):
+        problem = control_problem(params[name], name)
+        if problem:
+            problems.append(problem)
+    if params["today"] is not None:
+        try:
+            parse_day(params["today"])
+        except ValueError as exc:
+            problems.append("today: %s" % exc)
     if problems:
         module.fail_json(msg="; ".join(problems))
     started = time.monotonic()

@@ -19,15 +19,24 @@ description:
     (one drop-in file plus the running value), sshd_option (one drop-in file that sshd reads
     first), package_absent and service_disabled. See docs/baselines.md.
   - Lock-out guards. sshd settings that would shut out the connection user (AllowUsers,
-    DenyUsers, AllowGroups, DenyGroups, PubkeyAuthentication no, PermitRootLogin no for root)
-    or change how the connection works (Port, ListenAddress, AuthenticationMethods,
-    AuthorizedKeysFile, ForceCommand, ChrootDirectory) are refused. The new sshd configuration
-    must pass C(sshd -t) and C(sshd -T -C user=...) must still let the connection user in
-    before sshd is reloaded; sshd must accept connections after the reload, or the old
+    DenyUsers, AllowGroups, DenyGroups, PubkeyAuthentication no, PermitRootLogin no for root,
+    MaxSessions or MaxAuthTries below 2) or change how the connection works (Port,
+    ListenAddress, AuthenticationMethods, AuthorizedKeysFile and the other key sources,
+    ForceCommand, ChrootDirectory, Subsystem, Match, Include) are refused; PermitRootLogin may
+    only be set to no or prohibit-password (never yes or forced-commands-only). The new sshd
+    configuration must pass C(sshd -t) and C(sshd -T -C user=...) must still let the connection
+    user in before sshd is reloaded; sshd must accept connections after the reload, or the old
     configuration is put back. Packages and units the connection needs (openssh-server, sudo,
-    python3, ssh.service, ...) are never removed or disabled; the connection user's SSH keys
-    are never touched; /etc/sudoers is never edited and drop-ins in /etc/sudoers.d must pass
-    C(visudo -c).
+    python3, ssh.service, ...) are never removed or disabled.
+  - No remediation (file_mode, config_value, line, file_absent, or a drop-in) writes, removes,
+    chmods or chowns a path, judged both as given and with symlinks and C(..) resolved, that is
+    in any user's C(~/.ssh), is an C(authorized_keys*) or C(authorized_principals*) file or a
+    file sshd's AuthorizedKeysFile names, is under C(/etc/ssh) (except the sshd drop-in), is
+    C(/etc/sudoers), is in C(/etc/sudoers.d) (except a line remediation that only adds or replaces
+    Defaults lines and passes C(visudo -c)), or is an account database or nologin file. chmod and
+    chown of sshd's, sudo's and the account files stay allowed, but they stay root's.
+  - Values and paths with a newline or another control character, malformed remediations and
+    unsafe names fail the whole call before anything is planned; nothing is changed.
   - Every file is backed up under O(state_dir)C(/remediation/)O(batch) before it changes.
 options:
   rules:
@@ -103,8 +112,9 @@ import subprocess
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.patchwave.endpoint.plugins.module_utils.baseline.checks import control_problem
 from ansible_collections.patchwave.endpoint.plugins.module_utils.baseline.fixes import (
-    SSHD_DROP_IN, SYSCTL_DROP_IN, Applier, Planner)
+    SSHD_DROP_IN, SYSCTL_DROP_IN, USER_NAME, Applier, Planner, Refused, remediation_problem)
 
 
 def main():
@@ -118,12 +128,28 @@ def main():
         supports_check_mode=True,
     )
     params = module.params
-    if not re.match(r"^[A-Za-z0-9._-]{1,64}$", params["batch"]):
+    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z", params["batch"]):
         module.fail_json(msg="batch %r: use letters, digits, dot, dash, underscore" % params["batch"])
+    if control_problem(params["state_dir"], "state_dir"):
+        module.fail_json(msg=control_problem(params["state_dir"], "state_dir") + "; nothing was changed")
     user = params["connection_user"] or os.environ.get("SUDO_USER") or os.environ.get("USER") or "root"
+    if not USER_NAME.match(user):
+        module.fail_json(msg="connection_user %r is not a user name; nothing was changed" % user)
+    problems = []
+    seen = set()
     for index, rule in enumerate(params["rules"]):
         if not isinstance(rule.get("remediation"), dict) or not rule.get("id"):
-            module.fail_json(msg="rules[%d] needs an id and a remediation" % index)
+            problems.append("rules[%d] needs an id and a remediation" % index)
+            continue
+        problem = control_problem(rule, "rules[%d]" % index) or remediation_problem(rule)
+        if not problem:
+            if rule["id"] in seen:
+                problem = "rule id %s appears twice" % rule["id"]
+            seen.add(rule["id"])
+        if problem:
+            problems.append(problem)
+    if problems:
+        module.fail_json(msg="; ".join(problems) + "; nothing was changed")
 
     def run(argv, timeout):
         env = dict(os.environ, LC_ALL="C", DEBIAN_FRONTEND="noninteractive")
@@ -155,7 +181,7 @@ def main():
     if module.check_mode or not changes:
         module.exit_json(results=[results[r["id"]] for r in params["rules"]], **output)
 
-    applier = Applier(run, user, backup_dir)
+    applier = Applier(run, user, backup_dir, planner.guard)
     sshd_change = None
     applied = False
     for change in changes:
@@ -165,6 +191,9 @@ def main():
         try:
             applier.apply(change)
             applied = True
+        except Refused as exc:
+            for rid in change.rule.split(","):
+                results[rid].update(status="refused", actions=[], message=str(exc))
         except (IOError, OSError, RuntimeError, KeyError) as exc:
             for rid in change.rule.split(","):
                 results[rid].update(status="error", message=str(exc))
@@ -176,16 +205,25 @@ def main():
     if sshd_change is not None:
         # the new configuration already passed sshd -t and the connection user's sshd -T -C
         rids = sshd_change.rule.split(",")
-        applier.apply(sshd_change)
-        problem = applier.sshd_reload()
-        if problem:
-            applier.restore(SSHD_DROP_IN)
-            applier.sshd_reload()
+        try:
+            applier.apply(sshd_change)
+        except Refused as exc:
             for rid in rids:
-                results[rid].update(status="error", message="%s; the previous configuration was put back" % problem)
+                results[rid].update(status="refused", actions=[], message=str(exc))
+        except (IOError, OSError) as exc:
+            for rid in rids:
+                results[rid].update(status="error", message="writing %s failed: %s" % (SSHD_DROP_IN, exc))
         else:
-            output["sshd_reloaded"] = True
-            applied = True
+            problem = applier.sshd_reload()
+            if problem:
+                applier.restore(SSHD_DROP_IN)
+                applier.sshd_reload()
+                for rid in rids:
+                    results[rid].update(status="error",
+                                        message="%s; the previous configuration was put back" % problem)
+            else:
+                output["sshd_reloaded"] = True
+                applied = True
     output["changed"] = applied
     module.exit_json(results=[results[r["id"]] for r in params["rules"]], **output)
 

@@ -52,6 +52,36 @@ def verdict(ok, expected, observed, where=""):
     return Verdict("pass" if ok else "fail", expected, observed, where)
 
 
+# C0 and C1 controls, DEL and the two Unicode line separators: str.splitlines() breaks a line at
+# every one of them, so a value holding one would become two lines of a configuration file
+CONTROL = re.compile(u"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def control_problem(value, where=""):
+    """'' when every string in `value` (dict keys and values, list items, nested) is one line
+    of printable text; else which one is not, e.g. 'rules[2].args.path holds a control
+    character (U+000A)'. The modules refuse such input whoever calls them."""
+    if isinstance(value, dict):
+        for key in sorted(value, key=str):
+            place = "%s.%s" % (where, key) if where else str(key)
+            problem = control_problem(key, place + " (the key)") or control_problem(value[key], place)
+            if problem:
+                return problem
+        return ""
+    if isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            problem = control_problem(item, "%s[%d]" % (where, index))
+            if problem:
+                return problem
+        return ""
+    if isinstance(value, str):
+        found = CONTROL.search(value)
+        if found:
+            return "%s holds a control character (U+%04X); values and paths must be one line of printable text" % (
+                where or "a value", ord(found.group()))
+    return ""
+
+
 class Host(object):
     """What checks read, cached for one assessment."""
 

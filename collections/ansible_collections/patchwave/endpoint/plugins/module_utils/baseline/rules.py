@@ -7,9 +7,10 @@ host: applicability, one check per rule under its own timeout, exceptions, evide
 
 from __future__ import annotations
 
+import re
 import signal
 import time
-from datetime import date
+from datetime import date, datetime
 
 from ansible_collections.patchwave.endpoint.plugins.module_utils.baseline.checks import (
     CHECKS, CheckError, Host, truncate)
@@ -17,8 +18,33 @@ from ansible_collections.patchwave.endpoint.plugins.module_utils.baseline.checks
 STATUSES = ("pass", "fail", "error", "not_applicable", "excepted")
 
 
+DAY = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
+
+
 class RuleTimeout(Exception):
     pass
+
+
+def parse_day(value):
+    """A date written YYYY-MM-DD and nothing else (date.fromisoformat() also takes 20260101
+    and 2026-W01-1 on Python 3.11, and a text comparison takes anything), or a date; else
+    ValueError."""
+    if isinstance(value, datetime):
+        raise ValueError("%s is a date and time, not a date YYYY-MM-DD" % value.isoformat())
+    if isinstance(value, date):
+        return value
+    if not isinstance(value, str) or not DAY.match(value):
+        raise ValueError("%r is not a date YYYY-MM-DD" % (value,))
+    try:
+        return datetime.strptime(value, "%Y-%m-%d").date()
+    except ValueError:
+        raise ValueError("%r is not a date YYYY-MM-DD (no such day)" % (value,))
+
+
+def exception_in_force(expires, today):
+    """An exception that expires on day D is in force through D and lapses on D+1 (dates,
+    not texts, are compared). ValueError when either is not a date YYYY-MM-DD."""
+    return parse_day(today) <= parse_day(expires)
 
 
 def os_release(host):
@@ -73,7 +99,7 @@ def assess(rules, device_type="", default_timeout=10, today=None, host=None):
     """Evaluate every rule; returns (results, summary)."""
     host = host or Host()
     facts = os_release(host)
-    today = today or date.today().isoformat()
+    today = parse_day(today) if today else date.today()
     results = []
     counts = dict((s, 0) for s in STATUSES)
     for rule in rules:
@@ -87,12 +113,18 @@ def assess(rules, device_type="", default_timeout=10, today=None, host=None):
         result = {"id": rule["id"], "status": status, "evidence": evidence,
                   "duration": round(time.monotonic() - started, 4)}
         if exception and status == "fail":
-            if str(exception.get("expires", "")) >= today:
+            try:
+                in_force = exception_in_force(exception.get("expires"), today)
+            except ValueError as exc:
+                in_force = None
+                evidence["note"] = "exception %s does not count: %s" % (exception.get("id"), exc)
+            if in_force:
                 result["status"] = "excepted"
                 result["exception"] = exception.get("id")
             else:
                 result["exception_expired"] = exception.get("id")
-                evidence["note"] = "exception %s expired on %s" % (exception.get("id"), exception.get("expires"))
+                if in_force is not None:
+                    evidence["note"] = "exception %s expired on %s" % (exception.get("id"), exception.get("expires"))
         counts[result["status"]] += 1
         results.append(result)
     summary = dict(counts)
