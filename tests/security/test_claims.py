@@ -179,3 +179,33 @@ def test_two_flushers_deliver_each_message_exactly_once(url: str, tmp_path: Path
     ids = receiver.ids()
     assert len(ids) == ROUNDS * PER_ROUND and len(set(ids)) == len(ids)  # each once, none twice
     assert {r["status"] for r in store.outbox_rows()} == {"sent"}
+
+
+def test_a_stale_read_cannot_claim_a_message_tried_since(url: str) -> None:
+    """Flusher B read the row before A tried it, failed and put it back with a backoff: B's claim
+    (made with the attempt count it read) must fail, or B would resend at once and reset the
+    attempt count that bounds the retries."""
+    store = Store(url)
+    store.enqueue([{"key": "k1", "channel": "hook", "route": "all", "event": "patch_failed", "op": "send",
+                    "ticket": None, "severity": "high", "subject": "s", "body": {}}])
+    (row,) = store.outbox_rows()
+    at = datetime.now(UTC) + timedelta(seconds=1)
+    assert store.claim_outbox(row["id"], 0, at, "a:1:x", timedelta(minutes=1))
+    assert store.finish_outbox(row["id"], "a:1:x", status="pending", attempts=1, last_error="timed out",
+                               next_at=at + timedelta(minutes=5))
+    assert not store.claim_outbox(row["id"], 0, at, "b:2:y", timedelta(minutes=1))  # B's stale read
+    assert not store.claim_outbox(row["id"], 1, at, "b:2:y", timedelta(minutes=1))  # not due yet
+    assert store.claim_outbox(row["id"], 1, at + timedelta(minutes=6), "b:2:y", timedelta(minutes=1))
+    assert not store.finish_outbox(row["id"], "a:1:x", status="sent")  # A no longer holds it
+
+
+def test_a_dead_flushers_claim_is_released_and_a_live_ones_kept(url: str) -> None:
+    store = Store(url)
+    store.enqueue([{"key": f"k{n}", "channel": "hook", "route": "all", "event": "patch_failed", "op": "send",
+                    "ticket": None, "severity": "high", "subject": "s", "body": {}} for n in range(2)])
+    first, second = store.outbox_rows()
+    at = datetime.now(UTC) + timedelta(seconds=1)
+    assert store.claim_outbox(first["id"], 0, at, f"{socket.gethostname()}:{_dead_pid()}:x", timedelta(hours=1))
+    assert store.claim_outbox(second["id"], 0, at, f"{socket.gethostname()}:{os.getpid()}:y", timedelta(hours=1))
+    assert store.release_stale_claims() == 1
+    assert [r["status"] for r in store.outbox_rows()] == ["pending", "sending"]

@@ -35,6 +35,11 @@ description:
     C(/etc/sudoers), is in C(/etc/sudoers.d) (except a line remediation that only adds or replaces
     Defaults lines and passes C(visudo -c)), or is an account database or nologin file. chmod and
     chown of sshd's, sudo's and the account files stay allowed, but they stay root's.
+  - Nor does it write PAM's configuration (C(/etc/pam.d), C(/etc/security) except core limits in
+    C(limits.d)) or C(/etc/nsswitch.conf), remove a file that belongs to a package the
+    connection depends on (asked of C(dpkg -S), and by path for sshd, sudo, python3 and the shell),
+    chmod or chown the sshd, sudo, python3 and shell binaries, system directories, the directories
+    above a home or C(~/.ssh), or take the owner's bits from a home directory.
   - Values and paths with a newline or another control character, malformed remediations and
     unsafe names fail the whole call before anything is planned; nothing is changed.
   - Every file is backed up under O(state_dir)C(/remediation/)O(batch) before it changes.
