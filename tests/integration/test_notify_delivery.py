@@ -210,7 +210,7 @@ def test_email_over_starttls_with_auth_once_per_message(store: Store, tmp_path: 
         assert {m["delivery"] for m in box.messages} == {r["key"] for r in store.outbox_rows()}
         assert any("db1" in m["subject"] and "Not installed: a" in m["body"] for m in box.messages)
         # a wrong password: refused, not retried, and the password is nowhere
-        os.environ["PW_TEST_PASSWORD"] = "wrong-password-77"  # noqa: S105
+        os.environ["PW_TEST_PASSWORD"] = "wrong-password-77"  # noqa: S105 - a test password for a test server
         other = Store(f"sqlite:///{tmp_path / 'w.db'}")
         fill(other)
         sender = notifier(other, tmp_path, text)

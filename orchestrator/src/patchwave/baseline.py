@@ -89,7 +89,7 @@ _CORE_LIMIT = re.compile(r"^\s*(#.*|[^\s#]+\s+(soft|hard|-)\s+core\s+[^\s#]+\s*(
 # (named, not used: S108 is about creating temporary files)
 _SYSTEM_DIRS = frozenset({"/", "/bin", "/sbin", "/lib", "/lib64", "/etc", "/usr", "/usr/bin", "/usr/sbin", "/usr/lib",
                           "/usr/lib64", "/usr/libexec", "/usr/local", "/usr/local/bin", "/usr/local/sbin", "/var",
-                          "/var/lib", "/run", "/tmp", "/var/tmp", "/dev"})  # noqa: S108
+                          "/var/lib", "/run", "/tmp", "/var/tmp", "/dev"})  # noqa: S108 - paths refused, not temp files made
 _MODE_REFUSED = (
     ("/usr/sbin/sshd", "sshd"),
     ("/usr/lib/openssh", "sshd's helpers (sshd-session, sftp-server)"),

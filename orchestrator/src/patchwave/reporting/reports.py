@@ -112,6 +112,6 @@ def _write(url: str, hosts: list[Host], since: datetime | None, group: str | Non
            job: tuple[Workbook, Path, str], progress: Progress | None) -> dict[str, Any]:
     book, target, source = job
     if progress is None and "messages" in _WORKER:
-        progress = lambda text, count: _WORKER["messages"].put((text, count))  # noqa: E731
+        progress = lambda text, count: _WORKER["messages"].put((text, count))  # noqa: E731 - a closure over the worker queue, as small as it reads
     ctx = Context(Store(url), hosts, since=since, group=group, exceptions=register)
     return Writer(progress).write(book, ctx, target, source)
