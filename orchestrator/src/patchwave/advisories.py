@@ -23,7 +23,7 @@ from cvss import CVSS3, CVSS4
 from cvss.exceptions import CVSSError
 from debian.debian_support import Version
 
-from patchwave.errors import InputError
+from patchwave.errors import InputError, shown_url
 from patchwave.models import Advisory, PendingUpdate
 
 SEVERITIES = ("critical", "high", "medium", "low", "unknown")
@@ -63,10 +63,7 @@ class _NoDowngrade(urllib.request.HTTPRedirectHandler):
         return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
-def shown(url: str) -> str:
-    """A URL for messages: without a user or password, a query (a feed token) or a fragment."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
+shown = shown_url  # advisory URLs in messages: no credentials, no query
 
 
 # the largest advisory document read (one file or one URL's answer): Debian's whole OSV feed for a

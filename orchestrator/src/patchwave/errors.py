@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 
 class PatchwaveError(Exception):
     """A failure with a message meant for the operator and the exit code to leave with."""
@@ -31,3 +33,10 @@ class GateHalt(PatchwaveError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, exit_code=3)
+
+
+def shown_url(url: str) -> str:
+    """A URL as messages and logs may show it: without a user or password, a query (a feed or
+    receiver token) or a fragment. The store's URL keeps its user and host (`store.display_url`)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}" if parts.scheme else parts.path

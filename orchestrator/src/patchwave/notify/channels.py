@@ -79,20 +79,20 @@ def _request(method: str, url: str, data: bytes | None, headers: dict[str, str],
         if 300 <= exc.code < 400:
             raise DeliveryError(_redirected(method, url, exc.code, exc.headers.get("Location")), retry=False) from None
         # 408, 425, 429 and 5xx may pass; any other 4xx will not (a bad request, credentials, a missing project)
-        raise DeliveryError(f"{method} {_path(url)}: HTTP {exc.code} {exc.reason}",
+        raise DeliveryError(f"{method} {shown(url)}: HTTP {exc.code} {exc.reason}",
                             retry=exc.code in (408, 425, 429) or exc.code >= 500) from None
     except (urllib.error.URLError, OSError) as exc:
-        raise DeliveryError(f"{method} {_path(url)}: {getattr(exc, 'reason', exc)}") from None
+        raise DeliveryError(f"{method} {shown(url)}: {getattr(exc, 'reason', exc)}") from None
 
 
 def _redirected(method: str, url: str, code: int, location: str | None) -> str:
     """The error for a 3xx: where it pointed (without user, password or query) and whether that
     is another host. Not retried: the channel's URL has to change."""
     if not location:
-        return f"{method} {_path(url)}: HTTP {code} without a Location; not followed"
+        return f"{method} {shown(url)}: HTTP {code} without a Location; not followed"
     target = urljoin(url, location.strip())
     other = "another host" if _origin(target) != _origin(url) else "the same host"
-    return (f"{method} {_path(url)}: redirected (HTTP {code}) to {_path(target)} ({other}); not followed: Patchwave "
+    return (f"{method} {shown(url)}: redirected (HTTP {code}) to {shown(target)} ({other}); not followed: Patchwave "
             "never sends a channel's credentials on to where a redirect points: set the channel's url to the "
             "address the service answers on")
 
@@ -116,13 +116,7 @@ def _http(method: str, url: str, body: Any, headers: dict[str, str], timeout: fl
     try:
         return json.loads(text)
     except ValueError:
-        raise DeliveryError(f"{method} {_path(url)}: the answer is not JSON") from None
-
-
-def _path(url: str) -> str:
-    """A URL for messages: without a user or password (a Location header may carry them), a
-    query (search terms, tokens) or a fragment."""
-    return shown(url)
+        raise DeliveryError(f"{method} {shown(url)}: the answer is not JSON") from None
 
 
 def _basic(user: str, password: str) -> dict[str, str]:

@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
 from patchwave import yamlsrc
-from patchwave.errors import InputError
+from patchwave.errors import InputError, shown_url
 
 DOCS = "docs/notifications.md"
 # what happens that someone may need to hear about (docs/notifications.md explains each)
@@ -94,11 +94,7 @@ def _vault_value(path: Path, key: str) -> str:
     return str(data[key])
 
 
-def shown(url: str) -> str:
-    """A URL for messages and logs: without a user or password, a query (a token some receivers
-    take there) or a fragment."""
-    parsed = urlparse(url)
-    return f"{parsed.scheme}://{parsed.netloc.rpartition('@')[2]}{parsed.path}" if parsed.scheme else parsed.path
+shown = shown_url  # channel URLs in messages and logs: no credentials, no query
 
 
 def _http_url(value: str, insecure: bool) -> str:
