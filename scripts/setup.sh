@@ -9,6 +9,7 @@ cd "$root"
 apt_packages=(
   podman runc debootstrap        # the lab fleet: containers built from debootstrap root filesystems
   apt-utils dpkg-dev gnupg       # the lab's signed apt repository (apt-ftparchive, dpkg-deb, gpg)
+  openssl debian-archive-keyring # the real-content lab: its TLS certificates; the archive keys that verify what it fetches
   openssh-client                 # ssh, ssh-keygen for the lab's keys and known_hosts
   libreoffice-calc-nogui poppler-utils  # tests open every workbook in a real spreadsheet application (PDF)
   python3 python3-venv make git

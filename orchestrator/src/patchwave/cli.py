@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -81,20 +82,33 @@ def _emit_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
-def _lab() -> Any:
-    from patchwave.lab.fleet import Lab
+class LabContent(StrEnum):
+    synthetic = "synthetic"
+    real = "real"
 
-    return Lab(project_paths(), log=lambda msg: err.print(f"[dim]lab:[/dim] {msg}"))
+
+ContentOpt = Annotated[LabContent, typer.Option(
+    "--content", help="synthetic: the lab's own packages (6 hosts); real: Debian 11/12/13 hosts from the main suite "
+                      "with the security archive's real updates on a lab mirror (9 hosts, inventories/lab-real).")]
+
+
+def _lab(kind: LabContent = LabContent.synthetic) -> Any:
+    from patchwave.lab.fleet import Lab
+    from patchwave.lab.real import RealLab
+
+    lab_class = RealLab if kind is LabContent.real else Lab
+    return lab_class(project_paths(), log=lambda msg: err.print(f"[dim]lab:[/dim] {msg}"))
 
 
 @lab_app.command("up")
 def lab_up(
     hosts: Annotated[int | None, typer.Option(help="Number of hosts (default 6).", min=1, max=60)] = None,
     base_port: Annotated[int | None, typer.Option(help="First 127.0.0.1 port for sshd.", min=1024, max=65000)] = None,
+    content: ContentOpt = LabContent.synthetic,
     as_json: JsonOpt = False,
 ) -> None:
     """Build (cached) images and the signed repository, start the hosts, write the inventory."""
-    result = _lab().up(hosts, base_port)
+    result = _lab(content).up(hosts, base_port)
     if as_json:
         _emit_json(result)
     else:
@@ -106,10 +120,11 @@ def lab_up(
 @lab_app.command("down")
 def lab_down(
     purge_images: Annotated[bool, typer.Option(help="Also remove the cached lab images.")] = False,
+    content: ContentOpt = LabContent.synthetic,
     as_json: JsonOpt = False,
 ) -> None:
     """Remove every container, network and file the lab made."""
-    result = _lab().down(purge_images)
+    result = _lab(content).down(purge_images)
     if as_json:
         _emit_json(result)
     else:
@@ -117,9 +132,9 @@ def lab_down(
 
 
 @lab_app.command("status")
-def lab_status(as_json: JsonOpt = False) -> None:
+def lab_status(content: ContentOpt = LabContent.synthetic, as_json: JsonOpt = False) -> None:
     """Show the lab's hosts and whether their containers run."""
-    result = _lab().status()
+    result = _lab(content).status()
     if as_json:
         _emit_json(result)
     else:

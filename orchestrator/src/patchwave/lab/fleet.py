@@ -58,6 +58,7 @@ class Lab:
         self.log: Log = log or (lambda _msg: None)
         self.prefix = "pwlab-" + hashlib.sha256(str(paths.root).encode()).hexdigest()[:6]
         self.network = self.prefix
+        self.inventory_path = paths.lab_inventory
 
     # --- files the lab owns -------------------------------------------------------------
     @property
@@ -125,14 +126,14 @@ class Lab:
                 changes.extend(result)
         if self._write_if_changed(self.known_hosts, self._known_hosts_text(hosts)):
             changes.append(f"wrote {self.known_hosts}")
-        if self._write_if_changed(self.paths.lab_inventory, self.inventory_text(hosts)):
-            changes.append(f"wrote {self.paths.lab_inventory}")
+        if self._write_if_changed(self.inventory_path, self.inventory_text(hosts)):
+            changes.append(f"wrote {self.inventory_path}")
         for host in hosts:
             _wait_for_ssh(host)
         for line in changes:
             self.log(line)
         return {"changed": bool(changes), "changes": changes, "seconds": round(time.monotonic() - started, 1),
-                "hosts": [h.as_dict() for h in hosts], "inventory": str(self.paths.lab_inventory)}
+                "hosts": [h.as_dict() for h in hosts], "inventory": str(self.inventory_path)}
 
     def _plan(self, count: int, base_port: int | None) -> list[LabHost]:
         templates = fleet(count)
@@ -258,7 +259,7 @@ class Lab:
             item["state"] = podman.container_state(host.container) or "missing"
             hosts.append(item)
         return {"up": bool(hosts) and all(h["state"] == "running" for h in hosts),
-                "inventory": str(self.paths.lab_inventory) if hosts else None, "hosts": hosts}
+                "inventory": str(self.inventory_path) if hosts else None, "hosts": hosts}
 
     def down(self, purge_images: bool = False) -> dict[str, Any]:
         removed: list[str] = []
@@ -276,9 +277,9 @@ class Lab:
         if self.dir.exists():
             shutil.rmtree(self.dir)
             removed.append(f"directory {self.dir}")
-        if self.paths.lab_inventory.exists():
-            self.paths.lab_inventory.unlink()
-            removed.append(f"file {self.paths.lab_inventory}")
+        if self.inventory_path.exists():
+            self.inventory_path.unlink()
+            removed.append(f"file {self.inventory_path}")
         if purge_images:
             removed.extend(f"image {ref}" for ref in images.remove_images())
         for line in removed:
@@ -286,6 +287,9 @@ class Lab:
         return {"removed": removed}
 
     # --- inventory ------------------------------------------------------------------------
+    def extra_host_vars(self, host: LabHost) -> dict[str, Any]:
+        return {}
+
     def inventory_text(self, hosts: list[LabHost]) -> str:
         groups: dict[str, dict[str, Any]] = {}
         for host in hosts:
@@ -298,6 +302,7 @@ class Lab:
                     "patchwave_device_type": host.device_type,
                     "patchwave_owner": host.owner,
                     "patchwave_criticality": host.criticality,
+                    **self.extra_host_vars(host),
                 } if group == host.groups[0] else {}
         inventory = {
             "all": {

@@ -86,29 +86,40 @@ def build_repository(repo: Path, gnupghome: Path, keyring: Path, packages: tuple
         for pkg in packages:
             if pkg.suite == suite:
                 build_deb(pkg, pool)
-        index_dir = repo / "dists" / suite / "main" / f"binary-{arch}"
-        index_dir.mkdir(parents=True)
-        index = run(["apt-ftparchive", "packages", f"pool/{suite}"], cwd=repo).stdout
-        (index_dir / "Packages").write_text(index)
-        with gzip.open(index_dir / "Packages.gz", "wt") as fh:
-            fh.write(index)
         label = "Patchwave Lab Security" if suite == SUITE_SECURITY else "Patchwave Lab"
         options = {
             "Origin": REPO_ORIGIN, "Label": label, "Suite": suite, "Codename": suite,
             "Architectures": arch, "Components": "main",
             "Description": "Patchwave lab packages (generated, signed by the lab key)",
         }
-        argv = ["apt-ftparchive"]
-        for key, value in options.items():
+        publish_suite(repo, suite, f"pool/{suite}", options, gnupghome, arch)
+    world_readable(repo)
+
+
+def publish_suite(repo: Path, suite: str, pool: str, options: dict[str, str], gnupghome: Path, arch: str) -> None:
+    """Index the `.deb` files under `repo/pool` as suite `suite` (component main) and sign its
+    Release as InRelease and Release.gpg with the lab key."""
+    index_dir = repo / "dists" / suite / "main" / f"binary-{arch}"
+    index_dir.mkdir(parents=True)
+    index = run(["apt-ftparchive", "packages", pool], cwd=repo).stdout
+    (index_dir / "Packages").write_text(index)
+    with gzip.open(index_dir / "Packages.gz", "wt") as fh:
+        fh.write(index)
+    argv = ["apt-ftparchive"]
+    for key, value in options.items():
+        if value:
             argv += ["-o", f"APT::FTPArchive::Release::{key}={value}"]
-        release = run([*argv, "release", f"dists/{suite}"], cwd=repo).stdout
-        release_file = repo / "dists" / suite / "Release"
-        release_file.write_text(release)
-        _gpg(gnupghome, "--yes", "--local-user", KEY_UID, "--clearsign",
-             "--output", str(release_file.with_name("InRelease")), str(release_file))
-        _gpg(gnupghome, "--yes", "--local-user", KEY_UID, "--armor", "--detach-sign",
-             "--output", str(release_file.with_name("Release.gpg")), str(release_file))
-    # world-readable on purpose: apt reads the mounted repository as its unprivileged _apt user
+    release = run([*argv, "release", f"dists/{suite}"], cwd=repo).stdout
+    release_file = repo / "dists" / suite / "Release"
+    release_file.write_text(release)
+    _gpg(gnupghome, "--yes", "--local-user", KEY_UID, "--clearsign",
+         "--output", str(release_file.with_name("InRelease")), str(release_file))
+    _gpg(gnupghome, "--yes", "--local-user", KEY_UID, "--armor", "--detach-sign",
+         "--output", str(release_file.with_name("Release.gpg")), str(release_file))
+
+
+def world_readable(repo: Path) -> None:
+    """On purpose: apt reads a mounted repository as its unprivileged _apt user."""
     for path in [repo, *repo.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)
 
