@@ -31,6 +31,10 @@ if [[ $rc -eq 5 ]]; then
 fi
 [[ $rc -eq 0 ]] || exit $rc
 
+# a pytest session of its own, so the synthetic lab is down before the real-content lab comes up
+stage "pytest: the real-content lab (Debian 11/12/13, the security archive's real updates)"
+pytest -p no:cacheprovider tests/real
+
 stage "molecule: every scenario (check, converge, idempotence, verify) on the lab"
 (
   cd collections/ansible_collections/patchwave/endpoint

@@ -38,6 +38,20 @@ def lab(paths) -> Iterator[object]:  # type: ignore[no-untyped-def]
         fleet.down()
 
 
+@pytest.fixture(scope="session")
+def real_lab(paths) -> Iterator[object]:  # type: ignore[no-untyped-def]
+    """A fresh real-content lab: every host at the main suite's versions."""
+    from patchwave.lab.real import RealLab
+
+    fleet = RealLab(paths)
+    if os.environ.get("PATCHWAVE_TEST_REUSE_LAB") != "1":
+        fleet.down()
+    fleet.up()
+    yield fleet
+    if os.environ.get("PATCHWAVE_TEST_KEEP_LAB") != "1":
+        fleet.down()
+
+
 def podman_exec(container: str, *argv: str) -> str:
     """Read a host's state independently of Patchwave (no ssh, no ansible)."""
     env = dict(os.environ, CONTAINERS_CONF=str(ROOT / "orchestrator/src/patchwave/lab/data/containers.conf"))
@@ -62,7 +76,8 @@ def ansible(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
                           check=check)
 
 
-def run_module(host: str, module: str, args: dict[str, object], check: bool = False) -> dict[str, object]:
+def run_module(host: str, module: str, args: dict[str, object], check: bool = False,
+               inventory: Path = ROOT / "inventories/lab/hosts.yml") -> dict[str, object]:
     """Run one module on one lab host through ansible-runner; return its result (with 'failed')."""
     import json
     import tempfile
@@ -83,7 +98,7 @@ def run_module(host: str, module: str, args: dict[str, object], check: bool = Fa
     with tempfile.TemporaryDirectory(prefix="pw-test-runner-") as tmp:
         ansible_runner.run(
             private_data_dir=tmp, host_pattern=host, module=module, module_args=json.dumps(args) if args else "",
-            inventory=str(ROOT / "inventories/lab/hosts.yml"), quiet=True, event_handler=keep,
+            inventory=str(inventory), quiet=True, event_handler=keep,
             envvars={"ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_HOST_KEY_CHECKING": "True", "ANSIBLE_BECOME": "true",
                      "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"},
             cmdline="--check" if check else None,

@@ -296,7 +296,7 @@ class PlaybookRunner:
             private_data_dir=str(private),
             project_dir=str(self.root),
             playbook=path,
-            inventory=str(inventory),
+            inventory=str(inventory.resolve()),  # the run happens in its own directory
             limit=",".join(limit) if limit else None,
             extravars=inert(extravars or {}),
             envvars=envvars,

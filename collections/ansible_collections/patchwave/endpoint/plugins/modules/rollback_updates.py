@@ -14,10 +14,18 @@ version_added: "0.1.0"
 description:
   - Reads the cycle's journal written by M(patchwave.endpoint.stage_updates), reinstalls the
     saved C(.deb) of every package whose version changed (downgrades included) and removes the
-    packages the cycle newly installed.
+    packages the cycle newly installed, all in one C(apt-get install --allow-downgrades) call, so
+    apt orders the downgrades as dpkg needs them (Pre-Depends and exact-version Depends between the
+    binary packages of one source, essential packages).
+  - Plans first: apt simulates the whole rollback, and when that is not exactly the versions from
+    before the cycle (apt cannot do it, or would leave a package at another version, or would
+    install or remove anything else) the module fails saying so and changes nothing.
+  - When the real run still fails, it never leaves the host half-downgraded: it finishes what dpkg
+    left unconfigured and, if apt's dependencies are still broken, reinstalls the versions the
+    cycle had installed; the result says whether the host ended consistent.
   - Works on a host whose dpkg was left half-configured by a failing maintainer script, and
     after a reboot (the journal and the saved packages live on disk).
-  - Verifies the result by re-reading the installed versions and C(dpkg --audit).
+  - Verifies the result by re-reading the installed versions, C(dpkg --audit) and C(apt-get check).
   - Idempotent; check mode reports what would be restored and removed.
 extends_documentation_fragment:
   - patchwave.endpoint.attributes
@@ -55,12 +63,23 @@ removed:
   type: list
   elements: str
 dpkg:
-  description: dpkg health after the rollback.
+  description: >-
+    The host's package health after the rollback: C(clean) when C(dpkg --audit) is empty and
+    C(apt-get check) passes, with C(output) (dpkg's) and C(apt_check).
   returned: always
   type: dict
+plan:
+  description: What apt's simulation of the rollback would install and remove.
+  returned: when something is to be restored or removed
+  type: dict
+  sample: {install: [libpam-modules-bin=1.5.2-6+deb12u1, libpam-modules=1.5.2-6+deb12u1], remove: []}
+recovery:
+  description: What was done after a failed rollback to leave the host consistent, and whether it is.
+  returned: when the rollback failed
+  type: dict
 stdout:
-  description: dpkg output, as evidence.
-  returned: when dpkg ran
+  description: apt and dpkg output, as evidence.
+  returned: when apt ran
   type: str
 """
 
@@ -69,7 +88,7 @@ import os
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.patchwave.endpoint.plugins.module_utils.pkgmgr.apt import AptManager
+from ansible_collections.patchwave.endpoint.plugins.module_utils.pkgmgr.apt import AptManager, parse_simulation
 from ansible_collections.patchwave.endpoint.plugins.module_utils.pkgmgr.base import (
     CommandError,
     cycle_id_problem,
@@ -116,34 +135,30 @@ def main():
         if not restore and not remove:
             result["dpkg"] = manager.health()
             module.exit_json(**result)
+        problem, plan = plan_problem(manager, restore, remove, params["lock_timeout"])
+        result["plan"] = plan
+        if problem:
+            # nothing was touched: the host stays at the cycle's versions, consistent
+            result["dpkg"] = manager.health()
+            module.fail_json(msg="an exact rollback is impossible, so nothing was changed: %s" % problem, **result)
         if module.check_mode:
             result["changed"] = True
             result["dpkg"] = manager.health()
             module.exit_json(**result)
 
         manager.wait_for_lock(params["lock_timeout"])
-        outputs = []
-        if restore:
-            rc, out, err = manager.install_files([e["file"] for e in restore.values()])
-            outputs.append(out + err)
-            if rc != 0:
-                module.fail_json(msg="dpkg could not reinstall the saved packages (rc=%s)" % rc, stdout="".join(outputs),
-                                 dpkg=manager.health(), **result)
-        if remove:
-            rc, out, err = manager.remove(remove)
-            outputs.append(out + err)
-            if rc != 0:
-                module.fail_json(msg="dpkg could not remove the packages the cycle installed (rc=%s)" % rc,
-                                 stdout="".join(outputs), dpkg=manager.health(), **result)
-        result["stdout"] = "".join(outputs)
+        files = [e["file"] for e in restore.values()]
+        rc, out, err = manager.restore(files, remove, lock_timeout=params["lock_timeout"])
+        result["stdout"] = out + err
         now = manager.installed_versions(sorted(set(saved) | set(new)))
         result["changed"] = now != current
         result["dpkg"] = manager.health()
         wrong = [n for n, e in saved.items() if now.get(n) != e["before"]] + [n for n in new if n in now]
-        if wrong or not result["dpkg"]["clean"]:
-            health = "clean" if result["dpkg"]["clean"] else "unhealthy"
-            module.fail_json(msg="rollback incomplete: %s; dpkg %s" % (", ".join(sorted(wrong)) or "versions ok", health),
-                             **result)
+        if rc != 0 or wrong or not result["dpkg"]["clean"]:
+            result["recovery"] = recover(manager, journal, current, params["lock_timeout"])
+            module.fail_json(msg="rollback failed (apt-get rc=%s; not restored: %s; %s); %s"
+                             % (rc, ", ".join(sorted(wrong)) or "none", health_text(result["dpkg"]),
+                                result["recovery"]["summary"]), **result)
         journal["rolled_back"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         tmp = journal_path + ".tmp"
         with open(tmp, "w") as handle:
@@ -152,6 +167,71 @@ def main():
     except CommandError as exc:
         module.fail_json(**dict(exc.as_result(), **result))
     module.exit_json(**result)
+
+
+def plan_problem(manager, restore, remove, lock_timeout):
+    """What apt would do for the rollback (a simulation, which changes nothing), and why that is
+    not an exact rollback: apt cannot do it, would leave a package at another version, or would
+    install or remove anything besides what the cycle changed. (None, plan) when it is exact."""
+    files = [e["file"] for e in restore.values()]
+    rc, out, err = manager.restore(files, remove, lock_timeout=lock_timeout, simulate=True)
+    installs, removals = parse_simulation(out)
+    plan = dict(install=["%s=%s" % (u["name"], u["candidate"]) for u in installs],
+                remove=[r["name"] for r in removals])
+    if rc != 0:
+        return "apt cannot plan it (rc=%s): %s" % (rc, tail(err or out)), plan
+    planned = dict((u["name"], u["candidate"]) for u in installs)
+    problems = []
+    for name, entry in sorted(restore.items()):
+        if planned.get(name) != entry["before"]:
+            problems.append("%s would be at %s, not %s" % (name, planned.get(name) or "its current version", entry["before"]))
+    extra = sorted(set(planned) - set(restore))
+    if extra:
+        problems.append("apt would also install %s" % ", ".join("%s=%s" % (n, planned[n]) for n in extra))
+    removed = set(r["name"] for r in removals)
+    if set(remove) - removed:
+        problems.append("%s would stay installed" % ", ".join(sorted(set(remove) - removed)))
+    if removed - set(remove):
+        problems.append("apt would also remove %s" % ", ".join(sorted(removed - set(remove))))
+    return ("; ".join(problems) or None), plan
+
+
+def recover(manager, journal, versions_before, lock_timeout):
+    """After a failed rollback, never leave the host half-downgraded: finish what dpkg left
+    unconfigured, and when apt's dependencies are still broken, put the packages back at the
+    versions the cycle had installed (they are what the host ran before the rollback started)."""
+    steps = []
+    repaired = manager.repair_interrupted()
+    if repaired:
+        steps.append("dpkg --configure -a (rc=%s)" % repaired["rc"])
+    health = manager.health()
+    if health["clean"]:
+        return dict(summary="the host is consistent (dpkg --audit and apt-get check pass)", steps=steps,
+                    consistent=True)
+    forward = dict((n, v) for n, v in versions_before.items() if n in journal.get("packages", {}))
+    rc, out, err = manager.install(forward, allow_held=True, lock_timeout=lock_timeout)
+    steps.append("reinstalled the cycle's versions of %d package(s) (rc=%s)" % (len(forward), rc))
+    health = manager.health()
+    if health["clean"]:
+        return dict(summary="the host was put back at the cycle's versions and is consistent", steps=steps,
+                    consistent=True)
+    return dict(summary="the host is NOT consistent: %s; repair it by hand (apt-get -f install)" % health_text(health),
+                steps=steps, consistent=False, output=tail(out + err))
+
+
+def health_text(health):
+    if health["clean"]:
+        return "dpkg --audit and apt-get check pass"
+    parts = []
+    if health["output"]:
+        parts.append("dpkg --audit: %s" % tail(health["output"]))
+    if not health.get("apt_check", {}).get("ok", True):
+        parts.append("apt-get check: %s" % tail(health["apt_check"]["output"]))
+    return "; ".join(parts)
+
+
+def tail(text, lines=6):
+    return " | ".join(line.strip() for line in text.strip().splitlines()[-lines:])
 
 
 if __name__ == "__main__":

@@ -14,6 +14,11 @@ version_added: "0.1.0"
 description:
   - Given an exact C(name=version) list, checks free space first, downloads only those versions
     into the package cache and verifies that each downloaded file is the version asked for.
+  - Works through every apt transport. For each package it asks apt where the file really comes
+    from (C(apt-get --print-uris download)): C(http://), C(https://) and C(copy:) sources fill the
+    package cache; a C(file:) source is used by apt in place, so the module copies that file into
+    the cache itself. Each staged file is then checked against the SHA-256 or SHA-512 that the
+    repository's signed index gives; a file that does not match is removed and the module fails.
   - Saves rollback material for every installed package that will change (the installed
     version's C(.deb) from the cache, the repository, or rebuilt with C(dpkg-repack)) and a
     JSON journal of before-versions and of the packages the cycle newly installs, in a per-cycle
@@ -75,7 +80,8 @@ staged:
   returned: always
   type: list
   elements: dict
-  sample: [{name: pw-libssl, version: 1.0-2, file: /var/cache/apt/archives/pw-libssl_1.0-2_all.deb, downloaded: true}]
+  sample: [{name: pw-libssl, version: 1.0-2, file: /var/cache/apt/archives/pw-libssl_1.0-2_all.deb, downloaded: true,
+            source: "http://mirror.example/debian-security/pool/updates/main/p/pw-libssl/pw-libssl_1.0-2_all.deb"}]
 rollback:
   description: Rollback material per package that will change, with how it was obtained.
   returned: always
@@ -97,15 +103,17 @@ download:
   sample: {bytes: 2097152, seconds: 10.6, limit_kbps: 200, relay: "http://relay.example:3142/"}
 """
 
+import hashlib
 import json
 import os
 import shutil
 import tempfile
 import time
+from urllib.parse import unquote, urlsplit
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.patchwave.endpoint.plugins.module_utils import thinlink
-from ansible_collections.patchwave.endpoint.plugins.module_utils.pkgmgr.apt import ARCHIVES, AptManager
+from ansible_collections.patchwave.endpoint.plugins.module_utils.pkgmgr.apt import ARCHIVES, AptManager, deb_filename
 from ansible_collections.patchwave.endpoint.plugins.module_utils.pkgmgr.base import (
     CommandError,
     PackageSpecError,
@@ -200,15 +208,28 @@ def main():
             manager.download(to_download, lock_timeout=params["lock_timeout"])
             download.update(seconds=round(time.monotonic() - started, 2), bytes=sum(download_sizes.values()))
         staged = []
+        entries = manager.index_entries(changing)
         for name, version in wanted.items():
             path = manager.cached_deb(name, version)
+            entry = entries.get(name)
             if name in changing:
+                if entry is None:
+                    module.fail_json(msg="%s=%s is in none of the host's repositories" % (name, version))
+                if not path and entry["uri"].startswith("file:"):
+                    # apt uses file: packages in place and never copies them into its cache
+                    path = stage_local(entry, name, version)
                 if not path:
-                    module.fail_json(msg="%s=%s is not in the package cache after download" % (name, version))
+                    module.fail_json(msg="%s=%s is not in the package cache after download from %s"
+                                     % (name, version, entry["uri"]))
+                problem = checksum_problem(path, entry)
+                if problem:
+                    os.unlink(path)
+                    module.fail_json(msg="%s=%s: %s; the file was removed from the cache" % (name, version, problem))
                 got = manager.deb_fields(path)
                 if got != (name, version):
                     module.fail_json(msg="downloaded %s is %s=%s, not the %s=%s asked for" % (path, got[0], got[1], name, version))
-            staged.append(dict(name=name, version=version, file=path, downloaded=name in to_download))
+            staged.append(dict(name=name, version=version, file=path, downloaded=name in to_download,
+                               source=entry["uri"] if entry else None))
 
         if need_rollback:
             if not os.path.isdir(rollback_dir):
@@ -247,7 +268,7 @@ def save_rollback(manager, versions, rollback_dir):
         for name, version in sorted(fetch.items()):
             manager.download_to({name: version}, rollback_dir)
     for name, version in sorted(fetch.items()):
-        found = find_deb(rollback_dir, name, version)
+        found = find_deb(manager, rollback_dir, name, version)
         method = "repository"
         if not found:
             before = set(os.listdir(rollback_dir))
@@ -264,10 +285,47 @@ def save_rollback(manager, versions, rollback_dir):
     return saved
 
 
-def find_deb(directory, name, version):
-    prefix = "%s_%s_" % (name, version.replace(":", "%3a"))
-    matches = sorted(f for f in os.listdir(directory) if f.startswith(prefix) and f.endswith(".deb"))
-    return os.path.join(directory, matches[0]) if matches else None
+def stage_local(entry, name, version):
+    """Copy a `file:` repository's package into apt's cache under the name apt gives it there
+    (epoch as %3a), so the window only installs even if the repository's mount is gone by then."""
+    source = unquote(urlsplit(entry["uri"]).path)
+    arch = entry["filename"].rsplit("_", 1)[-1][:-len(".deb")]
+    target = os.path.join(ARCHIVES, deb_filename(name, version, arch))
+    fd, tmp = tempfile.mkstemp(dir=os.path.join(ARCHIVES, "partial"), prefix=".patchwave-")
+    os.close(fd)
+    try:
+        shutil.copyfile(source, tmp)
+        os.chmod(tmp, 0o644)
+        os.rename(tmp, target)
+    except (IOError, OSError):
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return target
+
+
+def checksum_problem(path, entry):
+    """None when `path` has the checksum the repository's signed index gives, else why not."""
+    kind, _sep, expected = entry["hash"].partition(":")
+    if kind not in ("sha256", "sha512"):
+        return "the repository's index gives no SHA-256 or SHA-512 for it (only %s)" % kind
+    digest = hashlib.new(kind)
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1024 * 1024), b""):
+            digest.update(block)
+    if digest.hexdigest() != expected:
+        return "%s does not match the index's %s (%s...)" % (path, kind.upper(), expected[:16])
+    return None
+
+
+def find_deb(manager, directory, name, version):
+    """The .deb of name=version in `directory`, whatever apt named it: `apt-get download` writes
+    an epoch as %3a from an http source, but keeps the pool's name (no epoch) from a file: one."""
+    for candidate in sorted(f for f in os.listdir(directory) if f.startswith(name + "_") and f.endswith(".deb")):
+        path = os.path.join(directory, candidate)
+        if manager.deb_fields(path) == (name, version):
+            return path
+    return None
 
 
 if __name__ == "__main__":

@@ -236,15 +236,38 @@ class AptManager(PackageManager):
         return waited
 
     def health(self):
+        """dpkg's database (`dpkg --audit`: nothing half-installed) and apt's dependency state
+        (`apt-get check`: no unmet dependencies, which would make every later apt command fail)."""
         _rc, out, err = self._run([self.bin("dpkg"), "--audit"], check=False)
         text = (out + err).strip()
-        return {"clean": not text, "output": text}
+        rc, out, err = self._run([self.bin("apt-get"), "-q", "-o", "Debug::NoLocking=1", "check"], check=False)
+        apt_check = {"ok": rc == 0, "output": "" if rc == 0 else (out + err).strip()}
+        return {"clean": not text and apt_check["ok"], "output": text, "apt_check": apt_check}
 
     def arch(self):
         if not getattr(self, "_arch", None):
             _rc, out, _err = self._run([self.bin("dpkg"), "--print-architecture"])
             self._arch = out.strip()
         return self._arch
+
+    def index_entries(self, wanted):
+        """{name: {uri, filename, size, hash}} for each name=version of `wanted`: where apt really
+        takes the file from (http://, https://, file:, copy: …) and the checksum the signed index
+        gives for it (the strongest apt prints: SHA512, else SHA256)."""
+        if not wanted:
+            return {}
+        argv = [self.bin("apt-get"), "-q", "--print-uris"] + list(self.link_options) + ["download"]
+        _rc, out, _err = self._run(argv + ["%s=%s" % (n, v) for n, v in sorted(wanted.items())])
+        found = {}
+        for line in out.splitlines():
+            match = re.match(r"^'(?P<uri>[^']+)' (?P<file>\S+) (?P<size>\d+) (?P<kind>[A-Za-z0-9]+):(?P<hash>[0-9a-f]+)$",
+                             line.strip())
+            if not match:
+                continue
+            name = match.group("file").split("_", 1)[0]
+            found[name] = {"uri": match.group("uri"), "filename": match.group("file"), "size": int(match.group("size")),
+                           "hash": "%s:%s" % (match.group("kind").lower(), match.group("hash"))}
+        return found
 
     def cached_deb(self, name, version):
         """Path of the cached .deb for name=version, if apt has it (any architecture)."""
@@ -323,6 +346,18 @@ class AptManager(PackageManager):
         else:
             argv += ["--force-confnew"]
         return self._run(argv + ["--install"] + list(paths), check=False)
+
+    def restore(self, files, remove, lock_timeout=300, conffile_policy="keep_local", simulate=False):
+        """One apt-get call that installs the saved `.deb` files (downgrades allowed) and removes
+        `remove`: apt orders the downgrades as dpkg needs them (Pre-Depends, exact-version Depends
+        between the binaries of one source, essential packages). `simulate` only plans it.
+        --fix-broken lets apt also finish a host that an earlier, failed downgrade left with unmet
+        dependencies; the caller checks the plan holds nothing but the rollback."""
+        argv = self._install_argv(lock_timeout, conffile_policy, True) + ["--allow-downgrades", "--fix-broken"]
+        if simulate:
+            argv += ["-s", "-o", "Debug::NoLocking=1"]
+        argv += ["install"] + [os.path.abspath(f) for f in files] + ["%s-" % n for n in remove]
+        return self._run(argv, check=False)
 
     def remove(self, names):
         """dpkg --remove: refuses (rather than cascades) when another package depends on one."""
