@@ -199,12 +199,17 @@ class RealLab(Lab):
         def openssl(*args: str) -> None:
             podman.run(["openssl", *args], cwd=tls)
 
+        # the extensions strict verifiers ask for (Python 3.13 sets VERIFY_X509_STRICT by default)
         openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-                "-keyout", "ca.key", "-out", "ca.pem", "-days", "3650", "-subj", "/CN=Patchwave lab CA")
+                "-keyout", "ca.key", "-out", "ca.pem", "-days", "3650", "-subj", "/CN=Patchwave lab CA",
+                "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+                "-addext", "subjectKeyIdentifier=hash")
         for name, host in (("mirror", MIRROR_NAME), ("service", "localhost")):
             openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
                     "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={host}")
-            (tls / f"{name}.ext").write_text(f"subjectAltName=DNS:{host}\n")
+            (tls / f"{name}.ext").write_text(
+                f"subjectAltName=DNS:{host}\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n"
+                "extendedKeyUsage=serverAuth\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid,issuer\n")
             openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
                     "-out", f"{name}.pem", "-days", "3650", "-extfile", f"{name}.ext")
         (tls / "serve.py").write_text(_HTTPS_SERVER)
