@@ -1,9 +1,10 @@
-"""A host that misses a patch cycle catches up at the next due run, without re-approval: ws2 is
-paused (podman pause) during a cycle that approves two fixes for the workstations; ws1 is
-patched, ws2 ends unreachable. A scheduled catch-up job while ws2 is still away finds that out
-with a scan and starts no cycle; once it is back, the next due run gives it a one-host cycle that installs exactly
-the versions the missed cycle approved (and nothing else it has pending), read inside the
-container with dpkg."""
+"""A host that misses a patch cycle catches up at the next due run, without re-approval: ws2
+(Debian 11) is paused (podman pause) during a cycle that approves two fixes for ws1 (Debian 12)
+and db1 (Debian 11); both are patched, ws2 ends unreachable. A scheduled catch-up job while ws2
+is still away finds that out with a scan and starts no cycle; once it is back, the next due run
+gives it a one-host cycle that installs exactly the versions the missed cycle approved for Debian
+11 hosts (approvals are per release: ws1's Debian 12 approvals alone would carry nothing to it),
+and nothing else it has pending, read inside the container with dpkg."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ ENV = {**os.environ, "CONTAINERS_CONF": str(ROOT / "orchestrator/src/patchwave/l
 POLICY = """\
 version: 1
 name: laptops
-targets: {groups: [workstations]}
+targets: {hosts: [ws1, ws2, db1]}   # db1: a Debian 11 host the missed cycle reaches
 approval:
   include: [pw-libssl, pw-tzdata]
   approve: [pw-tzdata=2026b-1]   # a regular update someone approved by hand
@@ -52,13 +53,17 @@ def test_host_that_missed_a_cycle_catches_up_with_its_approvals(lab, tmp_path: P
     url = f"sqlite:///{tmp_path / 'pw.db'}"
     policy = tmp_path / "policy.yml"
     policy.write_text(POLICY)
-    ws1, ws2 = (next(h for h in lab.hosts() if h.name == n) for n in ("ws1", "ws2"))
+    ws1, ws2, db1 = (next(h for h in lab.hosts() if h.name == n) for n in ("ws1", "ws2", "db1"))
 
     subprocess.run(["podman", "pause", ws2.container], env=ENV, check=True, capture_output=True)
     try:
         rc, missed, err = pw("cycle", "run", "--policy", str(policy), store=url)
         assert rc == 1, err[-3000:]
-        assert {h["host"]: h["state"] for h in missed["hosts"]} == {"ws1": "patched", "ws2": "unreachable"}
+        assert {h["host"]: h["state"] for h in missed["hosts"]} == {"ws1": "patched", "ws2": "unreachable",
+                                                                    "db1": "patched"}
+        # each approval keeps the release of the host it was made for
+        assert {(d.host, d.ecosystem) for d in Store(url).decisions(missed["cycle_id"]) if d.approved} == {
+            ("ws1", "Debian:12"), ("db1", "Debian:11")}
         # still away at the first due run: tried, still unreachable, nothing changes
         rc, outcomes, err = pw("schedule", "run", "-s", str(schedule(tmp_path / "s1.yml", "catch-up-1")), store=url)
         assert rc == 0, err[-3000:]
@@ -85,12 +90,15 @@ def test_host_that_missed_a_cycle_catches_up_with_its_approvals(lab, tmp_path: P
         k: before[k] for k in ("pw-kernel", "pw-tools", "pw-config")}
     assert after == {**before, "pw-libssl": "1.0-2", "pw-tzdata": "2026b-1"}
     assert installed_versions(ws1.container)["pw-libssl"] == "1.0-2"
+    assert installed_versions(db1.container)["pw-libssl"] == "1.0-2"
 
     decisions = {d.name: d for d in Store(url).decisions(back["cycle"])}
     assert {n for n, d in decisions.items() if d.approved} == {"pw-libssl", "pw-tzdata"}
+    assert {d.ecosystem for d in decisions.values()} == {"Debian:11"}  # from ws2's own os-release
     assert decisions["pw-tzdata"].reason == f"approved: carried over from cycle {missed['cycle_id']}, which this host missed"
     assert decisions["pw-kernel"].reason == f"excluded: cycle {missed['cycle_id']} did not approve it"
     log = [e["message"] for e in Store(url).events(back["cycle"], "catch-up")]
-    assert log == [f"catch-up of ws2 for cycle {missed['cycle_id']}: its 2 approval(s) carried over"], log
+    assert log == [f"catch-up of ws2 for cycle {missed['cycle_id']}: its approvals carried over to hosts of the "
+                   "release they were made for (Debian:11: 2, Debian:12: 2)"], log
     rc, hosts, err = pw("hosts", store=url)
     assert next(h for h in hosts if h["host"] == "ws2")["last_patched"], hosts

@@ -14,7 +14,9 @@ from typing import Any
 
 from reallab import INVENTORY, health, healthy, pending, pw, snapshot
 
+from patchwave.lab import real
 from patchwave.lab.catalog import RELEASES
+from patchwave.store import Store
 
 POLICY = """\
 version: 1
@@ -62,6 +64,16 @@ def test_real_updates_patch_and_roll_back_exactly_on_every_release(real_lab: Any
         assert healthy(report), f"{host.name} after patching: {report}"
     states = {h["host"]: h["state"] for h in result["hosts"]}
     assert all(s.startswith("patched") for s in states.values()), states
+    staged = {r["host"]: r["data"]["staged"] for r in Store(store).host_results(cycle_id) if r["stage"] == "stage"}
+    for host in hosts:
+        transport = host.groups[0].removeprefix("transport_")
+        for item in staged[host.name]:
+            # staged from where apt really takes it, with what the update's own changelog says
+            assert item["source"].startswith(real.mirror_uri(transport)), item
+            assert item["changelog"] and item["changelog"]["urgency"], (host.name, item["name"], item["changelog"])
+        cves = {c for item in staged[host.name] for c in item["changelog"]["cves"]}
+        print(f"{host.name}: {len(cves)} CVE id(s) named by the changelogs of its {len(staged[host.name])} updates")
+        assert cves, f"{host.name}: no staged update names a CVE in its changelog"
 
     started = time.monotonic()
     rc, _rolled, stderr = pw("cycle", "rollback", cycle_id, store=store)

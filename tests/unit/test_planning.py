@@ -9,7 +9,7 @@ import pytest
 
 from patchwave import advisories, manifest, waves
 from patchwave.errors import InputError
-from patchwave.models import Advisory, Host, PendingUpdate
+from patchwave.models import Advisory, Host, PendingUpdate, Span
 
 LAB_ADVISORIES = Path(__file__).resolve().parents[2] / "orchestrator/src/patchwave/lab/data/advisories"
 
@@ -23,7 +23,8 @@ def update(name: str, installed: str | None, candidate: str, *, security: bool =
 def test_lab_advisories_parse() -> None:
     loaded = advisories.load(LAB_ADVISORIES)
     by_id = {a.id: a for a in loaded}
-    assert by_id["PWSA-2026-0001"].fixed == {"pw-libssl": "1.0-2"}
+    assert {(e.ecosystem, e.package, e.spans) for e in by_id["PWSA-2026-0001"].affected} == {
+        (f"Debian:{n}", "pw-libssl", (Span("0", fixed="1.0-2"),)) for n in (11, 12, 13)}
     assert by_id["PWSA-2026-0001"].cves == ("CVE-2026-10001",)
     # CVSS 3.1 AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H is 9.8: critical, whatever the urgency says
     assert (by_id["PWSA-2026-0001"].cvss_score, by_id["PWSA-2026-0001"].severity) == (9.8, "critical")

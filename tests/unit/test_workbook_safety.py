@@ -127,7 +127,7 @@ def test_cycle_and_assessment_workbooks_write_data_as_text(tmp_path: Path) -> No
     hosts = [Host(text, ("web",), "server", text) for text in HOSTILE]
     package = {"name": HOSTILE[1], "before": HOSTILE[2], "wanted": HOSTILE[3], "after": HOSTILE[4],
                "severity": HOSTILE[5], "advisories": [HOSTILE[0]], "cves": [], "sla_due": HOSTILE[6],
-               "reason": HOSTILE[0]}
+               "reason": HOSTILE[0], "changelog_cves": [HOSTILE[1]], "changelog_urgency": HOSTILE[2]}
     status = {"cycle_id": "c1", "status": "completed", "created_at": datetime(2026, 11, 10, tzinfo=UTC),
               "finished_at": None,
               "hosts": [{"host": h.name, "state": "failed", "packages": [package], "detail": h.name} for h in hosts],

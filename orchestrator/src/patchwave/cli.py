@@ -223,9 +223,22 @@ def _print_cycle(status: dict[str, Any]) -> None:
     table = Table("host", "end state", "packages (before → after)", "detail",
                   title=f"cycle {status['cycle_id']}: {status['status']}")
     for h in status["hosts"]:
-        pkgs = "\n".join(f"{p['name']} {p['before'] or '-'} → {p['after'] or '-'}" for p in h["packages"])
+        pkgs = "\n".join(_package_line(p) for p in h["packages"])
         table.add_row(*_cells(h["host"], h["state"], pkgs, h["detail"]))
     err.print(table)
+
+
+def _package_line(package: dict[str, Any]) -> str:
+    """`name before → after`, then the advisories' CVEs and what the staged package's changelog
+    said, each labelled with where it comes from (a changelog's CVE is no advisory)."""
+    parts = [f"{package['name']} {package['before'] or '-'} → {package['after'] or '-'}"]
+    if package.get("cves"):
+        parts.append(f"advisories: {', '.join(package['cves'])}")
+    changelog = [f"urgency {package['changelog_urgency']}"] if package.get("changelog_urgency") else []
+    changelog += list(package.get("changelog_cves") or [])
+    if changelog:
+        parts.append(f"changelog: {', '.join(changelog)}")
+    return "; ".join(parts)
 
 
 def _report(status: dict[str, Any], book: Path, as_json: bool) -> None:

@@ -9,18 +9,20 @@ from __future__ import annotations
 import json
 import secrets
 import time
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from patchwave import advisories as advisories_mod
+from patchwave import changelogs as changelogs_mod
 from patchwave import manifest as manifest_mod
 from patchwave import waves as waves_mod
 from patchwave import windows as windows_mod
 from patchwave.errors import GateHalt, InputError, PatchwaveError
 from patchwave.inventory import load_hosts
-from patchwave.models import FAILED_STATES, Advisory, Decision, Host, Manifest, PendingUpdate, Wave
+from patchwave.models import FAILED_STATES, PATCHED_STATES, Advisory, Changelog, Decision, Host, Manifest, PendingUpdate, Wave
 from patchwave.paths import Paths
 from patchwave.policy import Policy, thin_link_vars
 from patchwave.policy import Wave as WaveSpec
@@ -53,7 +55,16 @@ def new_cycle_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(2)
 
 
+def scan_ecosystem(result: dict[str, Any]) -> str:
+    """The OSV ecosystem a scan gives for its host (pending_updates' `os.ecosystem`, from the
+    host's os-release); '' when it gives none, as scans from before it did."""
+    release = result.get("os")
+    found = release.get("ecosystem") if isinstance(release, dict) else None
+    return found if isinstance(found, str) and len(found) <= 64 and found.isprintable() else ""
+
+
 def updates_from_scan(host: str, result: dict[str, Any]) -> list[PendingUpdate]:
+    ecosystem = scan_ecosystem(result)
     return [
         PendingUpdate(
             host=host, name=u["name"], installed=u.get("installed"), candidate=u["candidate"],
@@ -61,6 +72,7 @@ def updates_from_scan(host: str, result: dict[str, Any]) -> list[PendingUpdate]:
             new_install=bool(u.get("new_install")),
             suites=tuple(o.get("suite", "") for o in u.get("origins", [])),
             required_by=tuple(u.get("required_by", [])),
+            ecosystem=ecosystem,
         )
         for u in result.get("updates", [])
     ]
@@ -77,10 +89,11 @@ class Cycle:
     def run(self, policy: Policy | None = None, advisories_path: Path | None = None,
             policy_dir: Path | None = None, force_window: bool = False,
             emergency: list[str] | None = None, skip_soak: bool = False,
-            carry_over: tuple[str, list[tuple[str, str]]] | None = None) -> str:
+            carry_over: tuple[str, list[tuple[str, str, str]]] | None = None) -> str:
         """Start and drive one cycle under `policy` (the built-in default when None).
-        `carry_over` (missed cycle, its approved name=version pairs) makes it a catch-up: those
-        approvals are carried over and no approval rule is evaluated."""
+        `carry_over` (missed cycle, its approvals as (ecosystem of the host approved for, name,
+        version)) makes it a catch-up: each host gets the approvals made for its release and no
+        approval rule is evaluated."""
         policy = policy or Policy()
         # all input is read and validated before anything is stored or any host is touched
         self.paths.retention  # noqa: B018 - reading it validates PATCHWAVE_ARTIFACT_RETENTION_DAYS
@@ -92,7 +105,7 @@ class Cycle:
         if closed and not force_window:
             raise GateHalt(f"{closed}; nothing was started (pass --force-window to start anyway; it is recorded)")
         known = load_advisories(policy, policy_dir, advisories_path)  # a bad advisory source fails here
-        unknown = sorted(set(emergency or []) - {i for a in known for i in (a.id, *a.aliases)})
+        unknown = sorted(set(emergency or []) - {i for a in known for i in a.names})
         if unknown:
             raise InputError(f"--advisory {', '.join(unknown)}: not in the advisory sources "
                              f"({len(known)} advisories loaded)")
@@ -111,8 +124,11 @@ class Cycle:
         if emergency:
             self.store.log(cycle_id, "emergency", f"out-of-cycle emergency for {', '.join(sorted(emergency))}")
         if carry_over is not None:
+            per_release = Counter(ecosystem or "unknown release" for ecosystem, _name, _version in carry_over[1])
             self.store.log(cycle_id, "catch-up", f"catch-up of {', '.join(h.name for h in hosts)} for cycle "
-                                                 f"{carry_over[0]}: its {len(carry_over[1])} approval(s) carried over")
+                                                 f"{carry_over[0]}: its approvals carried over to hosts of the release "
+                                                 "they were made for ("
+                                                 + ", ".join(f"{e}: {n}" for e, n in sorted(per_release.items())) + ")")
         self.drive(cycle_id)
         return cycle_id
 
@@ -157,7 +173,7 @@ class Cycle:
             carry = options.get("carry_over")
             self.store.save_manifest(manifest_mod.build(
                 cycle_id, updates, advisories, policy.approval, only=only, sla_days=policy.sla_days,
-                carry=(carry["cycle"], frozenset((n, v) for n, v in carry["approved"])) if carry else None))
+                carry=(carry["cycle"], carry["approved"]) if carry else None))
         manifest = Manifest(cycle_id, str(row["created_at"]), tuple(self.store.decisions(cycle_id)))
         scan_failed, unreachable = {}, set()
         for scan in self.store.scans(cycle_id, "scan"):
@@ -173,6 +189,7 @@ class Cycle:
         self.say(f"[{cycle_id}] manifest: {sum(d.approved for d in manifest.decisions)} approved update(s) "
                  f"on {len(targets)} host(s)")
         extravars = {"patchwave_manifest_file": str(manifest_file), "deploy_reboot_policy": policy.reboot,
+                     "deploy_restart_policy": policy.restart,
                      **policy.user_notice.extravars()}
 
         # 4 stage (hosts without a stage result yet; staging is idempotent)
@@ -183,6 +200,9 @@ class Cycle:
                                 extravars={**extravars, "patchwave_thin_links": self._thin_links(cycle_id, policy,
                                                                                                  todo, "stage")})
             self._record(cycle_id, "stage", STAGE, result, todo)
+            for host in todo:  # what each staged package's changelog says (urgency, CVEs), for the reports
+                self.store.add_changelogs(cycle_id, changelogs_mod.from_stage_result(
+                    host.name, result.result(STAGE, host.name) or {}))
             staged = self.store.latest_results(cycle_id, "stage")
         stage_failed = {h: r["message"] for h, r in staged.items() if not r["ok"]}
         self.store.set_cycle_status(cycle_id, "deploying")
@@ -460,7 +480,7 @@ class Cycle:
                 state, detail = "failed", "no confirm rescan result"
             else:
                 state, detail = confirmation["state"], confirmation["detail"]
-                if host.name in deploy_failed and state in ("patched", "patched-pending-reboot"):
+                if host.name in deploy_failed and state in PATCHED_STATES:
                     state, detail = "failed", f"deploy failed: {deploy_failed[host.name]}"
                 elif host.name in deploy_failed:
                     detail = f"{detail}; deploy failed: {deploy_failed[host.name]}"
@@ -602,7 +622,7 @@ def plan(paths: Paths, inventory: Path, policy: Policy, advisories: list[Advisor
         "hosts": [h.name for h in hosts],
         "unscanned": unscanned,
         "decisions": [{"host": d.host, "name": d.name, "installed": d.installed, "version": d.version,
-                       "approved": d.approved, "reason": d.reason, "severity": d.severity,
+                       "ecosystem": d.ecosystem, "approved": d.approved, "reason": d.reason, "severity": d.severity,
                        "advisories": list(d.advisories), "sla_due": d.sla_due} for d in manifest.decisions],
         "waves": planned,
     }
@@ -614,6 +634,7 @@ def status_report(store: Store, cycle_id: str) -> dict[str, Any]:
         raise InputError(f"no cycle {cycle_id!r} in the store")
     states = store.end_states(cycle_id)
     finish = store.events(cycle_id, "approval" if cycle["status"] == "awaiting-approval" else "finish")
+    logs = store.changelogs(cycle_id)
     return {
         "cycle_id": cycle_id,
         "status": cycle["status"],
@@ -627,9 +648,18 @@ def status_report(store: Store, cycle_id: str) -> dict[str, Any]:
                        "comment": a["comment"]} for a in store.approvals(cycle_id)],
         "runs": [{"run": r["ident"], "status": r["status"], "hosts": len(r["hosts"]), "seconds": r["seconds"]}
                  for r in store.runs(cycle_id)],
-        "hosts": [{"host": h, "state": s["state"], "detail": s["detail"], "packages": s["packages"]}
+        "hosts": [{"host": h, "state": s["state"], "detail": s["detail"],
+                   "packages": [with_changelog(p, logs.get((h, p.get("name", "")))) for p in s["packages"]]}
                   for h, s in sorted(states.items())],
     }
+
+
+def with_changelog(package: dict[str, Any], log: Changelog | None) -> dict[str, Any]:
+    """A package row of an end state with what its staged changelog said, kept apart from the
+    advisories' CVEs (`cves`): `changelog_cves` and `changelog_urgency` (empty when the package
+    had no changelog, or was never staged)."""
+    return {**package, "changelog_urgency": log.urgency if log else None,
+            "changelog_cves": list(log.cves) if log else []}
 
 
 def approve(store: Store, cycle_id: str, wave_name: str | None, by: str, comment: str = "",

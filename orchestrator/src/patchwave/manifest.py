@@ -8,18 +8,22 @@ the minimum and their advisory is old enough (delay_days); other updates only wh
 approves them. New packages are approved exactly when an approved update needs them.
 
 A catch-up (a host that missed a cycle) carries that cycle's approvals over instead: exactly the
-name=version pairs the missed cycle approved, nothing newer, and no rule is evaluated again.
+name=version pairs the missed cycle approved for hosts of the same release (OSV ecosystem),
+nothing newer, and no rule is evaluated again. Versions are per release: openssl 3.0.17-1~deb12u3
+approved for Debian 12 hosts says nothing about a Debian 11 host, even when the version string is
+the same on both (a package both releases ship unchanged): that host's update is excluded, naming
+the release the approval was for.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from fnmatch import fnmatchcase
 from typing import Any
 
-from patchwave.advisories import matching, rank
+from patchwave.advisories import ByPackage, matching, rank
 from patchwave.models import Advisory, Decision, Manifest, PendingUpdate
 from patchwave.policy import Approval
 
@@ -57,7 +61,7 @@ def decide(update: PendingUpdate, advisories: list[Advisory], approval: Approval
     def make(approved: bool, reason: str) -> Decision:
         return Decision(host=update.host, name=update.name, installed=update.installed, version=update.candidate,
                         approved=approved, reason=reason, advisories=ids, severity=severity, cves=cves,
-                        published=published)
+                        published=published, ecosystem=update.ecosystem)
 
     rejected = _listed(update, approval.reject)
     if rejected:
@@ -94,7 +98,7 @@ def decide(update: PendingUpdate, advisories: list[Advisory], approval: Approval
 def emergency(update: PendingUpdate, advisories: list[Advisory], only: set[str]) -> Decision:
     """Out-of-cycle: approve exactly the updates that fix the named advisories (held packages
     and everything else stay out)."""
-    fixes = [a for a in matching(update, advisories) if a.id in only or set(a.aliases) & only]
+    fixes = [a for a in matching(update, advisories) if set(a.names) & only]
     base = decide(update, advisories, Approval(security=True, other=True, allow_held=False))
     if update.held:
         return base
@@ -115,36 +119,64 @@ def sla_due(decision: Decision, sla_days: Mapping[Any, int]) -> str:
     return f"{stamp + timedelta(days=days):%Y-%m-%d}"
 
 
-def carried(update: PendingUpdate, advisories: list[Advisory], source: str,
-            approved: frozenset[tuple[str, str]]) -> Decision:
-    """A catch-up decision: approved exactly when cycle `source` approved this name=version."""
+# what a missed cycle approved: (ecosystem of the host it was approved for, name, version)
+Approved = frozenset[tuple[str, str, str]]
+
+
+def approved_set(items: Iterable[Iterable[str]]) -> Approved:
+    """(ecosystem, name, version) triples; a (name, version) pair, as catch-ups recorded them
+    before approvals were per release, is one for a host whose release was not known ('')."""
+    found: set[tuple[str, str, str]] = set()
+    for item in items:
+        parts = [str(p) for p in item]
+        ecosystem, name, version = ["", *parts] if len(parts) == 2 else parts
+        found.add((ecosystem, name, version))
+    return frozenset(found)
+
+
+def _release(ecosystem: str) -> str:
+    return ecosystem or "an unknown release"
+
+
+def carried(update: PendingUpdate, advisories: list[Advisory], source: str, approved: Approved) -> Decision:
+    """A catch-up decision: approved exactly when cycle `source` approved this name=version for a
+    host of this host's release (ecosystem); an approval made for another release is never carried."""
     info = decide(update, advisories, Approval(other=True), datetime.max.replace(tzinfo=UTC))
     if update.held:
         return replace(info, approved=False, reason="excluded: package is held on the host (apt-mark hold)")
-    if (update.name, update.candidate) in approved:
+    if (update.ecosystem, update.name, update.candidate) in approved:
         return replace(info, approved=True, reason=f"approved: carried over from cycle {source}, which this host missed")
-    other = sorted(v for n, v in approved if n == update.name)
-    if other:
+    same = sorted(v for e, n, v in approved if n == update.name and e == update.ecosystem)
+    if same:
         return replace(info, approved=False, reason=f"excluded: cycle {source} approved {update.name} "
-                                                    f"{', '.join(other)}, not {update.candidate} (a regular cycle decides)")
+                                                    f"{', '.join(same)}, not {update.candidate} (a regular cycle decides)")
+    elsewhere = sorted({(e, v) for e, n, v in approved if n == update.name})
+    if elsewhere:
+        made = ", ".join(f"{v} for {_release(e)}" for e, v in elsewhere)
+        return replace(info, approved=False, reason=f"excluded: cycle {source} approved {update.name} {made} only; "
+                                                    f"no approval for {_release(update.ecosystem)}")
     return replace(info, approved=False, reason=f"excluded: cycle {source} did not approve it")
 
 
 def build(cycle_id: str, updates: list[PendingUpdate], advisories: list[Advisory],
           approval: Approval = DEFAULT_APPROVAL, now: datetime | None = None,
           only: set[str] | None = None, sla_days: Mapping[Any, int] | None = None,
-          carry: tuple[str, frozenset[tuple[str, str]]] | None = None) -> Manifest:
-    """`only`: advisory ids of an emergency; `carry`: (missed cycle, its approved name=version pairs)."""
+          carry: tuple[str, Iterable[Iterable[str]]] | None = None) -> Manifest:
+    """`only`: advisory ids of an emergency; `carry`: (missed cycle, its approvals as (ecosystem,
+    name, version), see approved_set)."""
+    carrying = (carry[0], approved_set(carry[1])) if carry is not None else None
+    named = ByPackage(advisories)
     decisions: dict[tuple[str, str], Decision] = {}
     for update in updates:
         if update.new_install:
             continue
-        if carry is not None:
-            decision = carried(update, advisories, *carry)
+        about = named.about(update)  # the only advisories that can match it
+        if carrying is not None:
+            decision = carried(update, about, *carrying)
         elif only:
-            decision = emergency(update, advisories, only)
+            decision = emergency(update, about, only)
         else:
-            decision = decide(update, advisories, approval, now)
+            decision = decide(update, about, approval, now)
         decisions[(update.host, update.name)] = decision
     for update in updates:
         if update.new_install:
@@ -154,7 +186,7 @@ def build(cycle_id: str, updates: list[PendingUpdate], advisories: list[Advisory
                       else "excluded: new package not needed by an approved update")
             decisions[(update.host, update.name)] = Decision(
                 host=update.host, name=update.name, installed=None, version=update.candidate,
-                approved=bool(approved), reason=reason)
+                approved=bool(approved), reason=reason, ecosystem=update.ecosystem)
     ordered = tuple(sorted((replace(d, sla_due=sla_due(d, sla_days or {})) for d in decisions.values()),
                            key=lambda d: (d.host, d.name)))
     created = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")

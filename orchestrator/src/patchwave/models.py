@@ -6,10 +6,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-# What the confirm rescan proves (the first six, from the collection's confirm role), plus what
+# What the confirm rescan proves (the first seven, from the collection's confirm role), plus what
 # only the orchestrator knows: a host it could not reach, and one whose wave never ran.
-END_STATES = ("patched", "patched-pending-reboot", "partially-patched", "failed", "rolled-back", "excluded",
-              "unreachable", "not-reached")
+END_STATES = ("patched", "patched-pending-reboot", "patched-pending-restart", "partially-patched", "failed",
+              "rolled-back", "excluded", "unreachable", "not-reached")
+
+# the end states in which every approved fix is installed (tickets close, the host counts as
+# patched); pending-reboot and pending-restart still have the old code in memory
+PATCHED_STATES = ("patched", "patched-pending-reboot", "patched-pending-restart")
 
 
 # the end states that count as a failure of the host (exit code 1, reports, repeat offenders)
@@ -38,6 +42,30 @@ class PendingUpdate:
     new_install: bool
     suites: tuple[str, ...] = ()
     required_by: tuple[str, ...] = ()
+    # the OSV ecosystem of the host's release (Debian:12, Ubuntu:22.04:LTS), from the scan's
+    # os-release; '' when the scan did not say (a scan from before it did)
+    ecosystem: str = ""
+
+
+@dataclass(frozen=True)
+class Span:
+    """One affected interval of an OSV range: from `introduced` ('0': every version) up to, not
+    including, `fixed`; `fixed` None: no version fixes it (yet). Debian versions."""
+
+    introduced: str
+    fixed: str | None = None
+    last_affected: str | None = None  # instead of `fixed`: affected up to and including this one
+
+
+@dataclass(frozen=True)
+class Affected:
+    """One `affected[]` entry of an OSV record: a package of one ecosystem and where it is affected.
+    Debian's and Ubuntu's records name the SOURCE package (openssl, not libssl3)."""
+
+    ecosystem: str  # as the record gives it: Debian:12, Ubuntu:22.04:LTS, Ubuntu:Pro:18.04:LTS, Debian ('' none)
+    package: str
+    spans: tuple[Span, ...] = ()
+    binaries: tuple[str, ...] = ()  # binary packages the record lists for it (Ubuntu's ecosystem_specific)
 
 
 @dataclass(frozen=True)
@@ -47,13 +75,22 @@ class Advisory:
     severity: str  # critical | high | medium | low | unknown
     published: str
     summary: str
-    fixed: dict[str, str] = field(default_factory=dict)  # package name -> first fixed version
+    # package name -> fixed version for every release: an advisory made by hand, not from OSV
+    # (a parsed record keeps its fixed versions per ecosystem and package in `affected`)
+    fixed: dict[str, str] = field(default_factory=dict)
     cvss_score: float | None = None
     cvss_vector: str | None = None
+    affected: tuple[Affected, ...] = ()
+    upstream: tuple[str, ...] = ()  # OSV `upstream`: the CVEs a DSA, DLA or USN is about
 
     @property
     def cves(self) -> tuple[str, ...]:
-        return tuple(a for a in (self.id, *self.aliases) if a.startswith("CVE-"))
+        return tuple(dict.fromkeys(a for a in (self.id, *self.aliases, *self.upstream) if a.startswith("CVE-")))
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Every id it is known by (its own, aliases, upstream CVEs): what --advisory may name."""
+        return tuple(dict.fromkeys((self.id, *self.aliases, *self.upstream)))
 
 
 @dataclass(frozen=True)
@@ -69,6 +106,22 @@ class Decision:
     cves: tuple[str, ...] = ()
     published: str = ""  # earliest publication date of the advisories it fixes
     sla_due: str = ""  # YYYY-MM-DD: published + the policy's SLA days for its severity
+    ecosystem: str = ""  # the release of the host it was made for (PendingUpdate.ecosystem)
+
+
+@dataclass(frozen=True)
+class Changelog:
+    """What the Debian changelog of a staged package says about the versions it brings (the
+    entries after the installed version, up to the staged one): the most urgent entry's urgency
+    and the CVE ids named. From the host's stage result, so it is the package's own account,
+    next to (never instead of) what the advisories say."""
+
+    host: str
+    name: str
+    version: str  # the staged version
+    urgency: str | None  # emergency | critical | high | medium | low, None when no entry gives one
+    cves: tuple[str, ...] = ()
+    versions: tuple[str, ...] = ()  # the versions of the changelog entries read, newest first
 
 
 @dataclass(frozen=True)

@@ -373,6 +373,9 @@ class Policy(_Model):
     waves: Annotated[list[Wave], Field(min_length=1)] = [Wave(name="canary", size=1), Wave(name="broad")]
     gates: Gates = Gates()
     reboot: Literal["never", "if_required", "always"] = "if_required"
+    # processes still running replaced code after an install: report only, restart their services,
+    # or reboot the host
+    restart: Literal["never", "services", "reboot"] = "services"
     timeouts: Timeouts = Timeouts()
     user_notice: UserNotice = UserNotice()
     thin_links: list[ThinLink] = []
@@ -422,6 +425,9 @@ def load(path: Path, known_groups: set[str] | None = None) -> Policy:
 
 def _check_limits(path: Path, data: Any, policy: Policy) -> None:
     """Settings that are each valid but contradict one another."""
+    if policy.restart == "reboot" and policy.reboot == "never":
+        raise PolicyError(f"{_where(path, data, ('restart',))}: restart: reboot reboots hosts whose processes still "
+                          "run replaced code, which reboot: never forbids; choose one")
     if policy.reboot != "never" and policy.timeouts.idle_minutes <= REBOOT_WAIT_MINUTES:
         raise PolicyError(f"{_where(path, data, ('timeouts', 'idle_minutes'))}: timeouts.idle_minutes "
                           f"({policy.timeouts.idle_minutes:g}) must be longer than the {REBOOT_WAIT_MINUTES}-minute "

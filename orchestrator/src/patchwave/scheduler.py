@@ -177,8 +177,11 @@ def patch_now(paths: Paths, store: Store, inventory: Path, host: Host) -> str:
 def catch_up(paths: Paths, store: Store, inventory: Path, schedule: Schedule, hosts: list[Host],
              log: Log) -> dict[str, Any]:
     """Hosts whose latest cycle could not reach them get a one-host catch-up cycle that carries
-    over exactly what the missed cycle approved (no approval rule, manual gate or delay again),
-    under that cycle's policy (its windows, gates, reboot rule, thin links). A host still away
+    over exactly what the missed cycle approved for hosts of the same release (no approval rule,
+    manual gate or delay again), under that cycle's policy (its windows, gates, reboot rule, thin
+    links). Approvals are per release: each decision keeps the ecosystem of the host it was made
+    for, and a version approved for Debian 12 hosts is never carried to a Debian 11 one (its
+    update is excluded, naming the release the approval was for). A host still away
     stays unreachable (a scan finds that out; no cycle is started) and is tried again, with the
     schedule's retries and at the next due run."""
     from patchwave.cycle import Cycle, scan_only
@@ -196,8 +199,8 @@ def catch_up(paths: Paths, store: Store, inventory: Path, schedule: Schedule, ho
             # a catch-up that could not reach the host either hands on the cycle it was catching up on
             source = ((row.get("options") or {}).get("carry_over") or {}).get("cycle") or row.get("id")
             origin = store.cycle(str(source)) or row
-            approved = sorted({(d.name, d.version) for d in store.decisions(str(source)) if d.approved})
-            entry: dict[str, Any] = {"host": host.name, "missed": source, "carried": len(approved)}
+            approved = sorted({(d.ecosystem, d.name, d.version) for d in store.decisions(str(source)) if d.approved})
+            entry: dict[str, Any] = {"host": host.name, "missed": source, "approvals": len(approved)}
             if not approved:
                 entry.update(state="nothing to carry over", detail=f"cycle {source} approved nothing")
                 answered[host.name] = True
@@ -211,7 +214,8 @@ def catch_up(paths: Paths, store: Store, inventory: Path, schedule: Schedule, ho
                 done.append(entry)
                 continue
             options = origin.get("options") or {}
-            log(f"catch-up: {host.name} missed cycle {source}; carrying over {len(approved)} approval(s)")
+            log(f"catch-up: {host.name} missed cycle {source}; carrying over what it approved for hosts of the same "
+                f"release ({len(approved)} approval(s) in all)")
             try:
                 cycle_id = Cycle(paths, store, inventory).run(
                     _one_host(origin, host, "catch-up"),
@@ -224,7 +228,8 @@ def catch_up(paths: Paths, store: Store, inventory: Path, schedule: Schedule, ho
                 done.append(entry)
                 continue
             state = store.end_states(cycle_id).get(host.name, {})
-            entry.update(cycle=cycle_id, state=state.get("state"), detail=state.get("detail"))
+            carried = sum(1 for d in store.decisions(cycle_id) if d.host == host.name and d.approved)
+            entry.update(cycle=cycle_id, state=state.get("state"), detail=state.get("detail"), carried=carried)
             answered[host.name] = state.get("state") != "unreachable"
             done.append(entry)
         return answered

@@ -38,10 +38,10 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, Engine
 
 from patchwave.errors import PatchwaveError
-from patchwave.models import Decision, Manifest, PendingUpdate
+from patchwave.models import Changelog, Decision, Manifest, PendingUpdate
 from patchwave.procs import alive
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 metadata = MetaData()
 
 schema_info = Table("schema_info", metadata, Column("version", Integer, nullable=False))
@@ -81,6 +81,7 @@ pending = Table(
     Column("security", Boolean, nullable=False),
     Column("held", Boolean, nullable=False),
     Column("new_install", Boolean, nullable=False),
+    Column("ecosystem", String(64)),  # schema 10: the host's OSV ecosystem (Debian:12), from its os-release
 )
 
 decisions = Table(
@@ -98,6 +99,20 @@ decisions = Table(
     Column("cves", JSON),  # schema 2
     Column("published", String(32)),  # schema 2
     Column("sla_due", String(32)),  # schema 4: published + the policy's SLA days for the severity
+    Column("ecosystem", String(64)),  # schema 10: the release of the host it was made for (catch-ups carry per release)
+)
+
+changelogs = Table(
+    "changelogs", metadata,  # schema 10: what a staged package's changelog says (from the stage result)
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("cycle_id", String(64), ForeignKey("cycles.id"), nullable=False, index=True),
+    Column("host", String(255), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("version", String(255), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("urgency", String(16)),  # the most urgent entry's; none when no entry gives one
+    Column("cves", JSON, nullable=False),
+    Column("versions", JSON, nullable=False),  # the versions of the entries read
 )
 
 waves = Table(
@@ -388,9 +403,17 @@ def _v8_to_v9(conn: Any) -> None:
     _add_column(conn, "outbox", "claimed_until", stamp)
 
 
+def _v9_to_v10(conn: Any) -> None:
+    """Per-release classification: pending updates and decisions keep the host's OSV ecosystem;
+    staged packages' changelogs (urgency, CVEs) are a new table (made by create_all)."""
+    _add_column(conn, "pending_updates", "ecosystem", "VARCHAR(64)")
+    _add_column(conn, "decisions", "ecosystem", "VARCHAR(64)")
+
+
 # Migrations: index i upgrades schema version i+1 to i+2. A new store is created at the current
 # version by create_all; an older one is brought forward step by step, in one transaction.
-MIGRATIONS: list[Any] = [_v1_to_v2, _v2_to_v3, _v3_to_v4, _v4_to_v5, _v5_to_v6, _v6_to_v7, _v7_to_v8, _v8_to_v9]
+MIGRATIONS: list[Any] = [_v1_to_v2, _v2_to_v3, _v3_to_v4, _v4_to_v5, _v5_to_v6, _v6_to_v7, _v7_to_v8, _v8_to_v9,
+                         _v9_to_v10]
 
 
 LOCK_LEASE = timedelta(minutes=5)
@@ -611,7 +634,8 @@ class Store:
             if updates:
                 conn.execute(insert(pending), [
                     dict(scan_id=scan_id, host=u.host, name=u.name, installed=u.installed, candidate=u.candidate,
-                         source=u.source, security=u.security, held=u.held, new_install=u.new_install)
+                         source=u.source, security=u.security, held=u.held, new_install=u.new_install,
+                         ecosystem=u.ecosystem)
                     for u in updates])
         return scan_id
 
@@ -624,8 +648,20 @@ class Store:
                     dict(cycle_id=manifest.cycle_id, host=d.host, name=d.name, installed=d.installed,
                          version=d.version, approved=d.approved, reason=d.reason,
                          advisories=list(d.advisories), severity=d.severity, cves=list(d.cves),
-                         published=d.published, sla_due=d.sla_due)
+                         published=d.published, sla_due=d.sla_due, ecosystem=d.ecosystem)
                     for d in manifest.decisions])
+
+    def add_changelogs(self, cycle_id: str, found: list[Changelog]) -> None:
+        """What the changelogs of a host's staged packages say, appended (a host staged again
+        gets new rows; the latest wins)."""
+        if not found:
+            return
+        stamp = now()
+        with self.engine.begin() as conn:
+            conn.execute(insert(changelogs), [
+                dict(cycle_id=cycle_id, host=c.host, name=c.name, version=c.version, at=stamp, urgency=c.urgency,
+                     cves=list(c.cves), versions=list(c.versions))
+                for c in found])
 
     def plan_waves(self, cycle_id: str, planned: list[tuple[int, str, list[str]]]) -> None:
         """Record every wave, pending, before the first one starts (resume replays this plan)."""
@@ -730,8 +766,18 @@ class Store:
         return [Decision(host=r["host"], name=r["name"], installed=r["installed"], version=r["version"],
                          approved=r["approved"], reason=r["reason"], advisories=tuple(r["advisories"]),
                          severity=r["severity"], cves=tuple(r["cves"] or ()), published=r["published"] or "",
-                         sla_due=r["sla_due"] or "")
+                         sla_due=r["sla_due"] or "", ecosystem=r["ecosystem"] or "")
                 for r in rows]
+
+    def changelogs(self, cycle_id: str) -> dict[tuple[str, str], Changelog]:
+        """(host, package) -> what the staged package's changelog said (the latest staging wins)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(changelogs).where(changelogs.c.cycle_id == cycle_id)
+                                .order_by(changelogs.c.id)).mappings().all()
+        return {(r["host"], r["name"]): Changelog(host=r["host"], name=r["name"], version=r["version"],
+                                                 urgency=r["urgency"], cves=tuple(r["cves"] or ()),
+                                                 versions=tuple(r["versions"] or ()))
+                for r in rows}
 
     def waves(self, cycle_id: str) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:

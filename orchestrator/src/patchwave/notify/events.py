@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 
-from patchwave.models import FAILED_STATES
+from patchwave.models import FAILED_STATES, PATCHED_STATES
 from patchwave.notify.outbox import Event, Notifier
 
 RANK = {"critical": 0, "high": 1, "medium": 2, "low": 3, "unknown": 4, "": 5}
@@ -37,7 +37,7 @@ def after_cycle(notifier: Notifier, cycle_id: str) -> int:
                                          f"{host}: patch cycle {cycle_id} {state['state']}", text, (host,),
                                          {"cycle": cycle_id, "state": state["state"], "missing": missing},
                                          ("patch", host, cycle_id)))
-        elif state["state"] in ("patched", "patched-pending-reboot"):
+        elif state["state"] in PATCHED_STATES:
             for ticket in store.tickets(kind="patch", host=host):
                 if ticket["subject"] != cycle_id:
                     added += notifier.ticket_progress(

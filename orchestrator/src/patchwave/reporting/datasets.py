@@ -11,7 +11,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from patchwave.manifest import published_at
-from patchwave.models import FAILED_STATES, Host
+from patchwave.models import FAILED_STATES, PATCHED_STATES, Changelog, Host
 from patchwave.store import Store
 
 Row = dict[str, Any]
@@ -250,12 +250,20 @@ def _patch_status(ctx: Context) -> Iterator[Row]:
 
 def _patch_packages(ctx: Context, only: dict[str, str] | None = None) -> Iterator[Row]:
     """One row per cycle, host and approved package, with when it was installed and the SLA
-    (`only`: host -> the one cycle to report for it)."""
+    (`only`: host -> the one cycle to report for it). `cves` are the advisories'; what the staged
+    package's changelog said is in `changelog_cves` and `changelog_urgency`, so a fix no advisory
+    names still shows its CVEs, labelled as the changelog's."""
+    logs: tuple[str, dict[tuple[str, str], Changelog]] = ("", {})
     for cycle, host, state, package, done, at, due in _outcomes(ctx, only):
+        if logs[0] != cycle["id"]:  # outcomes come cycle by cycle: one read of each cycle's changelogs
+            logs = (cycle["id"], ctx.store.changelogs(cycle["id"]))
+        log = logs[1].get((host, package["name"]))
         yield {"cycle_id": cycle["id"], "cycle_started": cycle["created_at"],
                **_host_fields(ctx.host(host)), "package": package["name"], "before": package.get("before"),
                "wanted": package.get("wanted"), "after": package.get("after"),
                "severity": package.get("severity") or None, "cves": ", ".join(package.get("cves", [])),
+               "changelog_cves": ", ".join(log.cves) if log else "",
+               "changelog_urgency": log.urgency if log else None,
                "advisories": ", ".join(package.get("advisories", [])), "sla_due": due,
                "installed": done, "installed_at": at, "wave": state["wave"],
                "end_state": state["state"], "sla_met": None if due is None else (at is not None and at.date() <= due),
@@ -306,7 +314,7 @@ def _cycles(ctx: Context) -> Iterator[Row]:
         hosts = sum(1 for k in counts if not k.startswith("state:"))
         yield {"cycle_id": cycle["id"], "status": cycle["status"], "created_at": cycle["created_at"],
                "finished_at": cycle["finished_at"], "policy": (cycle["policy"] or {}).get("name"), "hosts": hosts,
-               "patched": counts.get("state:patched", 0) + counts.get("state:patched-pending-reboot", 0),
+               "patched": sum(counts.get(f"state:{s}", 0) for s in PATCHED_STATES),
                "failed": sum(v for k, v in counts.items() if k in ("state:failed", "state:partially-patched",
                                                                     "state:unreachable")),
                "not_reached": counts.get("state:not-reached", 0), "excluded": counts.get("state:excluded", 0),
@@ -523,12 +531,14 @@ DATASETS: dict[str, Dataset] = {d.name: d for d in (
             _tickets),
     Dataset("patch_packages", "every approved package of every cycle and host: versions, SLA, installation",
             {"cycle_id": "text", "cycle_started": "datetime", **HOST_FIELDS, "package": "text", "before": "text",
-             "wanted": "text", "after": "text", "severity": "text", "cves": "text", "advisories": "text",
+             "wanted": "text", "after": "text", "severity": "text", "cves": "text",
+             "changelog_cves": "text", "changelog_urgency": "text", "advisories": "text",
              "sla_due": "date", "installed": "bool", "installed_at": "datetime", "wave": "text",
              "end_state": "text", "sla_met": "bool", "reason": "text"}, _patch_packages),
     Dataset("patch_status", "like patch_packages, for each host's latest cycle only: where every host stands now",
             {"cycle_id": "text", "cycle_started": "datetime", **HOST_FIELDS, "package": "text", "before": "text",
-             "wanted": "text", "after": "text", "severity": "text", "cves": "text", "advisories": "text",
+             "wanted": "text", "after": "text", "severity": "text", "cves": "text",
+             "changelog_cves": "text", "changelog_urgency": "text", "advisories": "text",
              "sla_due": "date", "installed": "bool", "installed_at": "datetime", "wave": "text",
              "end_state": "text", "sla_met": "bool", "reason": "text"}, _patch_status),
     Dataset("cycles", "every patch cycle with its host counts per outcome",

@@ -34,6 +34,7 @@ STATE_FILLS = {  # the same colours in every sheet
     "fail": "FFC7CE", "error": "FFC7CE", "non-compliant": "FFC7CE", "failed": "FFC7CE", "unreachable": "FFC7CE",
     "not-reached": "FFC7CE", "partially-patched": "FFC7CE", "halted": "FFC7CE", "rejected": "FFC7CE",
     "excepted": "FFEB9C", "compliant with exceptions": "FFEB9C", "patched-pending-reboot": "FFEB9C",
+    "patched-pending-restart": "FFEB9C",
     "rolled-back": "FFEB9C", "never assessed": "EDEDED", "not_applicable": "EDEDED", "excluded": "EDEDED",
     "skipped": "EDEDED",
 }

@@ -92,10 +92,14 @@ def write_cycle_workbook(status: dict[str, Any], hosts: list[Host], path: Path) 
         _append(ws, [f"Host {item['host']}: {item['state']}", item["detail"]])
         ws["A1"].font = Font(bold=True, size=12)
         ws.append([])
-        _table(ws, ["Package", "Before", "Wanted", "After", "Severity", "Advisories", "CVEs", "SLA due", "Decision"],
+        # the changelog's CVEs and urgency next to the advisories', labelled: the package's own
+        # account shows even when no advisory names a CVE
+        _table(ws, ["Package", "Before", "Wanted", "After", "Severity", "Advisories", "CVEs", "CVEs (changelog)",
+                    "Urgency (changelog)", "SLA due", "Decision"],
                [[p["name"], p["before"], p["wanted"], p["after"], p.get("severity") or None,
-                 ", ".join(p["advisories"]) or None, ", ".join(p.get("cves", [])) or None, p.get("sla_due") or None,
-                 p["reason"]]
+                 ", ".join(p["advisories"]) or None, ", ".join(p.get("cves", [])) or None,
+                 ", ".join(p.get("changelog_cves") or []) or None, p.get("changelog_urgency") or None,
+                 p.get("sla_due") or None, p["reason"]]
                 for p in item["packages"]])
     path.parent.mkdir(parents=True, exist_ok=True)
     wb.save(path)

@@ -18,7 +18,11 @@ description:
   - Reports reboot-required signals (the reboot-required file and its package list, a newer
     installed kernel than the running one, needrestart when present) and which one fired,
     dpkg health (C(dpkg --audit)), who holds the dpkg/apt locks, and free space in the package cache.
-  - With O(expect), it also confirms a patch and reports one truthful end state for the host.
+  - Reports the host's OS release from its own C(/etc/os-release) (else C(/usr/lib/os-release)) with
+    the OSV ecosystem that names it (C(Debian:12), C(Ubuntu:22.04:LTS)), which decides which
+    release's fixed version of an advisory applies to the host.
+  - With O(expect), it also confirms a patch and reports one truthful end state for the host,
+    including the processes that still run code the update replaced.
   - Read-only. Does not need python3-apt; every command runs with C(LC_ALL=C).
 options:
   update_cache:
@@ -106,10 +110,36 @@ dpkg:
   sample: {clean: true, output: "", lock_holders: [{pid: 4242, command: "apt-get install foo", file: /var/lib/dpkg/lock-frontend}]}
 confirmation:
   description: The host's end state against O(expect)
-    (patched, patched-pending-reboot, partially-patched, failed, rolled-back, excluded).
+    (patched, patched-pending-reboot, patched-pending-restart, partially-patched, failed, rolled-back, excluded).
+    C(patched-pending-restart) means every package is at its approved version and no reboot is
+    pending, but processes still run code the update replaced (see RV(restart_required)).
   returned: when O(expect) is given
   type: dict
   sample: {state: patched, detail: "all 2 package(s) at the approved version", packages: []}
+restart_required:
+  description:
+    - Processes still running code that was replaced on disk (an executable or a shared object
+      they map was deleted or replaced), and the services to restart for them (needrestart's list
+      is used as well when it is installed). PID 1 is flagged with C(pid1); its service is listed
+      but restarting it is a reboot.
+  returned: when O(expect) is given
+  type: dict
+  contains:
+    processes:
+      description: One entry per stale process, sorted by pid.
+      type: list
+      elements: dict
+      returned: always
+    services:
+      description: Sorted service names (systemd units, or the name of the pid file in C(/run)).
+      type: list
+      elements: str
+      returned: always
+  sample:
+    processes:
+      - {pid: 812, command: openssl, exe: /usr/bin/openssl, pid1: false, service: pw-tls, pidfile: /run/pw-tls.pid,
+         files: [/usr/lib/x86_64-linux-gnu/libcrypto.so.3, /usr/lib/x86_64-linux-gnu/libssl.so.3]}
+    services: [pw-tls]
 free_space_mb:
   description: Free space where packages are downloaded, in MiB.
   returned: always
@@ -124,13 +154,46 @@ package_manager:
   returned: always
   type: str
   sample: apt
+os:
+  description:
+    - The host's OS release as its os-release file gives it (C(ID), C(VERSION_ID), C(VERSION_CODENAME),
+      C(NAME)), each empty when absent, and its OSV ecosystem.
+    - RV(os.ecosystem) is C(Debian:<major VERSION_ID>) (C(Debian:12)); a Debian testing or unstable
+      host, which has no VERSION_ID, is C(Debian:<codename>) (C(Debian:trixie)), or C(Debian) without
+      a codename. Ubuntu is C(Ubuntu:<VERSION_ID>), with C(:LTS) when VERSION says LTS
+      (C(Ubuntu:22.04:LTS)). Any other distribution, or no os-release file, is an empty string.
+  returned: always
+  type: dict
+  contains:
+    id:
+      description: C(ID), lower case by the format's rules (C(debian), C(ubuntu)).
+      type: str
+      returned: always
+    version_id:
+      description: C(VERSION_ID) (C(12), C(22.04)); empty on Debian testing and unstable.
+      type: str
+      returned: always
+    version_codename:
+      description: C(VERSION_CODENAME) (C(bookworm), C(jammy)).
+      type: str
+      returned: always
+    name:
+      description: C(NAME) (C(Debian GNU/Linux), C(Ubuntu)).
+      type: str
+      returned: always
+    ecosystem:
+      description: The OSV ecosystem of the release; empty when unknown.
+      type: str
+      returned: always
+  sample: {id: debian, version_id: "12", version_codename: bookworm, name: Debian GNU/Linux, ecosystem: "Debian:12"}
 """
 
 import json
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.patchwave.endpoint.plugins.module_utils import thinlink
+from ansible_collections.patchwave.endpoint.plugins.module_utils import osrelease, thinlink
+from ansible_collections.patchwave.endpoint.plugins.module_utils import restarts
 from ansible_collections.patchwave.endpoint.plugins.module_utils.pkgmgr.apt import ARCHIVES, AptManager
 from ansible_collections.patchwave.endpoint.plugins.module_utils.pkgmgr.base import (
     NAME_RE,
@@ -194,7 +257,14 @@ def main():
                 module.fail_json(msg=problem)
             manager.use_link(module.params["download_limit_kbps"], module.params["relay"])
             manager.refresh()
-        updates, removals = manager.pending_updates()
+        apt_error = None
+        try:
+            updates, removals = manager.pending_updates()
+        except CommandError as exc:
+            if expected is None:
+                raise
+            # a confirm rescan still records what is installed when apt cannot plan (broken dependencies)
+            updates, removals, apt_error = [], [], exc.as_result()
         dpkg = manager.health()
         dpkg["lock_holders"] = manager.lock_holders()
         reboot = manager.reboot_required()
@@ -208,11 +278,24 @@ def main():
             free_space_mb=free_space_mb(ARCHIVES),
             installed=installed,
             package_manager=manager.name,
+            os=osrelease.read(),
         )
         if expected is not None:
             rolled_back = read_rollback(module.params["state_dir"], cycle_id) if cycle_id else None
-            state, detail, packages = end_state(expected, installed, reboot["required"], rolled_back)
+            # processes still running replaced code: patched on disk is not yet patched in memory
+            stale = restarts.stale_processes()
+            plan = restarts.restart_plan(stale, reboot.get("details", {}).get("needrestart", {}).get("services"),
+                                         restarts.pid1_services())
+            result["restart_required"] = dict(processes=stale, services=restarts.needing_restart(plan))
+            state, detail, packages = end_state(expected, installed, reboot["required"], rolled_back,
+                                                restarts.stale_names(plan))
+            if not dpkg["clean"]:
+                broken = dpkg["output"] or dpkg["apt_check"]["output"]
+                state, detail = "failed", "%s, but the host's packages are broken (%s): %s" % (
+                    detail, "dpkg --audit" if dpkg["output"] else "apt-get check", broken.strip().splitlines()[-1])
             result["confirmation"] = dict(state=state, detail=detail, packages=packages)
+            if apt_error:
+                result["apt_error"] = apt_error
     except CommandError as exc:
         module.fail_json(**exc.as_result())
     module.exit_json(**result)

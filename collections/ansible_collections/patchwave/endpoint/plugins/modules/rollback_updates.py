@@ -17,10 +17,10 @@ description:
     packages the cycle newly installed, all in one C(apt-get install --allow-downgrades) call, so
     apt orders the downgrades as dpkg needs them (Pre-Depends and exact-version Depends between the
     binary packages of one source, essential packages).
-  - Plans first: apt simulates the whole rollback, and when that is not exactly the versions from
+  - Plans first. apt simulates the whole rollback, and when that is not exactly the versions from
     before the cycle (apt cannot do it, or would leave a package at another version, or would
     install or remove anything else) the module fails saying so and changes nothing.
-  - When the real run still fails, it never leaves the host half-downgraded: it finishes what dpkg
+  - When the real run still fails, it never leaves the host half-downgraded. It finishes what dpkg
     left unconfigured and, if apt's dependencies are still broken, reinstalls the versions the
     cycle had installed; the result says whether the host ended consistent.
   - Works on a host whose dpkg was left half-configured by a failing maintainer script, and

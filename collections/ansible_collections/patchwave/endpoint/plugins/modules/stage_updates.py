@@ -15,7 +15,7 @@ description:
   - Given an exact C(name=version) list, checks free space first, downloads only those versions
     into the package cache and verifies that each downloaded file is the version asked for.
   - Works through every apt transport. For each package it asks apt where the file really comes
-    from (C(apt-get --print-uris download)): C(http://), C(https://) and C(copy:) sources fill the
+    from (C(apt-get --print-uris download)). C(http://), C(https://) and C(copy:) sources fill the
     package cache; a C(file:) source is used by apt in place, so the module copies that file into
     the cache itself. Each staged file is then checked against the SHA-256 or SHA-512 that the
     repository's signed index gives; a file that does not match is removed and the module fails.
@@ -76,12 +76,17 @@ EXAMPLES = r"""
 
 RETURN = r"""
 staged:
-  description: One entry per requested package.
+  description:
+    - One entry per requested package, with the file apt will install, the URI apt takes it from
+      (C(source)) and, for a package that changes, what its own Debian changelog says of the
+      entries newer than the installed version (C(changelog) - urgency, CVE ids, versions - or
+      null when the package ships no changelog and no other staged binary of its source does).
   returned: always
   type: list
   elements: dict
   sample: [{name: pw-libssl, version: 1.0-2, file: /var/cache/apt/archives/pw-libssl_1.0-2_all.deb, downloaded: true,
-            source: "http://mirror.example/debian-security/pool/updates/main/p/pw-libssl/pw-libssl_1.0-2_all.deb"}]
+            source: "http://mirror.example/debian-security/pool/updates/main/p/pw-libssl/pw-libssl_1.0-2_all.deb",
+            changelog: {urgency: high, cves: [CVE-2026-10001], versions: [1.0-2]}}]
 rollback:
   description: Rollback material per package that will change, with how it was obtained.
   returned: always
@@ -112,7 +117,7 @@ import time
 from urllib.parse import unquote, urlsplit
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.patchwave.endpoint.plugins.module_utils import thinlink
+from ansible_collections.patchwave.endpoint.plugins.module_utils import changelog, thinlink
 from ansible_collections.patchwave.endpoint.plugins.module_utils.pkgmgr.apt import ARCHIVES, AptManager, deb_filename
 from ansible_collections.patchwave.endpoint.plugins.module_utils.pkgmgr.base import (
     CommandError,
@@ -229,7 +234,9 @@ def main():
                 if got != (name, version):
                     module.fail_json(msg="downloaded %s is %s=%s, not the %s=%s asked for" % (path, got[0], got[1], name, version))
             staged.append(dict(name=name, version=version, file=path, downloaded=name in to_download,
-                               source=entry["uri"] if entry else None))
+                               source=entry["uri"] if entry else None,
+                               changelog=changelog.from_deb(module, path, name, installed.get(name)) if path else None))
+        add_sibling_changelogs(staged, manager.source_packages())
 
         if need_rollback:
             if not os.path.isdir(rollback_dir):
@@ -283,6 +290,18 @@ def save_rollback(manager, versions, rollback_dir):
         if got != (name, entry["before"]):
             raise CommandError("rollback file %s holds %s=%s, not %s=%s" % (entry["file"], got[0], got[1], name, entry["before"]))
     return saved
+
+
+def add_sibling_changelogs(staged, sources):
+    """A binary package whose /usr/share/doc is a symlink to a sibling's has no changelog of its
+    own: it gets the changelog of another staged binary of the same source package."""
+    by_source = {}
+    for item in staged:
+        if item["changelog"] is not None:
+            by_source.setdefault(sources.get(item["name"], item["name"]), item["changelog"])
+    for item in staged:
+        if item["changelog"] is None and item["file"]:
+            item["changelog"] = by_source.get(sources.get(item["name"], item["name"]))
 
 
 def stage_local(entry, name, version):

@@ -108,14 +108,23 @@ def version_lines(versions):
     return "".join("%s %s\n" % (name, versions[name]) for name in sorted(versions))
 
 
-END_STATES = ("patched", "patched-pending-reboot", "partially-patched", "failed", "rolled-back", "excluded")
+END_STATES = ("patched", "patched-pending-reboot", "patched-pending-restart", "partially-patched", "failed",
+              "rolled-back", "excluded")
 
 
-def end_state(expected, installed, reboot_required, rolled_back=None):
+def _names(names, most=10):
+    shown = ", ".join(names[:most])
+    return shown + (" and %d more" % (len(names) - most) if len(names) > most else "")
+
+
+def end_state(expected, installed, reboot_required, rolled_back=None, stale=None):
     """One truthful end state for a host from what is installed now.
 
     expected: {name: wanted version}; installed: {name: version}; rolled_back: None, or the
-    journal's {'before': {name: version}, 'new': [names]} when the cycle was rolled back.
+    journal's {'before': {name: version}, 'new': [names]} when the cycle was rolled back;
+    stale: the services (or, for processes no service owns, the commands) still running code the
+    update replaced. A patched host with such processes and no reboot pending is
+    patched-pending-restart: the fix is on disk but not yet in memory.
     Returns (state, detail, packages)."""
     packages = [dict(name=n, wanted=v, installed=installed.get(n)) for n, v in sorted(expected.items())]
     if rolled_back is not None:
@@ -128,9 +137,16 @@ def end_state(expected, installed, reboot_required, rolled_back=None):
         return "excluded", "no approved updates for this host", packages
     done = [p["name"] for p in packages if p["installed"] == p["wanted"]]
     missing = [p["name"] for p in packages if p["installed"] != p["wanted"]]
+    stale = sorted(set(stale or []))
     if not missing:
         if reboot_required:
-            return "patched-pending-reboot", "all %d package(s) installed; a reboot is pending" % len(done), packages
+            detail = "all %d package(s) installed; a reboot is pending" % len(done)
+            if stale:
+                detail += " (still running replaced code: %s)" % _names(stale)
+            return "patched-pending-reboot", detail, packages
+        if stale:
+            return ("patched-pending-restart", "all %d package(s) installed; still running replaced code: %s"
+                    % (len(done), _names(stale)), packages)
         return "patched", "all %d package(s) at the approved version" % len(done), packages
     if done:
         return "partially-patched", "not at the approved version: %s" % ", ".join(missing), packages
