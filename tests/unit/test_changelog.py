@@ -128,7 +128,8 @@ def test_an_epoch_and_tilde_in_the_installed_version() -> None:
     assert changelog.parse(text, "3.0.11-1~deb12u2")["versions"] == ["3.0.13-1~deb12u1"]
     assert changelog.parse(text, "3.0.11-1")["versions"] == ["3.0.13-1~deb12u1"]  # ~deb12u2 sorts before -1
     assert changelog.parse(text, "3.0.11-1~deb12u1")["cves"] == ["CVE-2023-5678", "CVE-2024-2511"]
-    assert changelog.parse(text, "1:1.0")["versions"] == []  # an epoch outranks everything after it
+    # entries that leave out the epoch are read with the installed version's (libbpf on Debian 11 does that)
+    assert changelog.parse(text, "1:3.0.11-1~deb12u2")["versions"] == ["3.0.13-1~deb12u1"]
 
 
 PAIRS = [("1.0", "1.0"), ("1.0", "1.0-0"), ("1:1.0", "2.0"), ("1.0~rc1", "1.0"), ("1.0~~", "1.0~"),
@@ -241,3 +242,12 @@ def test_a_huge_changelog_is_read_only_up_to_the_cap(tmp_path: Path, monkeypatch
     assert capped is not None and len(capped) <= 10_000 and capped.endswith("\n") and text.startswith(capped)
     # what was read still answers for the newest entries
     assert changelog.parse(capped, "1.0-3990")["versions"][:2] == ["1.0-4000", "1.0-3999"]
+
+
+def test_an_entry_without_the_epoch_is_read_with_the_installed_epoch() -> None:
+    # libbpf on Debian 11: version 1:0.3-2+deb11u1, whose changelog says "0.3-2+deb11u1"
+    text = ("libbpf (0.3-2+deb11u1) bullseye-security; urgency=medium\n\n  * Fix CVE-2021-45940.\n\n"
+            " -- LTS <lts@example.org>  Mon, 01 Jan 2024 00:00:00 +0000\n\n"
+            "libbpf (0.3-2) unstable; urgency=low\n\n  * Upload.\n\n -- M <m@example.org>  Mon, 01 Jan 2021 00:00:00 +0000\n")
+    found = changelog.parse(text, "1:0.3-2")
+    assert found == {"urgency": "medium", "cves": ["CVE-2021-45940"], "versions": ["0.3-2+deb11u1"]}

@@ -136,11 +136,15 @@ def parse(text, installed_version, compare=None):
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")
     chosen = []
+    # some changelogs leave out the package's epoch (libbpf's "0.3-2+deb11u1" of version 1:0.3-2+deb11u1):
+    # an entry without one is read with the installed version's epoch
+    epoch = installed_version.split(":", 1)[0] + ":" if installed_version and ":" in installed_version else ""
     for entry in entries(text):
         if installed_version is None:
             chosen.append(entry)
             break
-        if compare(entry["version"], installed_version) <= 0:
+        version = entry["version"] if ":" in entry["version"] else epoch + entry["version"]
+        if compare(version, installed_version) <= 0:
             break
         chosen.append(entry)
     urgencies = [e["urgency"] for e in chosen if e["urgency"] is not None]
