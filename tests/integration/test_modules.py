@@ -29,7 +29,7 @@ def test_pending_updates_reports_every_hard_case(host) -> None:  # type: ignore[
     assert updates["pw-tools-common"]["new_install"] is True
     assert updates["pw-tools-common"]["required_by"] == ["pw-tools"]
     assert updates["pw-tools"]["new_packages"] == ["pw-tools-common"]
-    assert result["dpkg"] == {"clean": True, "output": "", "lock_holders": []}
+    assert result["dpkg"] == {"clean": True, "output": "", "apt_check": {"ok": True, "output": ""}, "lock_holders": []}
     assert result["reboot_required"]["required"] is False
 
 

@@ -144,7 +144,8 @@ def carried(update: PendingUpdate, advisories: list[Advisory], source: str, appr
     info = decide(update, advisories, Approval(other=True), datetime.max.replace(tzinfo=UTC))
     if update.held:
         return replace(info, approved=False, reason="excluded: package is held on the host (apt-mark hold)")
-    if (update.ecosystem, update.name, update.candidate) in approved:
+    # a decision stored before releases were recorded (schema < 10) has ecosystem "": it carries as it did then
+    if (update.ecosystem, update.name, update.candidate) in approved or ("", update.name, update.candidate) in approved:
         return replace(info, approved=True, reason=f"approved: carried over from cycle {source}, which this host missed")
     same = sorted(v for e, n, v in approved if n == update.name and e == update.ecosystem)
     if same:

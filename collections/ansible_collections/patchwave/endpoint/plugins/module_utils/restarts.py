@@ -28,6 +28,7 @@ from __future__ import annotations
 import glob
 import os
 import re
+import stat
 
 # where packaged code lives; a stale mapping elsewhere (/tmp, /home) is not the package manager's
 ROOTS = ("/usr/", "/lib/", "/lib64/", "/lib32/", "/libx32/", "/bin/", "/sbin/", "/opt/")
@@ -201,17 +202,31 @@ def pidfiles(run_root="/run"):
     found = {}
     names = sorted(glob.glob(os.path.join(run_root, "*.pid")) + glob.glob(os.path.join(run_root, "*", "*.pid")))
     for path in names:
+        if not _trusted_pidfile(path):
+            continue
         text = _read(path)
         first = text.strip().split("\n", 1)[0].strip() if text else ""
-        if first.isdigit() and os.path.isfile(path):
+        if first.isdigit():
             found.setdefault(int(first), []).append(path)
     return found
+
+
+def _trusted_pidfile(path):
+    """Only a regular file owned by root in a root-owned directory nobody else can write names a
+    service: /run/lock is world-writable, and a user must not choose what gets restarted."""
+    try:
+        info = os.lstat(path)
+        parent = os.lstat(os.path.dirname(path))
+    except OSError:
+        return False
+    return (stat.S_ISREG(info.st_mode) and info.st_uid == 0 and parent.st_uid == 0
+            and not parent.st_mode & (stat.S_IWGRP | stat.S_IWOTH))
 
 
 def service_of_pidfile(path):
     """/run/sshd.pid -> 'sshd', /run/pw-tls.pid -> 'pw-tls'; None when not a usable name."""
     name = os.path.basename(path)[:-len(".pid")]
-    return name if SERVICE_RE.match(name) else None
+    return name if SERVICE_RE.match(name) and "." not in name else None
 
 
 def _command(proc_root, pid):
@@ -228,7 +243,10 @@ def stale_processes(proc_root="/proc", roots=ROOTS, run_root="/run", ignore_pids
     in containers it is often the only daemon (sshd), and restarting it reboots the container.
     `ignore_pids` defaults to this process and its ancestors (the connection that runs us)."""
     if ignore_pids is None:
-        ignore_pids = ancestry(proc_root, os.getpid())
+        # our own connection's processes, but not a daemon among our ancestors (sshd's listener
+        # in ssh.service): that one is scanned like any other service
+        ignore_pids = [p for p in ancestry(proc_root, os.getpid())
+                       if systemd_unit(_read(os.path.join(proc_root, str(p), "cgroup"))) is None]
     ignored = set(ignore_pids)
     try:
         own = os.stat(os.path.join(proc_root, "self", "root"))

@@ -292,7 +292,7 @@ def main():
             if not dpkg["clean"]:
                 broken = dpkg["output"] or dpkg["apt_check"]["output"]
                 state, detail = "failed", "%s, but the host's packages are broken (%s): %s" % (
-                    detail, "dpkg --audit" if dpkg["output"] else "apt-get check", broken.strip().splitlines()[-1])
+                    detail, "dpkg --audit" if dpkg["output"] else "apt-get check", (broken.strip().splitlines() or ["(no output)"])[-1])
             result["confirmation"] = dict(state=state, detail=detail, packages=packages)
             if apt_error:
                 result["apt_error"] = apt_error

@@ -134,7 +134,15 @@ def main():
         result["removed"] = remove
         if not restore and not remove:
             result["dpkg"] = manager.health()
+            if not journal.get("rolled_back") and result["dpkg"]["clean"] and not module.check_mode:
+                # every package is already back (an earlier run restored them, then apt failed late)
+                mark_rolled_back(journal, journal_path)
+                result["changed"] = True
             module.exit_json(**result)
+        if not module.check_mode:
+            # dpkg killed mid-run leaves a journal that apt refuses to work on; the simulation skips that check
+            manager.wait_for_lock(params["lock_timeout"])
+            result["repaired"] = manager.repair_interrupted()
         problem, plan = plan_problem(manager, restore, remove, params["lock_timeout"])
         result["plan"] = plan
         if problem:
@@ -159,14 +167,18 @@ def main():
             module.fail_json(msg="rollback failed (apt-get rc=%s; not restored: %s; %s); %s"
                              % (rc, ", ".join(sorted(wrong)) or "none", health_text(result["dpkg"]),
                                 result["recovery"]["summary"]), **result)
-        journal["rolled_back"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        tmp = journal_path + ".tmp"
-        with open(tmp, "w") as handle:
-            json.dump(journal, handle, indent=2, sort_keys=True)
-        os.rename(tmp, journal_path)
+        mark_rolled_back(journal, journal_path)
     except CommandError as exc:
         module.fail_json(**dict(exc.as_result(), **result))
     module.exit_json(**result)
+
+
+def mark_rolled_back(journal, journal_path):
+    journal["rolled_back"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    tmp = journal_path + ".tmp"
+    with open(tmp, "w") as handle:
+        json.dump(journal, handle, indent=2, sort_keys=True)
+    os.rename(tmp, journal_path)
 
 
 def plan_problem(manager, restore, remove, lock_timeout):

@@ -264,7 +264,10 @@ class AptManager(PackageManager):
                              line.strip())
             if not match:
                 continue
-            name = match.group("file").split("_", 1)[0]
+            parts = match.group("file")[:-len(".deb")].split("_")
+            name, arch = parts[0], parts[-1]
+            if arch not in (self.arch(), "all"):
+                name = "%s:%s" % (name, arch)  # a foreign-architecture package, as apt-get names it
             found[name] = {"uri": match.group("uri"), "filename": match.group("file"), "size": int(match.group("size")),
                            "hash": "%s:%s" % (match.group("kind").lower(), match.group("hash"))}
         return found
