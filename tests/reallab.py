@@ -67,8 +67,10 @@ def healthy(report: dict[str, Any]) -> bool:
     return all(value is True for value in report.values())
 
 
-def pw(*args: str, store: str, timeout: int = 3600) -> tuple[int, Any, str]:
-    proc = subprocess.run([PATCHWAVE, *args, "--json", "--store", store], capture_output=True, text=True, cwd=ROOT,
+def pw(*args: str, store: str | None, timeout: int = 3600) -> tuple[int, Any, str]:
+    """`patchwave ARGS --json [--store STORE]`: (exit code, the JSON it printed, stderr)."""
+    extra = ["--store", store] if store else []
+    proc = subprocess.run([PATCHWAVE, *args, "--json", *extra], capture_output=True, text=True, cwd=ROOT,
                           check=False, timeout=timeout)
     try:
         data = json.loads(proc.stdout) if proc.stdout.strip() else None

@@ -8,7 +8,9 @@ status; history is what trends and mean-time-to-patch are computed from.
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -1206,7 +1208,19 @@ def _primary_key(result: Any) -> Any:
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor = dbapi_conn.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
+    # the wait first: switching to WAL needs a lock that a racing process may hold at that moment
+    # (seen as "database is locked" when two schedulers opened a new store together)
     cursor.execute("PRAGMA busy_timeout=10000")
+    # switching to WAL needs an exclusive lock and sqlite does not wait for it through the busy
+    # timeout: when two processes open a new store together, one is refused ("database is
+    # locked") while the other switches; it tries again until the store is in WAL mode
+    deadline = time.monotonic() + 10
+    while str(cursor.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+    cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
