@@ -64,7 +64,7 @@ def test_real_updates_are_classified_by_release_and_source_package(real_lab: Any
         assert decision["ecosystem"] == "Debian:12"
         assert decision["advisories"] == ["DSA-9001-1"], (name, decision)  # never the Debian 11 record
         assert decision["severity"] == "high" and decision["approved"] is True, decision
-    for (host, name), decision in decisions.items():
+    for (host, _name), decision in decisions.items():
         if host.startswith("d13-"):
             assert "DSA-9001-1" not in decision["advisories"] and "DLA-9002-1" not in decision["advisories"]
         if host.startswith("d11-"):
