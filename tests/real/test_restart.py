@@ -7,11 +7,17 @@ with `restart: services` it is restarted onto the new code (a new pid, answering
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
-from conftest import podman_exec
+from conftest import ROOT, podman_exec
 from reallab import INVENTORY, health, healthy, pending, pw
+
+from patchwave.paths import Paths
+
+ENV = {**os.environ, "CONTAINERS_CONF": str(Paths(ROOT).containers_conf)}
 
 POLICY = """\
 version: 1
@@ -26,10 +32,19 @@ user_notice: {{mode: none}}
 
 def mapped_packages(container: str, pid: str) -> set[str]:
     """The packages owning the files a process maps (its executable and shared objects)."""
-    paths = set(podman_exec(container, "sh", "-c", f"awk '$6 ~ /^\\// {{print $6}}' /proc/{pid}/maps").split())
-    paths.add(podman_exec(container, "readlink", f"/proc/{pid}/exe").strip())
-    owners = podman_exec(container, "sh", "-c", "dpkg -S " + " ".join(sorted(paths)) + " 2>/dev/null || true")
+    maps = podman_exec(container, "cat", f"/proc/{pid}/maps")
+    paths = {line.split(None, 5)[5].removesuffix(" (deleted)") for line in maps.splitlines()
+             if len(line.split(None, 5)) == 6 and line.split(None, 5)[5].startswith("/")}
+    paths.add(podman_exec(container, "readlink", f"/proc/{pid}/exe").strip().removesuffix(" (deleted)"))
+    owners = subprocess.run(["podman", "exec", container, "dpkg", "-S", *sorted(paths)], capture_output=True,
+                            text=True, check=False, env=ENV).stdout
     return {line.split(":", 1)[0].split(":")[0] for line in owners.splitlines() if ":" in line}
+
+
+def fresh_service(container: str) -> str:
+    """pw-tls restarted now, so that it maps only what is installed; its new pid."""
+    podman_exec(container, "/etc/init.d/pw-tls", "restart")
+    return podman_exec(container, "cat", "/run/pw-tls.pid").strip()
 
 
 def cycle(tmp_path: Path, host: str, restart: str) -> dict[str, Any]:
@@ -44,7 +59,7 @@ def cycle(tmp_path: Path, host: str, restart: str) -> dict[str, Any]:
 def test_services_on_replaced_code_are_reported_then_restarted(real_lab: Any, tmp_path: Path) -> None:
     hosts = {h.name: h for h in real_lab.hosts()}
     never, services = hosts["d12-copy"], hosts["d12-file"]
-    pid = podman_exec(never.container, "cat", "/run/pw-tls.pid").strip()
+    pid = fresh_service(never.container)
     touched = mapped_packages(never.container, pid) & set(pending(never.container))
     assert touched, "no pending Debian 12 update replaces anything pw-tls maps: the test has nothing to show"
     print("pending updates pw-tls maps:", sorted(touched))
@@ -57,7 +72,7 @@ def test_services_on_replaced_code_are_reported_then_restarted(real_lab: Any, tm
         assert "pw-tls" in state["detail"], state
         assert podman_exec(never.container, "cat", "/run/pw-tls.pid").strip() == pid  # nobody restarted it
 
-        old_pid = podman_exec(services.container, "cat", "/run/pw-tls.pid").strip()
+        old_pid = fresh_service(services.container)
         results["services"] = cycle(tmp_path, services.name, "services")
         state = next(h for h in results["services"]["hosts"] if h["host"] == services.name)
         new_pid = podman_exec(services.container, "cat", "/run/pw-tls.pid").strip()

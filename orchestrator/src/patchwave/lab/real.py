@@ -69,15 +69,21 @@ esac
 # PID 1 stays sshd (a reboot is `kill -TERM 1`); the service starts before it on every boot
 _BOOT = ["/bin/sh", "-c", "mkdir -p /run/sshd && /etc/init.d/pw-tls start; exec /usr/sbin/sshd -D -e"]
 
-_HTTPS_SERVER = """import functools, http.server, ssl
-handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory="/srv/mirror")
-server = http.server.ThreadingHTTPServer(("", 443), handler)
-context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-context.load_cert_chain("/srv/tls/mirror.pem", "/srv/tls/mirror.key")
-server.socket = context.wrap_socket(server.socket, server_side=True)
+# HTTP/1.1 with keep-alive, as a mirror answers: apt-cacher-ng pipelines requests on one
+# connection and gives up on a server that closes it after each answer (http.server's HTTP/1.0)
+_MIRROR_SERVER = """import functools, http.server, ssl, sys
+class Handler(http.server.SimpleHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+handler = functools.partial(Handler, directory="/srv/mirror")
+tls = sys.argv[1] == "https"
+server = http.server.ThreadingHTTPServer(("", 443 if tls else 80), handler)
+if tls:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain("/srv/tls/mirror.pem", "/srv/tls/mirror.key")
+    server.socket = context.wrap_socket(server.socket, server_side=True)
 server.serve_forever()
 """
-_MIRROR_BOOT = ("python3 -m http.server 80 --directory /srv/mirror & python3 /srv/tls/serve.py & "
+_MIRROR_BOOT = ("python3 /srv/tls/serve.py http & python3 /srv/tls/serve.py https & "
                 "exec /usr/sbin/apt-cacher-ng ForeGround=1")
 
 
@@ -192,9 +198,11 @@ class RealLab(Lab):
     def _ensure_tls(self, changes: list[str]) -> None:
         """A lab CA, and from it the mirror's certificate (pw-mirror) and the TLS service's (localhost)."""
         tls = self.tls_dir
+        tls.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if self._write_if_changed(tls / "serve.py", _MIRROR_SERVER):
+            (tls / "serve.py").chmod(0o644)
         if (tls / "service.pem").is_file():
             return
-        tls.mkdir(mode=0o700, parents=True, exist_ok=True)
 
         def openssl(*args: str) -> None:
             podman.run(["openssl", *args], cwd=tls)
@@ -212,7 +220,6 @@ class RealLab(Lab):
                 "extendedKeyUsage=serverAuth\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid,issuer\n")
             openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
                     "-out", f"{name}.pem", "-days", "3650", "-extfile", f"{name}.ext")
-        (tls / "serve.py").write_text(_HTTPS_SERVER)
         for path in tls.iterdir():
             path.chmod(0o644)  # read inside the mirror container; lab-only keys
         changes.append(f"made the lab CA and TLS certificates in {tls}")
