@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,13 +30,7 @@ def lab(paths) -> Iterator[object]:  # type: ignore[no-untyped-def]
     """A fresh lab for the test session: hosts start at the old package versions."""
     from patchwave.lab.fleet import Lab
 
-    fleet = Lab(paths)
-    if os.environ.get("PATCHWAVE_TEST_REUSE_LAB") != "1":
-        fleet.down()
-    fleet.up()
-    yield fleet
-    if os.environ.get("PATCHWAVE_TEST_KEEP_LAB") != "1":
-        fleet.down()
+    yield from _session_lab(Lab(paths))
 
 
 @pytest.fixture(scope="session")
@@ -43,7 +38,11 @@ def real_lab(paths) -> Iterator[object]:  # type: ignore[no-untyped-def]
     """A fresh real-content lab: every host at the main suite's versions."""
     from patchwave.lab.real import RealLab
 
-    fleet = RealLab(paths)
+    yield from _session_lab(RealLab(paths))
+
+
+def _session_lab(fleet: Any) -> Iterator[Any]:
+    """Recreated (unless PATCHWAVE_TEST_REUSE_LAB=1), removed at the end (unless PATCHWAVE_TEST_KEEP_LAB=1)."""
     if os.environ.get("PATCHWAVE_TEST_REUSE_LAB") != "1":
         fleet.down()
     fleet.up()

@@ -137,11 +137,7 @@ class Lab:
 
     def _plan(self, count: int, base_port: int | None) -> list[LabHost]:
         templates = fleet(count)
-        port = base_port if base_port is not None else _free_port_block(22001, count)
-        if base_port is not None:
-            busy = [p for p in range(base_port, base_port + count) if not _port_free(p)]
-            if busy:
-                raise PatchwaveError(f"ports already in use on 127.0.0.1: {busy}; choose another --base-port")
+        port = port_block(count, base_port, 22001)
         return [
             LabHost(
                 name=t.name, container=f"{self.prefix}-{t.name}", release=t.release, ssh_port=port + i,
@@ -199,13 +195,21 @@ class Lab:
             lines.append(f"[127.0.0.1]:{host.ssh_port} {kind} {blob}")
         return "\n".join(lines) + "\n"
 
-    def _ensure_host(self, host: LabHost, image: str) -> list[str]:
-        state = podman.container_state(host.container)
+    @staticmethod
+    def _start_existing(container: str, what: str) -> list[str] | None:
+        """[] when `container` runs, a change line when it had to be started, None when there is none."""
+        state = podman.container_state(container)
         if state == "running":
             return []
         if state is not None:
-            podman.podman("start", host.container)
-            return [f"started {host.name} ({host.container})"]
+            podman.podman("start", container)
+            return [f"started {what} ({container})"]
+        return None
+
+    def _ensure_host(self, host: LabHost, image: str) -> list[str]:
+        existing = self._start_existing(host.container, host.name)
+        if existing is not None:
+            return existing
         podman.podman(
             "create", "--name", host.container, "--hostname", host.name,
             "--label", f"io.patchwave.lab={self.prefix}", "--network", self.network,
@@ -220,23 +224,27 @@ class Lab:
         return [f"created {host.name} ({host.container}, Debian {RELEASES[host.release]}, ssh 127.0.0.1:{host.ssh_port})"]
 
     def _inject_files(self, host: LabHost) -> None:
-        key = self._host_key(host)
         with tempfile.TemporaryDirectory(prefix="pw-inject-") as tmp:
             root = Path(tmp)
-            (root / "etc/ssh/authorized_keys").mkdir(parents=True)
-            (root / "etc/apt/keyrings").mkdir(parents=True)
-            (root / "etc/apt/sources.list.d").mkdir(parents=True)
-            shutil.copy(key, root / "etc/ssh/ssh_host_ed25519_key")
-            shutil.copy(key.with_suffix(".pub"), root / "etc/ssh/ssh_host_ed25519_key.pub")
+            self._access_files(root, host)
             (root / "etc/ssh/ssh_host_ed25519_key").chmod(0o600)
-            shutil.copy(self.ssh_key.with_suffix(".pub"), root / f"etc/ssh/authorized_keys/{images.LAB_USER}")
-            shutil.copy(self.keyring, root / "etc/apt/keyrings" / repo.KEYRING_NAME)
             (root / "etc/apt/sources.list.d/patchwave-lab.sources").write_text(repo.sources_entry(REPO_MOUNT))
             for path in root.rglob("*"):
                 if path.is_file() and path.name != "ssh_host_ed25519_key":
                     path.chmod(0o644)
             # podman cp of a directory's contents ("dir/.") merges into the container's /
             podman.podman("cp", f"{root}/.", f"{host.container}:/")
+
+    def _access_files(self, root: Path, host: LabHost) -> None:
+        """Into `root` (copied over the container's /): the host's key, the lab's public key for
+        the lab user, and the lab repository key apt trusts."""
+        key = self._host_key(host)
+        for sub in ("etc/ssh/authorized_keys", "etc/apt/keyrings", "etc/apt/sources.list.d"):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+        shutil.copy(key, root / "etc/ssh/ssh_host_ed25519_key")
+        shutil.copy(key.with_suffix(".pub"), root / "etc/ssh/ssh_host_ed25519_key.pub")
+        shutil.copy(self.ssh_key.with_suffix(".pub"), root / f"etc/ssh/authorized_keys/{images.LAB_USER}")
+        shutil.copy(self.keyring, root / "etc/apt/keyrings" / repo.KEYRING_NAME)
 
     def _provision(self, host: LabHost) -> None:
         """Install the base (old) versions, hold one package and edit a conffile, as an admin would."""
@@ -333,6 +341,17 @@ def _port_free(port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+def port_block(count: int, base_port: int | None, start: int) -> int:
+    """The first of `count` free 127.0.0.1 ports: from `base_port` (all must be free), else the
+    first free block from `start`."""
+    if base_port is None:
+        return _free_port_block(start, count)
+    busy = [p for p in range(base_port, base_port + count) if not _port_free(p)]
+    if busy:
+        raise PatchwaveError(f"ports already in use on 127.0.0.1: {busy}; choose another --base-port")
+    return base_port
 
 
 def _free_port_block(start: int, count: int) -> int:

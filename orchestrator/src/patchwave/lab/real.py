@@ -29,7 +29,7 @@ from typing import Any
 from patchwave.errors import PatchwaveError
 from patchwave.lab import content, images, podman, repo
 from patchwave.lab.catalog import RELEASES
-from patchwave.lab.fleet import Lab, LabHost, _free_port_block, _port_free, _wait_for_ssh
+from patchwave.lab.fleet import Lab, LabHost, _wait_for_ssh, port_block
 from patchwave.paths import Paths
 
 REAL_PACKAGES = ("openssl", "tzdata")
@@ -179,12 +179,7 @@ class RealLab(Lab):
                 "updates": {r: len(c.security) for r, c in self.contents().items()}}
 
     def _plan_real(self, base_port: int | None) -> list[LabHost]:
-        count = len(RELEASES) * len(TRANSPORTS)
-        port = base_port if base_port is not None else _free_port_block(23001, count)
-        if base_port is not None:
-            busy = [p for p in range(base_port, base_port + count) if not _port_free(p)]
-            if busy:
-                raise PatchwaveError(f"ports already in use on 127.0.0.1: {busy}; choose another --base-port")
+        port = port_block(len(RELEASES) * len(TRANSPORTS), base_port, 23001)
         hosts: list[LabHost] = []
         for release, number in RELEASES.items():
             for transport in TRANSPORTS:
@@ -225,12 +220,9 @@ class RealLab(Lab):
         changes.append(f"made the lab CA and TLS certificates in {tls}")
 
     def _ensure_mirror(self, image: str) -> list[str]:
-        state = podman.container_state(self.mirror_container)
-        if state == "running":
-            return []
-        if state is not None:
-            podman.podman("start", self.mirror_container)
-            return [f"started the mirror {self.mirror_container}"]
+        existing = self._start_existing(self.mirror_container, "the mirror")
+        if existing is not None:
+            return existing
         podman.podman(
             "run", "-d", "--name", self.mirror_container, "--hostname", MIRROR_NAME,
             "--label", f"io.patchwave.lab={self.prefix}", "--network", self.network, "--restart=always",
@@ -239,12 +231,9 @@ class RealLab(Lab):
         return [f"started the mirror {self.mirror_container} (http 80, https 443, apt-cacher-ng 3142)"]
 
     def _ensure_real_host(self, host: LabHost, image: str, mirror_ip: str) -> list[str]:
-        state = podman.container_state(host.container)
-        if state == "running":
-            return []
-        if state is not None:
-            podman.podman("start", host.container)
-            return [f"started {host.name} ({host.container})"]
+        existing = self._start_existing(host.container, host.name)
+        if existing is not None:
+            return existing
         transport = self.extra_host_vars(host)["patchwave_transport"]
         volumes = ["--volume", f"{self.mirror_dir}:{MIRROR_MOUNT}:ro"] if transport in ("file", "copy") else []
         podman.podman(
@@ -262,16 +251,11 @@ class RealLab(Lab):
                 f"ssh 127.0.0.1:{host.ssh_port})"]
 
     def _inject_real_files(self, host: LabHost, transport: str) -> None:
-        key = self._host_key(host)
         with tempfile.TemporaryDirectory(prefix="pw-inject-") as tmp:
             root = Path(tmp)
-            for sub in ("etc/ssh/authorized_keys", "etc/apt/keyrings", "etc/apt/sources.list.d",
-                        "etc/apt/apt.conf.d", "etc/pw-tls", "etc/init.d"):
+            self._access_files(root, host)
+            for sub in ("etc/apt/apt.conf.d", "etc/pw-tls", "etc/init.d"):
                 (root / sub).mkdir(parents=True)
-            shutil.copy(key, root / "etc/ssh/ssh_host_ed25519_key")
-            shutil.copy(key.with_suffix(".pub"), root / "etc/ssh/ssh_host_ed25519_key.pub")
-            shutil.copy(self.ssh_key.with_suffix(".pub"), root / f"etc/ssh/authorized_keys/{images.LAB_USER}")
-            shutil.copy(self.keyring, root / "etc/apt/keyrings" / repo.KEYRING_NAME)
             shutil.copy(self.tls_dir / "ca.pem", root / CA_FILE.lstrip("/"))
             (root / "etc/apt/apt.conf.d/60patchwave-lab-ca").write_text(
                 f'Acquire::https::{MIRROR_NAME}::CaInfo "{CA_FILE}";\n')
