@@ -128,6 +128,11 @@ BAD = [
     ("notice delay longer than idle", "user_notice:\n  mode: delay\n  delay_minutes: 30\n",
      r":3: user_notice.delay_minutes \(30\) must be shorter than timeouts.idle_minutes \(20\)"),
     ("unknown notice mode", "user_notice: {mode: shout}\n", r":1: user_notice.mode: Input should be"),
+    ("unknown restart policy", "restart: always\n", r":1: restart: Input should be 'never', 'services' or 'reboot'"),
+    ("template as restart policy", "restart: \"{{ lookup('pipe', 'id') }}\"\n", r":1: restart: "),
+    ("restart as a list", "restart: [services]\n", r":1: restart: Input should be"),
+    ("restart reboot without reboots", "reboot: never\nrestart: reboot\n",
+     r":2: restart: reboot reboots hosts whose processes still run replaced code, which reboot: never forbids"),
     ("thin link unknown group", "thin_links:\n  - groups: [web]\n    relay: http://relay:3142/\n  - groups: [branch]\n"
      "    download_limit_kbps: 64\n", r":4: thin_links\[1\].groups: unknown group 'branch'"),
     ("thin link without a setting", "thin_links:\n  - groups: [web]\n",
