@@ -42,6 +42,7 @@ class Site:
         tag = str(os.getpid())
         self.origin, self.relay = f"pw-thin-origin-{tag}", f"pw-thin-relay-{tag}"
         self.containers = {h.name: h.container for h in lab.hosts()}
+        self.releases = {h.name: h.release for h in lab.hosts()}
         self.origin_ip = self.relay_ip = ""
         self.ips: dict[str, str] = {}
         self.size = 0
@@ -74,9 +75,9 @@ class Site:
                "/usr/sbin/apt-cacher-ng", "ForeGround=1")
         self.origin_ip, self.relay_ip = self.address(self.origin), self.address(self.relay)
         self.ips = {name: self.address(self.containers[name]) for name in self.names}
-        entry = repo.sources_entry("X").replace("copy:X", f"http://{self.origin_ip}/")
         for name in self.names:
             container = self.containers[name]
+            entry = repo.sources_entry("X", self.releases[name]).replace("copy:X", f"http://{self.origin_ip}/")
             podman("exec", "-i", container, "tee", SOURCES, stdin=entry.encode())
             podman("exec", container, "sh", "-c", "apt-get -q update && DEBIAN_FRONTEND=noninteractive "
                    f"apt-get -q -y install {BIG}=1.0-1 && apt-get clean")

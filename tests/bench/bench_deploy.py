@@ -21,7 +21,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 INVENTORY = ROOT / "inventories/lab/hosts.yml"
-APPROVED = ["pw-libssl=1.0-2", "pw-kernel=6.1.0-2", "pw-tools=2.0-1", "pw-tools-common=2.0-1", "pw-config=1.1-1"]
+# every security update but the held one, in the version for each host's release
+SECURITY = ("pw-libssl", "pw-kernel", "pw-tools", "pw-tools-common", "pw-config", "pw-pam-modules-bin",
+            "pw-pam-modules", "pw-pam-runtime", "pw-base")
 NOT_APPROVED = ["pw-agent", "pw-webapp", "pw-tzdata"]  # held for the baseline so both install the same set
 
 
@@ -44,9 +46,11 @@ def playbook(name: str, *args: str) -> None:
 
 def ours(tmp: Path) -> tuple[float, float]:
     hosts = fresh_lab()
-    names = sorted(str(h["name"]) for h in hosts)
+    from patchwave.lab.catalog import update_version
+
+    approved = {str(h["name"]): [f"{n}={update_version(n, str(h['release']))}" for n in SECURITY] for h in hosts}
     manifest = tmp / "bench-manifest.json"
-    manifest.write_text(json.dumps({"cycle_id": "bench", "hosts": {n: {"packages": APPROVED} for n in names}}))
+    manifest.write_text(json.dumps({"cycle_id": "bench", "hosts": {n: {"packages": p} for n, p in approved.items()}}))
     extra = json.dumps({"patchwave_manifest_file": str(manifest), "patchwave_serial": [1, "100%"]})
     started = time.monotonic()
     playbook("playbooks/stage.yml", "-e", extra)
@@ -77,7 +81,7 @@ def main() -> None:
             deploys.append(deploy)
             theirs.append(baseline())
     ms, md, mb = statistics.median(stages), statistics.median(deploys), statistics.median(theirs)
-    print(f"6 lab hosts, 5 updates each (one asks for a reboot), serial [1, 100%]; rounds: {rounds}")
+    print(f"6 lab hosts, {len(SECURITY)} updates each (one asks for a reboot), serial [1, 100%]; rounds: {rounds}")
     print(f"patchwave stage (before the window): median {ms:.1f}s  {[round(x, 1) for x in stages]}")
     print(f"patchwave deploy (in the window):    median {md:.1f}s  {[round(x, 1) for x in deploys]}")
     print(f"plain dist-upgrade:                  median {mb:.1f}s  {[round(x, 1) for x in theirs]}")

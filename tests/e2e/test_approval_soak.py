@@ -12,6 +12,7 @@ from pathlib import Path
 
 from conftest import ROOT, installed_versions
 
+from patchwave.lab.catalog import installed_version, update_version
 from patchwave.store import Store
 
 PATCHWAVE = str(Path(sys.executable).parent / "patchwave")
@@ -68,9 +69,11 @@ def test_canary_soaks_then_broad_waits_for_approval(lab, tmp_path: Path) -> None
     health = [r for r in store.host_results(cycle_id) if r["stage"] == "health"]
     assert [(r["host"], r["ok"], r["message"]) for r in health] == [
         ("web1", True, "healthy after deploy"), ("web1", True, "healthy after the soak")]
+    releases = {h.name: h.release for h in lab.hosts()}
     versions = {h.name: installed_versions(h.container)["pw-libssl"] for h in lab.hosts()}
-    assert versions["web1"] == "1.0-2"
-    assert {versions[h] for h in broad["hosts"]} == {"1.0-1"}  # nothing installed before the approval
+    assert versions["web1"] == update_version("pw-libssl", releases["web1"])
+    # nothing installed before the approval
+    assert all(versions[h] == installed_version("pw-libssl", releases[h]) for h in broad["hosts"]), versions
 
     wrong = patchwave("cycle", "approve", cycle_id, "--wave", "canary", store=url)
     assert wrong.returncode == 2 and "waits for approval of wave 'broad', not 'canary'" in wrong.stderr
@@ -85,7 +88,8 @@ def test_canary_soaks_then_broad_waits_for_approval(lab, tmp_path: Path) -> None
         "broad", True, "alice", "CHG-42")
     assert datetime.fromisoformat(str(approval["at"])) >= datetime.fromisoformat(str(canary["finished_at"]))
     for host in lab.hosts():
-        expected = "1.0-2" if host.name in {"web1", *broad["hosts"]} else "1.0-1"
+        patched = host.name in {"web1", *broad["hosts"]}
+        expected = (update_version if patched else installed_version)("pw-libssl", host.release)
         assert installed_versions(host.container)["pw-libssl"] == expected, host.name
 
     # concurrency 1: in the broad wave's run each host went through the play before the next began
@@ -113,6 +117,6 @@ def test_a_rejected_wave_stops_the_rollout(lab, tmp_path: Path) -> None:  # type
     assert {h["state"] for h in status["hosts"]} == {"not-reached"}
     for host in lab.hosts():
         if "workstations" in host.groups:
-            assert installed_versions(host.container)["pw-libssl"] == "1.0-1", host.name
+            assert installed_versions(host.container)["pw-libssl"] == installed_version("pw-libssl", host.release)
     again = patchwave("cycle", "approve", cycle_id, store=url)
     assert again.returncode == 2 and "not waiting for an approval" in again.stderr

@@ -16,6 +16,7 @@ import yaml
 from conftest import ROOT, installed_versions
 from openpyxl import load_workbook
 
+from patchwave.lab.catalog import installed_version, update_version
 from patchwave.store import Store
 
 PATCHWAVE = str(Path(sys.executable).parent / "patchwave")
@@ -60,7 +61,8 @@ def test_new_host_detected_and_observed_removed_host_gone(lab, tmp_path: Path) -
     lab_hosts = {h.name for h in lab.hosts()}
     workstations = {h.name for h in lab.hosts() if "workstations" in h.groups}
     databases = {h.name: h for h in lab.hosts() if "db" in h.groups}
-    assert all(installed_versions(h.container)["pw-libssl"] == "1.0-1" for h in databases.values())
+    assert all(installed_versions(h.container)["pw-libssl"] == installed_version("pw-libssl", h.release)
+               for h in databases.values())
     web = {h.name for h in lab.hosts() if "web" in h.groups}
     later = {"ws1", "web2", *databases}
 
@@ -82,7 +84,8 @@ def test_new_host_detected_and_observed_removed_host_gone(lab, tmp_path: Path) -
     store = Store(url)
     for name, host in databases.items():
         assert acted[name].startswith("patched out of cycle in ") and acted[name].endswith("(completed)")
-        assert installed_versions(host.container)["pw-libssl"] == "1.0-2"  # the critical fix, installed for real
+        # the critical fix, installed for real, in the version for the host's release
+        assert installed_versions(host.container)["pw-libssl"] == update_version("pw-libssl", host.release)
     # one mini cycle per new database host, each for that host alone
     assert sorted(tuple(e["host"] for e in store.rows("end_states", cycle_id=c["id"])) for c in store.rows("cycles")) \
         == sorted((name,) for name in databases)

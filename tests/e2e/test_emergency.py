@@ -10,6 +10,8 @@ from pathlib import Path
 
 from conftest import ROOT, installed_versions
 
+from patchwave.lab.catalog import installed_version, update_version
+
 PATCHWAVE = str(Path(sys.executable).parent / "patchwave")
 
 
@@ -27,7 +29,8 @@ def test_emergency_cycle_installs_only_the_named_fix(lab, tmp_path: Path) -> Non
         assert [p["name"] for p in result["packages"]] == ["pw-kernel"]
         assert result["state"] == "patched"  # rebooted: the kernel fix asked for it
         versions = installed_versions(host.container)
-        assert (versions["pw-kernel"], versions["pw-libssl"]) == ("6.1.0-2", "1.0-1")
+        assert (versions["pw-kernel"], versions["pw-libssl"]) == (update_version("pw-kernel", host.release),
+                                                                  installed_version("pw-libssl", host.release))
     with sqlite3.connect(db) as conn:
         logged = [m for (m,) in conn.execute("SELECT message FROM events WHERE kind = 'emergency'")]
     assert logged == ["out-of-cycle emergency for CVE-2026-10002"]
@@ -40,13 +43,16 @@ def test_emergency_cycle_installs_only_the_named_fix(lab, tmp_path: Path) -> Non
     assert rolled["status"] == "rolled-back"
     assert {h["state"] for h in rolled["hosts"]} == {"rolled-back"}
     for host in lab.hosts():
-        assert installed_versions(host.container)["pw-kernel"] == "6.1.0-1", host.name
+        assert installed_versions(host.container)["pw-kernel"] == installed_version("pw-kernel", host.release)
     scan = subprocess.run([PATCHWAVE, "scan", "--json", "--store", f"sqlite:///{db}"], capture_output=True, text=True,
                           cwd=ROOT, check=False, timeout=600)
     assert scan.returncode == 0, scan.stderr[-2000:]
+    releases = {h.name: h.release for h in lab.hosts()}
     for entry in json.loads(scan.stdout):
         kernel = next(u for u in entry["updates"] if u["name"] == "pw-kernel")
-        assert (kernel["installed"], kernel["candidate"]) == ("6.1.0-1", "6.1.0-2")
+        release = releases[entry["host"]]
+        assert (kernel["installed"], kernel["candidate"]) == (installed_version("pw-kernel", release),
+                                                              update_version("pw-kernel", release))
 
 
 def test_unknown_emergency_advisory_starts_nothing(lab, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

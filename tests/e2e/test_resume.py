@@ -14,9 +14,16 @@ from pathlib import Path
 
 from conftest import ROOT, installed_versions, podman_exec
 
+from patchwave.lab.catalog import update_version
+
 PATCHWAVE = str(Path(sys.executable).parent / "patchwave")
-SECURITY = {"pw-libssl": "1.0-2", "pw-kernel": "6.1.0-2", "pw-tools": "2.0-1", "pw-tools-common": "2.0-1",
-            "pw-config": "1.1-1"}
+# every security update the default policy approves (all but the held pw-pinned)
+SECURITY_NAMES = ("pw-libssl", "pw-kernel", "pw-tools", "pw-tools-common", "pw-config", "pw-pam-modules-bin",
+                  "pw-pam-modules", "pw-pam-runtime", "pw-base")
+
+
+def security(release: str) -> dict[str, str]:
+    return {name: update_version(name, release) for name in SECURITY_NAMES}
 
 
 def _wave_running(db: Path, idx: int) -> bool:
@@ -72,9 +79,10 @@ def test_killed_mid_wave_then_resumed(lab, tmp_path: Path) -> None:  # type: ign
         result = next(h for h in final["hosts"] if h["host"] == host.name)
         assert result["state"] == "patched", result  # as an uninterrupted run ends (reboots included)
         versions = installed_versions(host.container)
-        assert {n: versions.get(n) for n in SECURITY} == SECURITY, host.name
+        assert {n: versions.get(n) for n in SECURITY_NAMES} == security(host.release), host.name
         # dpkg's own log on the host: each package was installed exactly once
-        log = podman_exec(host.container, "grep", " status installed pw-libssl:all 1.0-2", "/var/log/dpkg.log")
+        libssl = update_version("pw-libssl", host.release)
+        log = podman_exec(host.container, "grep", f" status installed pw-libssl:all {libssl}", "/var/log/dpkg.log")
         assert len(log.strip().splitlines()) == 1, (host.name, log)
     with sqlite3.connect(db) as conn:
         rows = conn.execute("SELECT host, data FROM host_results WHERE stage = 'deploy'").fetchall()
@@ -135,4 +143,4 @@ def test_killed_while_soaking_then_resumed(lab, tmp_path: Path) -> None:  # type
     assert time.monotonic() - killed_at >= 20
     for host in lab.hosts():
         if host.name in ("ws1", "ws2"):
-            assert installed_versions(host.container)["pw-libssl"] == "1.0-2", host.name
+            assert installed_versions(host.container)["pw-libssl"] == update_version("pw-libssl", host.release)

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from conftest import ROOT, ansible, installed_versions, podman_exec
 
+from patchwave.lab import catalog
+
 PATCHWAVE = str(Path(sys.executable).parent / "patchwave")
 
 
@@ -69,11 +71,45 @@ def test_host_keys_are_checked(lab, tmp_path: Path) -> None:  # type: ignore[no-
 def test_hosts_start_at_the_old_versions_with_a_hold_and_an_edited_conffile(lab) -> None:  # type: ignore[no-untyped-def]
     for host in lab.hosts():
         versions = installed_versions(host.container)
-        assert versions["pw-libssl"] == "1.0-1"
+        ours = {name: version for name, version in versions.items() if name.startswith("pw-")}
+        assert ours == dict(spec.split("=") for spec in catalog.base_install(host.release)), host.name
         assert versions["pw-tools"] == "1.0-1"
         assert "pw-tools-common" not in versions
         assert podman_exec(host.container, "apt-mark", "showhold").split() == ["pw-pinned"]
         assert "edited by the lab admin" in podman_exec(host.container, "cat", "/etc/pw-config/pw.conf")
+
+
+def _candidates(container: str) -> dict[str, str]:
+    out = podman_exec(container, "sh", "-c", "apt-get -qq -s dist-upgrade | grep ^Inst")
+    # "Inst pw-libssl [1.0-1] (1.0-2 Patchwave Lab Security:patchwave-lab-bookworm-security [all])"
+    return {line.split()[1]: line.split("(", 1)[1].split()[0] for line in out.splitlines()}
+
+
+def test_each_release_has_its_own_versions_a_pre_depends_chain_and_an_essential_package(lab) -> None:  # type: ignore[no-untyped-def]
+    by_release = {}
+    for host in lab.hosts():
+        by_release.setdefault(host.release, _candidates(host.container))
+    assert set(by_release) == {"bullseye", "bookworm", "trixie"}
+    libssl = {release: pending["pw-libssl"] for release, pending in by_release.items()}
+    assert libssl == {"bullseye": "0.9.8-5+deb11u1", "bookworm": "1.0-2", "trixie": "1.1-1+deb13u1"}
+    assert len({pending["pw-pam-modules"] for pending in by_release.values()}) == 3
+    host = lab.hosts()[0]
+    fields = podman_exec(host.container, "dpkg-query", "-W", "-f", "${Package}|${Essential}|${Pre-Depends}|${Source}\\n",
+                         "pw-base", "pw-pam-modules")
+    rows = {line.split("|")[0]: line.split("|")[1:] for line in fields.strip().splitlines()}
+    pam = catalog.installed_version("pw-pam-modules", host.release)
+    assert rows["pw-base"] == ["yes", f"pw-pam-modules (>= {pam})", ""]
+    # exactly its own version, and the source package's name differs from the binary's
+    assert rows["pw-pam-modules"][1:] == [f"pw-pam-modules-bin (= {pam})", "pw-pam"]
+    # dpkg itself refuses to remove an essential package
+    refused = subprocess.run(["podman", "exec", host.container, "dpkg", "--remove", "--dry-run", "pw-base"],
+                             capture_output=True, text=True, check=False)
+    assert refused.returncode != 0 and "essential" in refused.stdout + refused.stderr
+
+
+def _httpd(container: str) -> str:
+    return podman_exec(container, "python3", "-c", "import urllib.request as u; "
+                       f"print(u.urlopen('http://127.0.0.1:{catalog.HTTPD_PORT}/', timeout=5).read().decode(), end='')")
 
 
 def test_repository_signature_is_enforced(lab) -> None:  # type: ignore[no-untyped-def]
@@ -100,6 +136,8 @@ def test_reboot_really_restarts_the_host(lab) -> None:  # type: ignore[no-untype
     after = podman_exec(host.container, "cut", "-d", " ", "-f22", "/proc/1/stat").strip()
     assert after != before
     assert podman_exec(host.container, "ls", "/var/tmp/survives").strip() == "/var/tmp/survives"
+    # the lab's service came back with the host, on the library it has installed
+    assert _httpd(host.container) == f"pw-libssl {catalog.installed_version('pw-libssl', host.release)}\n"
     gone = subprocess.run(["podman", "exec", host.container, "test", "-e", "/run/reboot-required"], check=False)
     assert gone.returncode == 1  # /run is a tmpfs, as on a real host
 

@@ -10,8 +10,23 @@ from pathlib import Path
 import pytest
 from conftest import installed_versions, podman_exec, run_module, run_playbook
 
+from patchwave.lab import catalog
+
 HOSTS = ["ws2", "db2", "web2"]  # Debian 11, 12, 13
-SECURITY = ["pw-libssl=1.0-2", "pw-kernel=6.1.0-2", "pw-tools=2.0-1", "pw-tools-common=2.0-1", "pw-config=1.1-1"]
+# every security update but the held one: a reboot request, a new dependency, a changed conffile,
+# the Pre-Depends chain pw-base (essential) -> pw-pam-modules -> pw-pam-modules-bin (= version)
+SECURITY_NAMES = ("pw-libssl", "pw-kernel", "pw-tools", "pw-tools-common", "pw-config", "pw-pam-modules-bin",
+                  "pw-pam-modules", "pw-pam-runtime", "pw-base")
+
+
+def security(release: str) -> list[str]:
+    return [f"{name}={catalog.update_version(name, release)}" for name in SECURITY_NAMES]
+
+
+def httpd(container: str) -> str:
+    """What the lab's running service answers: the pw-libssl it has mapped."""
+    return podman_exec(container, "python3", "-c", "import urllib.request as u; "
+                       f"print(u.urlopen('http://127.0.0.1:{catalog.HTTPD_PORT}/', timeout=5).read().decode(), end='')")
 
 
 @pytest.fixture(params=HOSTS)
@@ -38,19 +53,21 @@ def dpkg_audit(container: str) -> str:
 
 
 def test_check_mode_changes_nothing(host, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    assert installed_versions(host.container)["pw-libssl"] == "1.0-1"
+    libssl = catalog.installed_version("pw-libssl", host.release)
+    assert installed_versions(host.container)["pw-libssl"] == libssl
     before = installed_versions(host.container)
-    extra = manifest(tmp_path, "it-check", host.name, SECURITY)
+    extra = manifest(tmp_path, "it-check", host.name, security(host.release))
     for playbook in ("scan.yml", "stage.yml", "deploy.yml", "confirm.yml"):
         status, _stats, _results = run_playbook(playbook, host.name, extra, check=True)
         assert status == "successful", playbook
     assert installed_versions(host.container) == before
-    assert "pw-libssl_1.0-2" not in podman_exec(host.container, "ls", "/var/cache/apt/archives")
+    assert "pw-libssl_" not in podman_exec(host.container, "ls", "/var/cache/apt/archives")
     assert podman_exec(host.container, "sh", "-c", "ls /var/lib/patchwave 2>/dev/null | wc -l").strip() == "0"
 
 
 def test_failing_postinst_is_reported_and_rolled_back_exactly(host, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    extra = manifest(tmp_path, "it-fail", host.name, ["pw-agent=1.1-1", "pw-libssl=1.0-2"])
+    new_libssl = catalog.update_version("pw-libssl", host.release)
+    extra = manifest(tmp_path, "it-fail", host.name, ["pw-agent=1.1-1", f"pw-libssl={new_libssl}"])
     assert run_playbook("stage.yml", host.name, extra)[0] == "successful"
     status, _stats, results = run_playbook("deploy.yml", host.name, extra)
     assert status == "failed"
@@ -63,7 +80,7 @@ def test_failing_postinst_is_reported_and_rolled_back_exactly(host, tmp_path: Pa
     status, stats, results = run_playbook("rollback.yml", host.name, extra_rb)
     assert status == "successful", results
     versions = installed_versions(host.container)
-    assert (versions["pw-agent"], versions["pw-libssl"]) == ("1.0-1", "1.0-1")
+    assert (versions["pw-agent"], versions["pw-libssl"]) == ("1.0-1", catalog.installed_version("pw-libssl", host.release))
     assert dpkg_audit(host.container) == ""
     status, _stats, results = run_playbook("confirm.yml", host.name, extra)
     assert results["patchwave.endpoint.pending_updates"]["confirmation"]["state"] == "rolled-back"  # type: ignore[index]
@@ -103,18 +120,19 @@ def test_interrupted_dpkg_is_repaired_before_installing(host) -> None:  # type: 
 
 
 def test_security_cycle_with_reboot_new_dependency_hold_and_conffile(host, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    extra = manifest(tmp_path, "it-main", host.name, SECURITY)
+    extra = manifest(tmp_path, "it-main", host.name, security(host.release))
     booted = boot_id(host.container)
     for playbook in ("stage.yml", "deploy.yml"):
         status, _stats, results = run_playbook(playbook, host.name, extra)
         assert status == "successful", (playbook, results)
     versions = installed_versions(host.container)
-    for spec in SECURITY:
+    for spec in security(host.release):
         name, version = spec.split("=")
         assert versions[name] == version
     assert versions["pw-pinned"] == "1.0-1"  # held: untouched
     assert "edited by the lab admin" in podman_exec(host.container, "cat", "/etc/pw-config/pw.conf")
     assert boot_id(host.container) != booted  # pw-kernel asked for a reboot: it really happened
+    assert httpd(host.container) == f"pw-libssl {catalog.update_version('pw-libssl', host.release)}\n"
     status, _stats, results = run_playbook("confirm.yml", host.name, extra)
     confirmation = results["patchwave.endpoint.pending_updates"]["confirmation"]
     assert confirmation["state"] == "patched", confirmation  # type: ignore[index]
@@ -127,8 +145,13 @@ def test_security_cycle_with_reboot_new_dependency_hold_and_conffile(host, tmp_p
     status, _stats, results = run_playbook("rollback.yml", host.name, {"patchwave_cycle_id": "it-main"})
     assert status == "successful", results
     versions = installed_versions(host.container)
-    assert (versions["pw-libssl"], versions["pw-kernel"], versions["pw-tools"], versions["pw-config"]) == (
-        "1.0-1", "6.1.0-1", "1.0-1", "1.0-1")
-    assert "pw-tools-common" not in versions  # newly installed by the cycle: removed again
+    # exactly the versions from before: through the Pre-Depends chain at exact versions, the
+    # essential package included, and the package the cycle newly installed removed again
+    assert {name: versions.get(name) for name in SECURITY_NAMES} == {
+        name: None if name == "pw-tools-common" else catalog.installed_version(name, host.release)
+        for name in SECURITY_NAMES}
     assert dpkg_audit(host.container) == ""
+    podman_exec(host.container, "apt-get", "check")  # raises unless every dependency is met
     assert boot_id(host.container) == rebooted  # the old kernel stand-in asks for no reboot
+    # the rollback replaced the library again: the service was restarted onto the old one
+    assert httpd(host.container) == f"pw-libssl {catalog.installed_version('pw-libssl', host.release)}\n"

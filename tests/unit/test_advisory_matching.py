@@ -15,6 +15,7 @@ import pytest
 
 from patchwave import advisories, manifest
 from patchwave.errors import InputError
+from patchwave.lab.catalog import RELEASES, installed_version, update_version
 from patchwave.models import Advisory, Affected, PendingUpdate, Span
 from patchwave.policy import Approval
 
@@ -175,9 +176,19 @@ def test_decisions_record_the_release_and_the_right_advisories(feed: dict[str, A
 
 def test_the_lab_advisories_classify_by_release() -> None:
     lab = advisories.load(Path(__file__).resolve().parents[2] / "orchestrator/src/patchwave/lab/data/advisories")
-    for release in ("Debian:11", "Debian:12", "Debian:13"):
-        assert "PWSA-2026-0001" in ids(advisories.matching(update("pw-libssl", "1.0-1", "1.0-2", release), lab))
+    for codename, number in RELEASES.items():
+        release = f"Debian:{number}"
+        libssl = update("pw-libssl", installed_version("pw-libssl", codename), update_version("pw-libssl", codename),
+                        release)
+        assert "PWSA-2026-0001" in ids(advisories.matching(libssl, lab))
+        # the record names the source package; the binaries are called otherwise
+        pam = update("pw-pam-modules-bin", installed_version("pw-pam-modules-bin", codename),
+                     update_version("pw-pam-modules-bin", codename), release, source="pw-pam")
+        assert ids(advisories.matching(pam, lab)) == ["PWSA-2026-0006"]
     assert advisories.matching(update("pw-libssl", "1.0-1", "1.0-2", "Debian:10"), lab) == []
+    # Debian 11's fix is another version: an update that stops short of it is not the fix
+    short = update("pw-libssl", "0.9.8-4", "0.9.8-5", "Debian:11")
+    assert advisories.matching(short, lab) == []
 
 
 @pytest.mark.parametrize(("entry", "message"), [

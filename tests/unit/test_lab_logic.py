@@ -51,3 +51,39 @@ def test_inventory_keeps_host_key_checking_and_lab_reboot_vars(tmp_path: Path) -
     web1 = inventory["all"]["children"]["web"]["hosts"]["web1"]
     assert web1["ansible_host"] == "127.0.0.1" and web1["ansible_port"] == 40001
     assert "web1" in inventory["all"]["children"]["debian12"]["hosts"]
+
+
+def _newer(a: str, b: str) -> bool:
+    import subprocess
+
+    return subprocess.run(["dpkg", "--compare-versions", a, "gt", b], check=False).returncode == 0
+
+
+def test_the_catalog_has_per_release_versions_and_every_update_is_newer() -> None:
+    for release in catalog.RELEASES:
+        installed = dict(spec.split("=") for spec in catalog.base_install(release))
+        assert len(installed) == len(catalog.base_install(release))  # each package once
+        for name, version in installed.items():
+            if name != "pw-httpd":  # the service itself has no update
+                assert _newer(catalog.update_version(name, release), version), (release, name)
+    for name in ("pw-libssl", "pw-kernel", "pw-pam-modules", "pw-base"):
+        assert len({catalog.update_version(name, r) for r in catalog.RELEASES}) == 3, name
+    # every suite carries exactly one version of each per-release package per pocket
+    for release in catalog.RELEASES:
+        for pocket in (catalog.SUITE_REGULAR, catalog.SUITE_SECURITY):
+            carried = [(p.name, p.version) for p in catalog.PACKAGES if p.suite == pocket and release in p.releases]
+            assert len(carried) == len({n for n, _v in carried}), (release, pocket)
+
+
+def test_suites_are_per_release_and_security_suites_say_so() -> None:
+    assert catalog.suite("bookworm", catalog.SUITE_REGULAR) == "patchwave-lab-bookworm"
+    assert catalog.suite("bookworm", catalog.SUITE_SECURITY) == "patchwave-lab-bookworm-security"
+
+
+def test_a_package_defined_twice_differently_is_refused(tmp_path: Path) -> None:
+    from patchwave.lab import repo
+
+    one = catalog.LabPackage("pw-x", "1.0-1", catalog.SUITE_REGULAR, "x", releases=("bullseye",))
+    other = catalog.LabPackage("pw-x", "1.0-1", catalog.SUITE_REGULAR, "x, but another", releases=("trixie",))
+    with pytest.raises(ValueError, match=r"pw-x 1\.0-1 is defined twice"):
+        repo.build_repository(tmp_path / "repo", tmp_path / "gnupg", tmp_path / "k.gpg", (one, other))

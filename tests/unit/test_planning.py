@@ -24,7 +24,9 @@ def test_lab_advisories_parse() -> None:
     loaded = advisories.load(LAB_ADVISORIES)
     by_id = {a.id: a for a in loaded}
     assert {(e.ecosystem, e.package, e.spans) for e in by_id["PWSA-2026-0001"].affected} == {
-        (f"Debian:{n}", "pw-libssl", (Span("0", fixed="1.0-2"),)) for n in (11, 12, 13)}
+        ("Debian:11", "pw-libssl", (Span("0", fixed="0.9.8-5+deb11u1"),)),
+        ("Debian:12", "pw-libssl", (Span("0", fixed="1.0-2"),)),
+        ("Debian:13", "pw-libssl", (Span("0", fixed="1.1-1+deb13u1"),))}
     assert by_id["PWSA-2026-0001"].cves == ("CVE-2026-10001",)
     # CVSS 3.1 AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H is 9.8: critical, whatever the urgency says
     assert (by_id["PWSA-2026-0001"].cvss_score, by_id["PWSA-2026-0001"].severity) == (9.8, "critical")

@@ -318,7 +318,8 @@ class Cycle:
             if policy.gates.rollback_on_failure:
                 self.say(f"[{cycle_id}] rolling back wave {wave.name}: {', '.join(wave.hosts)}")
                 back = runner.run("rollback.yml", self.inventory, ident=f"06-rollback-wave{wave.index}",
-                                  limit=list(wave.hosts), extravars={"patchwave_cycle_id": cycle_id})
+                                  limit=list(wave.hosts), extravars={"patchwave_cycle_id": cycle_id,
+                                                                     "rollback_restart_policy": policy.restart})
                 self._record(cycle_id, "rollback", "patchwave.endpoint.rollback_updates", back, wave_hosts,
                              wave=wave.index)
         return "passed" if passed else "failed"
@@ -553,10 +554,11 @@ def rollback(paths: Paths, store: Store, cycle_id: str, display: Display | None 
             store.log(cycle_id, "rollback", f"stopped {stray}, left running by an orchestrator that died")
         work = paths.state / "cycles" / cycle_id
         cycle = Cycle(paths, store, inventory, display)
-        runner = cycle._runner(work / "runs", cycle_id, Policy.model_validate_json(json.dumps(row["policy"])))
+        policy = Policy.model_validate_json(json.dumps(row["policy"]))
+        runner = cycle._runner(work / "runs", cycle_id, policy)
         hosts = [h for h in load_hosts(inventory) if h.name in reached]
         back = runner.run("rollback.yml", inventory, ident="07-rollback", limit=reached,
-                          extravars={"patchwave_cycle_id": cycle_id})
+                          extravars={"patchwave_cycle_id": cycle_id, "rollback_restart_policy": policy.restart})
         failed = cycle._record(cycle_id, "rollback", "patchwave.endpoint.rollback_updates", back, hosts)
         manifest = Manifest(cycle_id, str(row["created_at"]), tuple(store.decisions(cycle_id)))
         confirm = runner.run("confirm.yml", inventory, ident="08-confirm-rollback", limit=reached,

@@ -2,7 +2,9 @@
 
 The packages are small but real `.deb` files, chosen so that every hard case of patching has a
 concrete instance: a failing postinst, a reboot request, a broken health check, a held package,
-a new dependency and a conffile the admin changed.
+a new dependency, a conffile the admin changed, different versions per release, a Pre-Depends
+chain at exact versions (as PAM's), an essential package, and a running service that maps an
+updated library.
 """
 
 from __future__ import annotations
@@ -22,12 +24,22 @@ REPO_ORIGIN = "Patchwave Lab"
 class LabPackage:
     name: str
     version: str
-    suite: str
+    suite: str  # the pocket: SUITE_REGULAR or SUITE_SECURITY
     description: str
     depends: tuple[str, ...] = ()
     files: dict[str, str] = field(default_factory=dict)
     conffiles: tuple[str, ...] = ()
     postinst: str | None = None
+    prerm: str | None = None
+    pre_depends: tuple[str, ...] = ()
+    essential: bool = False
+    source: str | None = None  # the source package, when its name differs
+    releases: tuple[str, ...] = ()  # the releases whose suites carry it; () = every release
+
+
+def suite(release: str, pocket: str) -> str:
+    """The lab repository's suite of `pocket` for `release`: patchwave-lab-bookworm-security."""
+    return f"{SUITE_REGULAR}-{release}" + pocket.removeprefix(SUITE_REGULAR)
 
 
 def _script(body: str) -> str:
@@ -37,11 +49,135 @@ def _script(body: str) -> str:
 _HEALTH_OK = _script('echo "pw-webapp healthy"\nexit 0')
 _HEALTH_BROKEN = _script('echo "pw-webapp: cannot bind port" >&2\nexit 1')
 
+# --- packages whose versions differ per release, as Debian's do -------------------------------
+# (installed, security update) per release
+LIBSSL_VERSIONS = {"bullseye": ("0.9.8-5", "0.9.8-5+deb11u1"), "bookworm": ("1.0-1", "1.0-2"),
+                   "trixie": ("1.1-1", "1.1-1+deb13u1")}
+KERNEL_VERSIONS = {"bullseye": ("5.10.0-1", "5.10.0-2"), "bookworm": ("6.1.0-1", "6.1.0-2"),
+                   "trixie": ("6.12.0-1", "6.12.0-2")}
+PAM_VERSIONS = {"bullseye": ("1.4.0-9+deb11u1", "1.4.0-9+deb11u2"), "bookworm": ("1.5.2-6", "1.5.2-6+deb12u1"),
+                "trixie": ("1.7.0-3", "1.7.0-3+deb13u1")}
+BASE_VERSIONS = {release: (f"{number}.1-1", f"{number}.1-2") for release, number in RELEASES.items()}
+
+# the "shared object" pw-httpd maps as code; an update replaces it, the running service keeps the old one
+LIBSSL_SO = "/usr/lib/pw-libssl/libpwssl.so.1"
+HTTPD_PORT = 8180  # loopback only; 8080 is left to tests that start their own listener
+
+
+def _libssl(release: str, version: str, pocket: str) -> LabPackage:
+    note = " (security fix)" if pocket == SUITE_SECURITY else ""
+    return LabPackage("pw-libssl", version, pocket, f"lab TLS library{note}", releases=(release,),
+                      files={"/usr/lib/pw-libssl/VERSION": f"{version}\n", LIBSSL_SO: f"pw-libssl {version}\n"})
+
+
+def _kernel(release: str, version: str, pocket: str) -> LabPackage:
+    if pocket == SUITE_REGULAR:
+        return LabPackage("pw-kernel", version, pocket, "lab kernel stand-in", releases=(release,),
+                          files={f"/boot/pw-kernel-{version}": f"lab kernel {version}\n"})
+    # hard case: the new version asks for a reboot
+    return LabPackage("pw-kernel", version, pocket, "lab kernel stand-in (security fix)", releases=(release,),
+                      files={f"/boot/pw-kernel-{version}": f"lab kernel {version}\n"},
+                      postinst=_script('if [ "$1" = configure ]; then\n'
+                                       '  touch /var/run/reboot-required\n'
+                                       '  echo pw-kernel >> /var/run/reboot-required.pkgs\n'
+                                       'fi'))
+
+
+def _pam(release: str, version: str, pocket: str) -> tuple[LabPackage, ...]:
+    """Hard case, as PAM is in Debian: one source, three binaries; the modules Pre-Depend on
+    their helper binaries at exactly their own version, so no order of single `dpkg -i` calls
+    downgrades them."""
+    note = " (security fix)" if pocket == SUITE_SECURITY else ""
+
+    def binary(name: str, what: str, files: dict[str, str], depends: tuple[str, ...] = (),
+               pre_depends: tuple[str, ...] = ()) -> LabPackage:
+        return LabPackage(name, version, pocket, f"lab PAM {what}{note}", depends=depends, files=files,
+                          pre_depends=pre_depends, source="pw-pam", releases=(release,))
+
+    return (
+        binary("pw-pam-modules-bin", "helper binaries",
+               {"/usr/sbin/pw-pam-helper": _script(f'echo "pw-pam-helper {version}"')}),
+        binary("pw-pam-modules", "modules", {"/usr/lib/pw-pam/VERSION": f"{version}\n"},
+               pre_depends=(f"pw-pam-modules-bin (= {version})",)),
+        binary("pw-pam-runtime", "runtime configuration", {"/usr/share/pw-pam-runtime/VERSION": f"{version}\n"},
+               depends=(f"pw-pam-modules (>= {version})",)),
+    )
+
+
+def _base(release: str, version: str, pocket: str) -> LabPackage:
+    """Hard case: an essential package (dpkg and apt refuse to remove it) at the top of a
+    Pre-Depends chain: pw-base -> pw-pam-modules -> pw-pam-modules-bin."""
+    note = " (security fix)" if pocket == SUITE_SECURITY else ""
+    pam = PAM_VERSIONS[release][1 if pocket == SUITE_SECURITY else 0]
+    return LabPackage("pw-base", version, pocket, f"lab essential base system{note}", essential=True,
+                      pre_depends=(f"pw-pam-modules (>= {pam})",), releases=(release,),
+                      files={"/usr/lib/pw-base/VERSION": f"{version}\n"})
+
+
+_HTTPD = f"""#!/usr/bin/python3
+# pw-httpd: answers with the pw-libssl it loaded. It maps {LIBSSL_SO} as code, as a daemon
+# maps a shared library, so after an update it runs the old copy until it restarts.
+import http.server
+import mmap
+
+with open("{LIBSSL_SO}", "rb") as lib:
+    LOADED = mmap.mmap(lib.fileno(), 0, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ | mmap.PROT_EXEC)
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = LOADED[:].split(b"\\n", 1)[0] + b"\\n"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+http.server.ThreadingHTTPServer(("127.0.0.1", {HTTPD_PORT}), Handler).serve_forever()
+"""
+
+_HTTPD_INIT = """#!/bin/sh
+### BEGIN INIT INFO
+# Provides:          pw-httpd
+# Required-Start:    $network
+# Required-Stop:     $network
+# Default-Start:     2 3 4 5
+# Default-Stop:      0 1 6
+# Short-Description: Patchwave lab web service (runs on pw-libssl)
+### END INIT INFO
+PIDFILE=/run/pw-httpd.pid
+case "$1" in
+  start)
+    start-stop-daemon --start --quiet --background --make-pidfile --pidfile "$PIDFILE" \\
+      --exec /usr/bin/python3 -- /usr/sbin/pw-httpd ;;
+  stop)
+    start-stop-daemon --stop --quiet --oknodo --retry 5 --pidfile "$PIDFILE" && rm -f "$PIDFILE" ;;
+  restart|force-reload)
+    "$0" stop && "$0" start ;;
+  status)
+    start-stop-daemon --status --pidfile "$PIDFILE" ;;
+  *)
+    echo "usage: $0 start|stop|restart|status" >&2; exit 3 ;;
+esac
+"""
+
+
+def _per_release() -> tuple[LabPackage, ...]:
+    packages: list[LabPackage] = []
+    for release in RELEASES:
+        for index, pocket in enumerate((SUITE_REGULAR, SUITE_SECURITY)):
+            packages.append(_libssl(release, LIBSSL_VERSIONS[release][index], pocket))
+            packages.append(_kernel(release, KERNEL_VERSIONS[release][index], pocket))
+            packages.extend(_pam(release, PAM_VERSIONS[release][index], pocket))
+            packages.append(_base(release, BASE_VERSIONS[release][index], pocket))
+    return tuple(packages)
+
+
 PACKAGES: tuple[LabPackage, ...] = (
-    LabPackage("pw-libssl", "1.0-1", SUITE_REGULAR, "lab TLS library",
-               files={"/usr/lib/pw-libssl/VERSION": "1.0-1\n"}),
-    LabPackage("pw-libssl", "1.0-2", SUITE_SECURITY, "lab TLS library (security fix)",
-               files={"/usr/lib/pw-libssl/VERSION": "1.0-2\n"}),
+    *_per_release(),
     LabPackage("pw-tzdata", "2026a-1", SUITE_REGULAR, "lab time zone data",
                files={"/usr/share/pw-tzdata/VERSION": "2026a\n"}),
     LabPackage("pw-tzdata", "2026b-1", SUITE_REGULAR, "lab time zone data (regular update)",
@@ -52,16 +188,6 @@ PACKAGES: tuple[LabPackage, ...] = (
     LabPackage("pw-agent", "1.1-1", SUITE_REGULAR, "lab monitoring agent (postinst fails)",
                files={"/usr/lib/pw-agent/VERSION": "1.1-1\n"},
                postinst=_script('echo "pw-agent: cannot migrate state" >&2\nexit 1')),
-    # hard case: the new version asks for a reboot
-    LabPackage("pw-kernel", "6.1.0-1", SUITE_REGULAR, "lab kernel stand-in",
-               files={"/boot/pw-kernel-6.1.0-1": "lab kernel 6.1.0-1\n"}),
-    LabPackage("pw-kernel", "6.1.0-2", SUITE_SECURITY, "lab kernel stand-in (security fix)",
-               files={"/boot/pw-kernel-6.1.0-2": "lab kernel 6.1.0-2\n"},
-               postinst=_script(
-                   'if [ "$1" = configure ]; then\n'
-                   '  touch /var/run/reboot-required\n'
-                   '  echo pw-kernel >> /var/run/reboot-required.pkgs\n'
-                   'fi')),
     # hard case: the new version breaks the health check
     LabPackage("pw-webapp", "1.0-1", SUITE_REGULAR, "lab web application",
                files={"/usr/bin/pw-webapp-health": _HEALTH_OK}),
@@ -75,7 +201,7 @@ PACKAGES: tuple[LabPackage, ...] = (
     # hard case: the new version needs a package that is not installed yet
     LabPackage("pw-tools", "1.0-1", SUITE_REGULAR, "lab admin tools",
                files={"/usr/lib/pw-tools/VERSION": "1.0-1\n"}),
-    LabPackage("pw-tools-common", "2.0-1", SUITE_SECURITY, "lab admin tools, shared files",
+    LabPackage("pw-tools-common", "2.0-1", SUITE_SECURITY, "lab admin tools, shared files", source="pw-tools",
                files={"/usr/share/pw-tools-common/VERSION": "2.0-1\n"}),
     LabPackage("pw-tools", "2.0-1", SUITE_SECURITY, "lab admin tools (security fix)",
                depends=("pw-tools-common (>= 2.0-1)",),
@@ -87,14 +213,50 @@ PACKAGES: tuple[LabPackage, ...] = (
     LabPackage("pw-config", "1.1-1", SUITE_SECURITY, "lab daemon configuration (security fix)",
                files={"/etc/pw-config/pw.conf": "# pw-config 1.1\nlisten = 127.0.0.1\ntls = on\n"},
                conffiles=("/etc/pw-config/pw.conf",)),
+    # hard case: a running service that maps an updated library: after a pw-libssl update it
+    # runs old code until restarted (restart: services restarts it)
+    LabPackage("pw-httpd", "1.0-1", SUITE_REGULAR, "lab web service on pw-libssl",
+               depends=("pw-libssl", "python3"),
+               files={"/usr/sbin/pw-httpd": _HTTPD, "/etc/init.d/pw-httpd": _HTTPD_INIT},
+               conffiles=("/etc/init.d/pw-httpd",),
+               postinst=_script('if [ "$1" = configure ]; then /etc/init.d/pw-httpd restart; fi'),
+               prerm=_script('if [ -x /etc/init.d/pw-httpd ]; then /etc/init.d/pw-httpd stop; fi')),
 )
+
+SAME_ON_EVERY_RELEASE: dict[str, tuple[str, str]] = {
+    "pw-tzdata": ("2026a-1", "2026b-1"), "pw-agent": ("1.0-1", "1.1-1"), "pw-webapp": ("1.0-1", "1.1-1"),
+    "pw-pinned": ("1.0-1", "1.1-1"), "pw-tools": ("1.0-1", "2.0-1"), "pw-config": ("1.0-1", "1.1-1"),
+    "pw-httpd": ("1.0-1", "1.0-1"),
+}
+_PER_RELEASE: dict[str, dict[str, tuple[str, str]]] = {
+    "pw-libssl": LIBSSL_VERSIONS, "pw-kernel": KERNEL_VERSIONS, "pw-pam-modules-bin": PAM_VERSIONS,
+    "pw-pam-modules": PAM_VERSIONS, "pw-pam-runtime": PAM_VERSIONS, "pw-base": BASE_VERSIONS,
+}
+
+
+def installed_version(name: str, release: str) -> str:
+    """The version `lab up` installs of `name` on a host of `release`."""
+    if name in _PER_RELEASE:
+        return _PER_RELEASE[name][release][0]
+    return SAME_ON_EVERY_RELEASE[name][0]
+
+
+def update_version(name: str, release: str) -> str:
+    """The newest version of `name` the lab repository offers a host of `release`."""
+    if name == "pw-tools-common":
+        return "2.0-1"
+    if name in _PER_RELEASE:
+        return _PER_RELEASE[name][release][1]
+    return SAME_ON_EVERY_RELEASE[name][1]
+
 
 # Base versions installed on every lab host at `lab up`; pw-pinned is then held and the
 # pw-config conffile edited, as an admin would.
-BASE_INSTALL: tuple[str, ...] = (
-    "pw-libssl=1.0-1", "pw-tzdata=2026a-1", "pw-agent=1.0-1", "pw-kernel=6.1.0-1",
-    "pw-webapp=1.0-1", "pw-pinned=1.0-1", "pw-tools=1.0-1", "pw-config=1.0-1",
-)
+def base_install(release: str) -> tuple[str, ...]:
+    names = (*_PER_RELEASE, *SAME_ON_EVERY_RELEASE)
+    return tuple(f"{name}={installed_version(name, release)}" for name in names)
+
+
 HELD_PACKAGES: tuple[str, ...] = ("pw-pinned",)
 ADMIN_CONFFILE = ("/etc/pw-config/pw.conf", "# edited by the lab admin\nlisten = 0.0.0.0\n")
 

@@ -23,13 +23,17 @@ import yaml
 
 from patchwave.errors import PatchwaveError
 from patchwave.lab import images, podman, repo
-from patchwave.lab.catalog import ADMIN_CONFFILE, BASE_INSTALL, HELD_PACKAGES, RELEASES, fleet
+from patchwave.lab.catalog import ADMIN_CONFFILE, HELD_PACKAGES, RELEASES, base_install, fleet
 from patchwave.paths import Paths
 
 REPO_MOUNT = "/srv/patchwave-repo"
 DEFAULT_HOSTS = 6
 REBOOT_COMMAND = "kill -TERM 1"
 BOOT_TIME_COMMAND = "cut -d' ' -f22 /proc/1/stat"
+# PID 1 stays sshd (a reboot is `kill -TERM 1`); the lab's services start before it on every boot,
+# as init would start them
+BOOT = ["/bin/sh", "-c", 'mkdir -p /run/sshd; for s in /etc/init.d/pw-*; do [ -x "$s" ] && "$s" start; done; '
+        "exec /usr/sbin/sshd -D -e"]
 Log = Callable[[str], None]
 
 
@@ -216,7 +220,7 @@ class Lab:
             "--publish", f"127.0.0.1:{host.ssh_port}:22", "--restart=always",
             # /run is a tmpfs, as on a real host: a reboot clears /run/reboot-required
             "--tmpfs", "/run:rw,nosuid,nodev,mode=755",
-            "--volume", f"{self.repo_dir}:{REPO_MOUNT}:ro", image,
+            "--volume", f"{self.repo_dir}:{REPO_MOUNT}:ro", image, *BOOT,
         )
         self._inject_files(host)
         podman.podman("start", host.container)
@@ -228,7 +232,7 @@ class Lab:
             root = Path(tmp)
             self._access_files(root, host)
             (root / "etc/ssh/ssh_host_ed25519_key").chmod(0o600)
-            (root / "etc/apt/sources.list.d/patchwave-lab.sources").write_text(repo.sources_entry(REPO_MOUNT))
+            (root / "etc/apt/sources.list.d/patchwave-lab.sources").write_text(repo.sources_entry(REPO_MOUNT, host.release))
             for path in root.rglob("*"):
                 if path.is_file() and path.name != "ssh_host_ed25519_key":
                     path.chmod(0o644)
@@ -253,7 +257,7 @@ class Lab:
 
         sh("chown", "-R", "root:root", "/etc/ssh", "/etc/apt/keyrings", "/etc/apt/sources.list.d")
         sh("apt-get", "-q", "update")
-        sh("apt-get", "-q", "-y", "--no-install-recommends", "install", *BASE_INSTALL)
+        sh("apt-get", "-q", "-y", "--no-install-recommends", "install", *base_install(host.release))
         sh("apt-mark", "hold", *HELD_PACKAGES)
         path, text = ADMIN_CONFFILE
         podman.run(["podman", "exec", "-i", host.container, "tee", path], stdin=text.encode())

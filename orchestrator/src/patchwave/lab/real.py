@@ -29,7 +29,7 @@ from typing import Any
 from patchwave.errors import PatchwaveError
 from patchwave.lab import content, images, podman, repo
 from patchwave.lab.catalog import RELEASES
-from patchwave.lab.fleet import Lab, LabHost, _wait_for_ssh, port_block
+from patchwave.lab.fleet import BOOT, Lab, LabHost, _wait_for_ssh, port_block
 from patchwave.paths import Paths
 
 REAL_PACKAGES = ("openssl", "tzdata")
@@ -66,8 +66,6 @@ case "$1" in
     echo "usage: $0 start|stop|restart|status" >&2; exit 3 ;;
 esac
 """
-# PID 1 stays sshd (a reboot is `kill -TERM 1`); the service starts before it on every boot
-_BOOT = ["/bin/sh", "-c", "mkdir -p /run/sshd && /etc/init.d/pw-tls start; exec /usr/sbin/sshd -D -e"]
 
 # HTTP/1.1 with keep-alive, as a mirror answers: apt-cacher-ng pipelines requests on one
 # connection and gives up on a server that closes it after each answer (http.server's HTTP/1.0)
@@ -241,7 +239,7 @@ class RealLab(Lab):
             "--label", f"io.patchwave.lab={self.prefix}", "--network", self.network,
             "--add-host", f"{MIRROR_NAME}:{mirror_ip}",
             "--publish", f"127.0.0.1:{host.ssh_port}:22", "--restart=always",
-            "--tmpfs", "/run:rw,nosuid,nodev,mode=755", *volumes, image, *_BOOT)
+            "--tmpfs", "/run:rw,nosuid,nodev,mode=755", *volumes, image, *BOOT)
         self._inject_real_files(host, transport)
         podman.podman("start", host.container)
         podman.exec_in(host.container, "chown", "-R", "root:root", "/etc/ssh", "/etc/apt", "/etc/pw-tls",

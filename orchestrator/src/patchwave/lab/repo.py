@@ -11,7 +11,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from patchwave.lab.catalog import PACKAGES, REPO_ORIGIN, SUITE_REGULAR, SUITE_SECURITY, LabPackage
+from patchwave.lab.catalog import PACKAGES, RELEASES, REPO_ORIGIN, SUITE_REGULAR, SUITE_SECURITY, LabPackage, suite
 from patchwave.lab.podman import run
 
 KEY_UID = "Patchwave Lab Repository <lab-repo@patchwave.invalid>"
@@ -43,8 +43,14 @@ def _control(pkg: LabPackage) -> str:
         "Architecture: all",
         "Maintainer: Patchwave Lab <lab-repo@patchwave.invalid>",
         "Section: misc",
-        "Priority: optional",
+        "Priority: required" if pkg.essential else "Priority: optional",
     ]
+    if pkg.source:
+        lines.insert(1, f"Source: {pkg.source}")
+    if pkg.essential:
+        lines.append("Essential: yes")
+    if pkg.pre_depends:
+        lines.append(f"Pre-Depends: {', '.join(pkg.pre_depends)}")
     if pkg.depends:
         lines.append(f"Depends: {', '.join(pkg.depends)}")
     lines += [f"Description: {pkg.description}", " Built by the Patchwave lab to exercise real patching."]
@@ -60,10 +66,11 @@ def build_deb(pkg: LabPackage, out_dir: Path) -> Path:
         (debian / "control").write_text(_control(pkg))
         if pkg.conffiles:
             (debian / "conffiles").write_text("".join(f"{c}\n" for c in pkg.conffiles))
-        if pkg.postinst:
-            script = debian / "postinst"
-            script.write_text(pkg.postinst)
-            script.chmod(0o755)
+        for name, body in (("postinst", pkg.postinst), ("prerm", pkg.prerm)):
+            if body:
+                script = debian / name
+                script.write_text(body)
+                script.chmod(0o755)
         for path, content in pkg.files.items():
             target = root / path.lstrip("/")
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -80,28 +87,46 @@ def build_repository(repo: Path, gnupghome: Path, keyring: Path, packages: tuple
     if repo.exists():
         shutil.rmtree(repo)
     arch = run(["dpkg", "--print-architecture"]).stdout.strip()
-    for suite in (SUITE_REGULAR, SUITE_SECURITY):
-        pool = repo / "pool" / suite
-        pool.mkdir(parents=True)
-        for pkg in packages:
-            if pkg.suite == suite:
-                build_deb(pkg, pool)
-        label = "Patchwave Lab Security" if suite == SUITE_SECURITY else "Patchwave Lab"
-        options = {
-            "Origin": REPO_ORIGIN, "Label": label, "Suite": suite, "Codename": suite,
-            "Architectures": arch, "Components": "main",
-            "Description": "Patchwave lab packages (generated, signed by the lab key)",
-        }
-        publish_suite(repo, suite, f"pool/{suite}", options, gnupghome, arch)
+    # one pool per pocket shared by every release, as Debian's archive has one pool for all its
+    # suites: a package that two releases carry is one file at one path
+    built: dict[tuple[str, str, str], LabPackage] = {}
+    for pkg in packages:
+        key = (pkg.suite, pkg.name, pkg.version)
+        if key in built:
+            if built[key] != pkg:
+                raise ValueError(f"{pkg.name} {pkg.version} is defined twice, differently, in {pkg.suite}")
+            continue
+        built[key] = pkg
+        pool = repo / "pool" / pkg.suite
+        pool.mkdir(parents=True, exist_ok=True)
+        build_deb(pkg, pool)
+    for release in RELEASES:
+        for pocket in (SUITE_REGULAR, SUITE_SECURITY):
+            name = suite(release, pocket)
+            carried = {(p.name, p.version) for p in packages
+                       if p.suite == pocket and (not p.releases or release in p.releases)}
+            label = "Patchwave Lab Security" if pocket == SUITE_SECURITY else "Patchwave Lab"
+            options = {
+                "Origin": REPO_ORIGIN, "Label": label, "Suite": name, "Codename": name,
+                "Architectures": arch, "Components": "main",
+                "Description": f"Patchwave lab packages for Debian {RELEASES[release]} (generated, signed by the lab key)",
+            }
+            (repo / "pool" / pocket).mkdir(parents=True, exist_ok=True)
+            publish_suite(repo, name, f"pool/{pocket}", options, gnupghome, arch, only=carried)
     world_readable(repo)
 
 
-def publish_suite(repo: Path, suite: str, pool: str, options: dict[str, str], gnupghome: Path, arch: str) -> None:
-    """Index the `.deb` files under `repo/pool` as suite `suite` (component main) and sign its
-    Release as InRelease and Release.gpg with the lab key."""
+def publish_suite(repo: Path, suite: str, pool: str, options: dict[str, str], gnupghome: Path, arch: str,
+                  only: set[tuple[str, str]] | None = None) -> None:
+    """Index the `.deb` files under `repo/pool` (only the (name, version) pairs in `only`, when
+    given) as suite `suite` (component main) and sign its Release as InRelease and Release.gpg
+    with the lab key."""
     index_dir = repo / "dists" / suite / "main" / f"binary-{arch}"
     index_dir.mkdir(parents=True)
     index = run(["apt-ftparchive", "packages", pool], cwd=repo).stdout
+    if only is not None:
+        index = "".join(stanza + "\n\n" for stanza in index.strip().split("\n\n")
+                        if stanza and _name_version(stanza) in only)
     (index_dir / "Packages").write_text(index)
     with gzip.open(index_dir / "Packages.gz", "wt") as fh:
         fh.write(index)
@@ -118,19 +143,24 @@ def publish_suite(repo: Path, suite: str, pool: str, options: dict[str, str], gn
          "--output", str(release_file.with_name("Release.gpg")), str(release_file))
 
 
+def _name_version(stanza: str) -> tuple[str, str]:
+    fields = dict(line.split(": ", 1) for line in stanza.splitlines() if ": " in line and not line.startswith(" "))
+    return fields.get("Package", ""), fields.get("Version", "")
+
+
 def world_readable(repo: Path) -> None:
     """On purpose: apt reads a mounted repository as its unprivileged _apt user."""
     for path in [repo, *repo.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)
 
 
-def sources_entry(mount_point: str) -> str:
-    """deb822 source for the hosts. `copy:` (not `file:`) so apt really fills its package cache,
-    as it would when downloading from a mirror; staging depends on that."""
+def sources_entry(mount_point: str, release: str) -> str:
+    """deb822 source for a host of `release`: its regular and its security suite. `copy:` (not
+    `file:`) so apt fills its package cache, as it would when downloading from a mirror."""
     return (
         "Types: deb\n"
         f"URIs: copy:{mount_point}\n"
-        f"Suites: {SUITE_REGULAR} {SUITE_SECURITY}\n"
+        f"Suites: {suite(release, SUITE_REGULAR)} {suite(release, SUITE_SECURITY)}\n"
         "Components: main\n"
         f"Signed-By: /etc/apt/keyrings/{KEYRING_NAME}\n"
     )
