@@ -139,20 +139,23 @@ class Handler(http.server.BaseHTTPRequestHandler):
 http.server.ThreadingHTTPServer(("127.0.0.1", {HTTPD_PORT}), Handler).serve_forever()
 """
 
-_HTTPD_INIT = """#!/bin/sh
+def init_script(name: str, summary: str, start: str) -> str:
+    """A SysV init script for lab service `name` (pid file /run/NAME.pid): `start` is what
+    start-stop-daemon runs, for example `--exec /usr/bin/python3 -- /usr/sbin/pw-httpd`."""
+    return f"""#!/bin/sh
 ### BEGIN INIT INFO
-# Provides:          pw-httpd
+# Provides:          {name}
 # Required-Start:    $network
 # Required-Stop:     $network
 # Default-Start:     2 3 4 5
 # Default-Stop:      0 1 6
-# Short-Description: Patchwave lab web service (runs on pw-libssl)
+# Short-Description: {summary}
 ### END INIT INFO
-PIDFILE=/run/pw-httpd.pid
+PIDFILE=/run/{name}.pid
 case "$1" in
   start)
-    start-stop-daemon --start --quiet --background --make-pidfile --pidfile "$PIDFILE" \\
-      --exec /usr/bin/python3 -- /usr/sbin/pw-httpd ;;
+    exec start-stop-daemon --start --quiet --background --make-pidfile --pidfile "$PIDFILE" \\
+      {start} ;;
   stop)
     start-stop-daemon --stop --quiet --oknodo --retry 5 --pidfile "$PIDFILE" && rm -f "$PIDFILE" ;;
   restart|force-reload)
@@ -163,6 +166,10 @@ case "$1" in
     echo "usage: $0 start|stop|restart|status" >&2; exit 3 ;;
 esac
 """
+
+
+_HTTPD_INIT = init_script("pw-httpd", "Patchwave lab web service (runs on pw-libssl)",
+                          "--exec /usr/bin/python3 -- /usr/sbin/pw-httpd")
 
 
 def _per_release() -> tuple[LabPackage, ...]:

@@ -28,7 +28,7 @@ from typing import Any
 
 from patchwave.errors import PatchwaveError
 from patchwave.lab import content, images, podman, repo
-from patchwave.lab.catalog import RELEASES
+from patchwave.lab.catalog import RELEASES, init_script
 from patchwave.lab.fleet import BOOT, Lab, LabHost, _wait_for_ssh, port_block
 from patchwave.paths import Paths
 
@@ -41,31 +41,9 @@ TLS_PORT = 4433
 SOURCES_FILE = "/etc/apt/sources.list.d/patchwave-real.sources"
 CA_FILE = "/etc/apt/keyrings/patchwave-lab-ca.pem"
 
-_INIT_SCRIPT = f"""#!/bin/sh
-### BEGIN INIT INFO
-# Provides:          pw-tls
-# Required-Start:    $network
-# Required-Stop:     $network
-# Default-Start:     2 3 4 5
-# Default-Stop:      0 1 6
-# Short-Description: Patchwave lab TLS service (openssl s_server on libssl)
-### END INIT INFO
-PIDFILE=/run/pw-tls.pid
-case "$1" in
-  start)
-    exec start-stop-daemon --start --quiet --background --make-pidfile --pidfile "$PIDFILE" \\
-      --startas /usr/bin/openssl -- s_server -quiet -www -accept {TLS_PORT} \\
-      -cert /etc/pw-tls/cert.pem -key /etc/pw-tls/key.pem ;;
-  stop)
-    start-stop-daemon --stop --quiet --oknodo --retry 5 --pidfile "$PIDFILE" && rm -f "$PIDFILE" ;;
-  restart|force-reload)
-    "$0" stop && "$0" start ;;
-  status)
-    start-stop-daemon --status --pidfile "$PIDFILE" ;;
-  *)
-    echo "usage: $0 start|stop|restart|status" >&2; exit 3 ;;
-esac
-"""
+_INIT_SCRIPT = init_script("pw-tls", "Patchwave lab TLS service (openssl s_server on libssl)",
+                           f"--startas /usr/bin/openssl -- s_server -quiet -www -accept {TLS_PORT} \\\n"
+                           "      -cert /etc/pw-tls/cert.pem -key /etc/pw-tls/key.pem")
 
 # HTTP/1.1 with keep-alive, as a mirror answers: apt-cacher-ng pipelines requests on one
 # connection and gives up on a server that closes it after each answer (http.server's HTTP/1.0)
