@@ -10,7 +10,8 @@ from conftest import ROOT, installed_versions, podman_exec, run_module
 
 @pytest.fixture(scope="module")
 def host(lab) -> Iterator[object]:  # type: ignore[no-untyped-def]
-    """A Debian 12 workstation; left healthy for the end-to-end test that follows."""
+    """A Debian 12 workstation; left healthy for the end-to-end test that follows. The versions
+    written below are Debian 12's (patchwave.lab.catalog; test_lab checks them against it)."""
     chosen = next(h for h in lab.hosts() if h.name == "ws1")
     yield chosen
     # undo the failed-postinst test so dpkg is healthy again

@@ -54,9 +54,9 @@ def test_inventory_keeps_host_key_checking_and_lab_reboot_vars(tmp_path: Path) -
 
 
 def _newer(a: str, b: str) -> bool:
-    import subprocess
+    from debian.debian_support import Version
 
-    return subprocess.run(["dpkg", "--compare-versions", a, "gt", b], check=False).returncode == 0
+    return Version(a) > Version(b)
 
 
 def test_the_catalog_has_per_release_versions_and_every_update_is_newer() -> None:
@@ -80,10 +80,37 @@ def test_suites_are_per_release_and_security_suites_say_so() -> None:
     assert catalog.suite("bookworm", catalog.SUITE_SECURITY) == "patchwave-lab-bookworm-security"
 
 
-def test_a_package_defined_twice_differently_is_refused(tmp_path: Path) -> None:
+def test_a_package_defined_twice_differently_is_refused() -> None:
     from patchwave.lab import repo
 
     one = catalog.LabPackage("pw-x", "1.0-1", catalog.SUITE_REGULAR, "x", releases=("bullseye",))
+    same = catalog.LabPackage("pw-x", "1.0-1", catalog.SUITE_REGULAR, "x", releases=("trixie",))
     other = catalog.LabPackage("pw-x", "1.0-1", catalog.SUITE_REGULAR, "x, but another", releases=("trixie",))
+    assert repo.distinct((one, same)) == [one]  # one file in the shared pool, offered to both releases
     with pytest.raises(ValueError, match=r"pw-x 1\.0-1 is defined twice"):
-        repo.build_repository(tmp_path / "repo", tmp_path / "gnupg", tmp_path / "k.gpg", (one, other))
+        repo.distinct((one, other))
+    assert repo.distinct(catalog.PACKAGES) == list(catalog.PACKAGES)  # the catalog itself is consistent
+
+
+def test_a_lab_made_from_another_catalog_is_not_reused(tmp_path: Path) -> None:
+    lab = Lab(Paths(tmp_path))
+    lab.dir.mkdir(parents=True)
+    lab.state_file.write_text('{"prefix": "p", "network": "n", "hosts": [{"name": "web1", "container": "c", '
+                              '"release": "bookworm", "ssh_port": 22001, "groups": ["web"], "device_type": "server", '
+                              '"owner": "o", "criticality": 1}]}')
+    with pytest.raises(PatchwaveError, match="made from another version of the lab's packages"):
+        lab.up()
+
+
+def test_the_cycle_passes_the_rollback_role_only_options_it_declares() -> None:
+    from patchwave.cycle import Cycle
+    from patchwave.policy import Policy
+
+    specs = yaml.safe_load((Path(__file__).resolve().parents[2] / "collections/ansible_collections/patchwave/endpoint"
+                            / "roles/rollback/meta/argument_specs.yml").read_text())
+    options = specs["argument_specs"]["main"]["options"]
+    passed = Cycle._rollback_vars("c1", Policy.model_validate({"reboot": "never", "restart": "never"}))
+    assert passed == {"patchwave_cycle_id": "c1", "rollback_reboot_policy": "never", "rollback_restart_policy": "never"}
+    for name, value in passed.items():
+        if name != "patchwave_cycle_id":  # the playbook maps it to rollback_cycle_id
+            assert value in options[name]["choices"], name

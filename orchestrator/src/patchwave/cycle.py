@@ -318,11 +318,16 @@ class Cycle:
             if policy.gates.rollback_on_failure:
                 self.say(f"[{cycle_id}] rolling back wave {wave.name}: {', '.join(wave.hosts)}")
                 back = runner.run("rollback.yml", self.inventory, ident=f"06-rollback-wave{wave.index}",
-                                  limit=list(wave.hosts), extravars={"patchwave_cycle_id": cycle_id,
-                                                                     "rollback_restart_policy": policy.restart})
+                                  limit=list(wave.hosts), extravars=self._rollback_vars(cycle_id, policy))
                 self._record(cycle_id, "rollback", "patchwave.endpoint.rollback_updates", back, wave_hosts,
                              wave=wave.index)
         return "passed" if passed else "failed"
+
+    @staticmethod
+    def _rollback_vars(cycle_id: str, policy: Policy) -> dict[str, Any]:
+        """The rollback role follows the policy's reboot and restart settings, as the deploy does."""
+        return {"patchwave_cycle_id": cycle_id, "rollback_reboot_policy": policy.reboot,
+                "rollback_restart_policy": policy.restart}
 
     def _approval_gate(self, cycle_id: str, wave: Wave, spec: WaveSpec, wave_id: int, rollout: _Rollout) -> str:
         """'' when the wave may go on; otherwise the status it stops with (waiting or rejected)."""
@@ -558,7 +563,7 @@ def rollback(paths: Paths, store: Store, cycle_id: str, display: Display | None 
         runner = cycle._runner(work / "runs", cycle_id, policy)
         hosts = [h for h in load_hosts(inventory) if h.name in reached]
         back = runner.run("rollback.yml", inventory, ident="07-rollback", limit=reached,
-                          extravars={"patchwave_cycle_id": cycle_id, "rollback_restart_policy": policy.restart})
+                          extravars=cycle._rollback_vars(cycle_id, policy))
         failed = cycle._record(cycle_id, "rollback", "patchwave.endpoint.rollback_updates", back, hosts)
         manifest = Manifest(cycle_id, str(row["created_at"]), tuple(store.decisions(cycle_id)))
         confirm = runner.run("confirm.yml", inventory, ident="08-confirm-rollback", limit=reached,

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from debian.debian_support import Version
+
 RELEASES: dict[str, str] = {"bullseye": "11", "bookworm": "12", "trixie": "13"}
 
 # The regular pocket holds the base versions and ordinary updates; security fixes are published
@@ -39,6 +41,8 @@ class LabPackage:
 
 def suite(release: str, pocket: str) -> str:
     """The lab repository's suite of `pocket` for `release`: patchwave-lab-bookworm-security."""
+    if pocket not in (SUITE_REGULAR, SUITE_SECURITY):
+        raise ValueError(f"no lab pocket {pocket!r}")
     return f"{SUITE_REGULAR}-{release}" + pocket.removeprefix(SUITE_REGULAR)
 
 
@@ -230,37 +234,34 @@ PACKAGES: tuple[LabPackage, ...] = (
                prerm=_script('if [ -x /etc/init.d/pw-httpd ]; then /etc/init.d/pw-httpd stop; fi')),
 )
 
-SAME_ON_EVERY_RELEASE: dict[str, tuple[str, str]] = {
-    "pw-tzdata": ("2026a-1", "2026b-1"), "pw-agent": ("1.0-1", "1.1-1"), "pw-webapp": ("1.0-1", "1.1-1"),
-    "pw-pinned": ("1.0-1", "1.1-1"), "pw-tools": ("1.0-1", "2.0-1"), "pw-config": ("1.0-1", "1.1-1"),
-    "pw-httpd": ("1.0-1", "1.0-1"),
-}
-_PER_RELEASE: dict[str, dict[str, tuple[str, str]]] = {
-    "pw-libssl": LIBSSL_VERSIONS, "pw-kernel": KERNEL_VERSIONS, "pw-pam-modules-bin": PAM_VERSIONS,
-    "pw-pam-modules": PAM_VERSIONS, "pw-pam-runtime": PAM_VERSIONS, "pw-base": BASE_VERSIONS,
-}
+
+
+def carried(release: str, pocket: str | None = None) -> list[LabPackage]:
+    """The packages the lab repository offers a host of `release` (in `pocket`, or in both)."""
+    return [p for p in PACKAGES if (pocket is None or p.suite == pocket) and (not p.releases or release in p.releases)]
+
+
+def _versions(name: str, release: str, pocket: str | None = None) -> list[str]:
+    found = sorted(Version(p.version) for p in carried(release, pocket) if p.name == name)
+    if not found:
+        raise KeyError(f"the lab has no {name} for {release}")
+    return [str(v) for v in found]
 
 
 def installed_version(name: str, release: str) -> str:
-    """The version `lab up` installs of `name` on a host of `release`."""
-    if name in _PER_RELEASE:
-        return _PER_RELEASE[name][release][0]
-    return SAME_ON_EVERY_RELEASE[name][0]
+    """The version `lab up` installs of `name` on a host of `release`: the oldest of the regular pocket."""
+    return _versions(name, release, SUITE_REGULAR)[0]
 
 
 def update_version(name: str, release: str) -> str:
     """The newest version of `name` the lab repository offers a host of `release`."""
-    if name == "pw-tools-common":
-        return "2.0-1"
-    if name in _PER_RELEASE:
-        return _PER_RELEASE[name][release][1]
-    return SAME_ON_EVERY_RELEASE[name][1]
+    return _versions(name, release)[-1]
 
 
-# Base versions installed on every lab host at `lab up`; pw-pinned is then held and the
-# pw-config conffile edited, as an admin would.
 def base_install(release: str) -> tuple[str, ...]:
-    names = (*_PER_RELEASE, *SAME_ON_EVERY_RELEASE)
+    """What `lab up` installs on a host of `release`: every package of the regular pocket at its
+    oldest version; pw-pinned is then held and the pw-config conffile edited, as an admin would."""
+    names = dict.fromkeys(p.name for p in carried(release, SUITE_REGULAR))
     return tuple(f"{name}={installed_version(name, release)}" for name in names)
 
 

@@ -93,11 +93,14 @@ class Lab:
     def advisories_dir(self) -> Path:
         return self.dir / "advisories"
 
-    def hosts(self) -> list[LabHost]:
+    def _state(self) -> dict[str, Any]:
         if not self.state_file.is_file():
-            return []
-        data = json.loads(self.state_file.read_text())
-        return [LabHost(**{**h, "groups": tuple(h["groups"])}) for h in data["hosts"]]
+            return {}
+        data: dict[str, Any] = json.loads(self.state_file.read_text())
+        return data
+
+    def hosts(self) -> list[LabHost]:
+        return [LabHost(**{**h, "groups": tuple(h["groups"])}) for h in self._state().get("hosts", [])]
 
     # --- up -------------------------------------------------------------------------------
     def up(self, count: int | None = None, base_port: int | None = None) -> dict[str, Any]:
@@ -109,6 +112,9 @@ class Lab:
             raise PatchwaveError(
                 f"the lab is already up with {len(hosts)} hosts; run `patchwave lab down` before asking for {count}"
             )
+        if hosts and self._state().get("content") != repo.content_hash():
+            raise PatchwaveError("the lab's hosts were made from another version of the lab's packages; "
+                                 "run `patchwave lab down` before `patchwave lab up`")
         if not hosts:
             hosts = self._plan(count or DEFAULT_HOSTS, base_port)
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -124,7 +130,7 @@ class Lab:
         if not podman.network_exists(self.network):
             podman.podman("network", "create", "--label", f"io.patchwave.lab={self.prefix}", self.network)
             changes.append(f"created network {self.network}")
-        self._write_state(hosts)
+        self._write_state(hosts, repo.content_hash())
         with ThreadPoolExecutor(max_workers=min(8, len(hosts))) as pool:
             for result in pool.map(lambda h: self._ensure_host(h, refs[h.release]), hosts):
                 changes.extend(result)
@@ -151,9 +157,11 @@ class Lab:
             for i, t in enumerate(templates)
         ]
 
-    def _write_state(self, hosts: list[LabHost]) -> None:
-        text = json.dumps({"prefix": self.prefix, "network": self.network,
-                           "hosts": [asdict(h) for h in hosts]}, indent=2) + "\n"
+    def _write_state(self, hosts: list[LabHost], content: str | None = None) -> None:
+        """`content`: what the hosts were provisioned from (the synthetic lab's repository hash)."""
+        state = {"prefix": self.prefix, "network": self.network, "content": content,
+                 "hosts": [asdict(h) for h in hosts]}
+        text = json.dumps(state, indent=2) + "\n"
         self._write_if_changed(self.state_file, text)
 
     @staticmethod
@@ -173,7 +181,8 @@ class Lab:
         changes.append(f"generated lab key pair {self.ssh_key}")
 
     def _ensure_repository(self, changes: list[str]) -> None:
-        if (self.repo_dir / "dists").is_dir() and self.keyring.is_file():
+        marker = self.repo_dir / repo.CONTENT_FILE
+        if marker.is_file() and marker.read_text().strip() == repo.content_hash() and self.keyring.is_file():
             return
         repo.build_repository(self.repo_dir, self.gnupghome, self.keyring)
         changes.append(f"built signed apt repository {self.repo_dir}")

@@ -7,8 +7,10 @@ generates (InRelease and Release.gpg); hosts trust only that key through `signed
 from __future__ import annotations
 
 import gzip
+import hashlib
 import shutil
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 from patchwave.lab.catalog import PACKAGES, RELEASES, REPO_ORIGIN, SUITE_REGULAR, SUITE_SECURITY, LabPackage, suite
@@ -80,30 +82,44 @@ def build_deb(pkg: LabPackage, out_dir: Path) -> Path:
     return out
 
 
+CONTENT_FILE = ".patchwave-content"
+
+
+def content_hash(packages: tuple[LabPackage, ...] = PACKAGES) -> str:
+    """Identifies what a repository built from `packages` holds (written into it as CONTENT_FILE)."""
+    return hashlib.sha256(repr((RELEASES, packages)).encode()).hexdigest()[:16]
+
+
+def distinct(packages: tuple[LabPackage, ...]) -> list[LabPackage]:
+    """Each (pocket, name, version) once: one pool per pocket is shared by every release, as
+    Debian's archive has one pool for all its suites, so a package two releases carry must be
+    the same package. ValueError when one is defined twice differently."""
+    seen: dict[tuple[str, str, str], LabPackage] = {}
+    for pkg in packages:
+        key = (pkg.suite, pkg.name, pkg.version)
+        if key not in seen:
+            seen[key] = pkg
+        elif replace(seen[key], releases=()) != replace(pkg, releases=()):
+            raise ValueError(f"{pkg.name} {pkg.version} is defined twice, differently, in {pkg.suite}")
+    return list(seen.values())
+
+
 def build_repository(repo: Path, gnupghome: Path, keyring: Path, packages: tuple[LabPackage, ...] = PACKAGES) -> None:
     """(Re)build the whole repository; cheap enough (a few seconds) to do at every fresh `lab up`.
     A test that needs more packages builds its own repository with the lab key."""
+    unique = distinct(packages)
     ensure_signing_key(gnupghome, keyring)
     if repo.exists():
         shutil.rmtree(repo)
     arch = run(["dpkg", "--print-architecture"]).stdout.strip()
-    # one pool per pocket shared by every release, as Debian's archive has one pool for all its
-    # suites: a package that two releases carry is one file at one path
-    built: dict[tuple[str, str, str], LabPackage] = {}
-    for pkg in packages:
-        key = (pkg.suite, pkg.name, pkg.version)
-        if key in built:
-            if built[key] != pkg:
-                raise ValueError(f"{pkg.name} {pkg.version} is defined twice, differently, in {pkg.suite}")
-            continue
-        built[key] = pkg
+    for pkg in unique:
         pool = repo / "pool" / pkg.suite
         pool.mkdir(parents=True, exist_ok=True)
         build_deb(pkg, pool)
     for release in RELEASES:
         for pocket in (SUITE_REGULAR, SUITE_SECURITY):
             name = suite(release, pocket)
-            carried = {(p.name, p.version) for p in packages
+            offered = {(p.name, p.version) for p in packages
                        if p.suite == pocket and (not p.releases or release in p.releases)}
             label = "Patchwave Lab Security" if pocket == SUITE_SECURITY else "Patchwave Lab"
             options = {
@@ -112,16 +128,17 @@ def build_repository(repo: Path, gnupghome: Path, keyring: Path, packages: tuple
                 "Description": f"Patchwave lab packages for Debian {RELEASES[release]} (generated, signed by the lab key)",
             }
             (repo / "pool" / pocket).mkdir(parents=True, exist_ok=True)
-            publish_suite(repo, name, f"pool/{pocket}", options, gnupghome, arch, only=carried)
+            publish_suite(repo, name, f"pool/{pocket}", options, gnupghome, arch, only=offered)
+    (repo / CONTENT_FILE).write_text(content_hash(packages) + "\n")
     world_readable(repo)
 
 
-def publish_suite(repo: Path, suite: str, pool: str, options: dict[str, str], gnupghome: Path, arch: str,
+def publish_suite(repo: Path, name: str, pool: str, options: dict[str, str], gnupghome: Path, arch: str,
                   only: set[tuple[str, str]] | None = None) -> None:
     """Index the `.deb` files under `repo/pool` (only the (name, version) pairs in `only`, when
-    given) as suite `suite` (component main) and sign its Release as InRelease and Release.gpg
+    given) as suite `name` (component main) and sign its Release as InRelease and Release.gpg
     with the lab key."""
-    index_dir = repo / "dists" / suite / "main" / f"binary-{arch}"
+    index_dir = repo / "dists" / name / "main" / f"binary-{arch}"
     index_dir.mkdir(parents=True)
     index = run(["apt-ftparchive", "packages", pool], cwd=repo).stdout
     if only is not None:
@@ -134,8 +151,8 @@ def publish_suite(repo: Path, suite: str, pool: str, options: dict[str, str], gn
     for key, value in options.items():
         if value:
             argv += ["-o", f"APT::FTPArchive::Release::{key}={value}"]
-    release = run([*argv, "release", f"dists/{suite}"], cwd=repo).stdout
-    release_file = repo / "dists" / suite / "Release"
+    release = run([*argv, "release", f"dists/{name}"], cwd=repo).stdout
+    release_file = repo / "dists" / name / "Release"
     release_file.write_text(release)
     _gpg(gnupghome, "--yes", "--local-user", KEY_UID, "--clearsign",
          "--output", str(release_file.with_name("InRelease")), str(release_file))
