@@ -58,6 +58,14 @@ def podman_exec(container: str, *argv: str) -> str:
                           env=env).stdout
 
 
+def lab_service_answer(container: str) -> str:
+    """What the synthetic lab's running service (pw-httpd) answers inside the host: the pw-libssl it has mapped."""
+    from patchwave.lab.catalog import HTTPD_PORT
+
+    return podman_exec(container, "python3", "-c", "import urllib.request as u; "
+                       f"print(u.urlopen('http://127.0.0.1:{HTTPD_PORT}/', timeout=5).read().decode(), end='')")
+
+
 def installed_versions(container: str) -> dict[str, str]:
     out = podman_exec(container, "dpkg-query", "-W", "-f", "${Package}\t${Version}\t${db:Status-Abbrev}\n")
     versions = {}

@@ -21,9 +21,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 INVENTORY = ROOT / "inventories/lab/hosts.yml"
-# every security update but the held one, in the version for each host's release
-SECURITY = ("pw-libssl", "pw-kernel", "pw-tools", "pw-tools-common", "pw-config", "pw-pam-modules-bin",
-            "pw-pam-modules", "pw-pam-runtime", "pw-base")
 NOT_APPROVED = ["pw-agent", "pw-webapp", "pw-tzdata"]  # held for the baseline so both install the same set
 
 
@@ -46,9 +43,10 @@ def playbook(name: str, *args: str) -> None:
 
 def ours(tmp: Path) -> tuple[float, float]:
     hosts = fresh_lab()
-    from patchwave.lab.catalog import update_version
+    from patchwave.lab.catalog import security_updates
 
-    approved = {str(h["name"]): [f"{n}={update_version(n, str(h['release']))}" for n in SECURITY] for h in hosts}
+    # every security update but the held one, in the version for each host's release
+    approved = {str(h["name"]): [f"{n}={v}" for n, v in security_updates(str(h["release"])).items()] for h in hosts}
     manifest = tmp / "bench-manifest.json"
     manifest.write_text(json.dumps({"cycle_id": "bench", "hosts": {n: {"packages": p} for n, p in approved.items()}}))
     extra = json.dumps({"patchwave_manifest_file": str(manifest), "patchwave_serial": [1, "100%"]})
@@ -81,7 +79,10 @@ def main() -> None:
             deploys.append(deploy)
             theirs.append(baseline())
     ms, md, mb = statistics.median(stages), statistics.median(deploys), statistics.median(theirs)
-    print(f"6 lab hosts, {len(SECURITY)} updates each (one asks for a reboot), serial [1, 100%]; rounds: {rounds}")
+    from patchwave.lab.catalog import security_updates
+
+    count = len(security_updates("bookworm"))
+    print(f"6 lab hosts, {count} updates each (one asks for a reboot), serial [1, 100%]; rounds: {rounds}")
     print(f"patchwave stage (before the window): median {ms:.1f}s  {[round(x, 1) for x in stages]}")
     print(f"patchwave deploy (in the window):    median {md:.1f}s  {[round(x, 1) for x in deploys]}")
     print(f"plain dist-upgrade:                  median {mb:.1f}s  {[round(x, 1) for x in theirs]}")

@@ -14,16 +14,11 @@ from pathlib import Path
 
 from conftest import ROOT, installed_versions, podman_exec
 
-from patchwave.lab.catalog import update_version
+from patchwave.lab.catalog import security_updates, update_version
 
 PATCHWAVE = str(Path(sys.executable).parent / "patchwave")
 # every security update the default policy approves (all but the held pw-pinned)
-SECURITY_NAMES = ("pw-libssl", "pw-kernel", "pw-tools", "pw-tools-common", "pw-config", "pw-pam-modules-bin",
-                  "pw-pam-modules", "pw-pam-runtime", "pw-base")
-
-
-def security(release: str) -> dict[str, str]:
-    return {name: update_version(name, release) for name in SECURITY_NAMES}
+SECURITY_NAMES = tuple(security_updates("bookworm"))
 
 
 def _wave_running(db: Path, idx: int) -> bool:
@@ -79,7 +74,7 @@ def test_killed_mid_wave_then_resumed(lab, tmp_path: Path) -> None:  # type: ign
         result = next(h for h in final["hosts"] if h["host"] == host.name)
         assert result["state"] == "patched", result  # as an uninterrupted run ends (reboots included)
         versions = installed_versions(host.container)
-        assert {n: versions.get(n) for n in SECURITY_NAMES} == security(host.release), host.name
+        assert {n: versions.get(n) for n in SECURITY_NAMES} == security_updates(host.release), host.name
         # dpkg's own log on the host: each package was installed exactly once
         libssl = update_version("pw-libssl", host.release)
         log = podman_exec(host.container, "grep", f" status installed pw-libssl:all {libssl}", "/var/log/dpkg.log")

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import ROOT, ansible, installed_versions, podman_exec
+from conftest import ROOT, ansible, installed_versions, lab_service_answer, podman_exec
 
 from patchwave.lab import catalog
 
@@ -107,11 +107,6 @@ def test_each_release_has_its_own_versions_a_pre_depends_chain_and_an_essential_
     assert refused.returncode != 0 and "essential" in refused.stdout + refused.stderr
 
 
-def _httpd(container: str) -> str:
-    return podman_exec(container, "python3", "-c", "import urllib.request as u; "
-                       f"print(u.urlopen('http://127.0.0.1:{catalog.HTTPD_PORT}/', timeout=5).read().decode(), end='')")
-
-
 def test_repository_signature_is_enforced(lab) -> None:  # type: ignore[no-untyped-def]
     host = lab.hosts()[-1]
     keyring = "/etc/apt/keyrings/patchwave-lab.gpg"
@@ -137,7 +132,7 @@ def test_reboot_really_restarts_the_host(lab) -> None:  # type: ignore[no-untype
     assert after != before
     assert podman_exec(host.container, "ls", "/var/tmp/survives").strip() == "/var/tmp/survives"
     # the lab's service came back with the host, on the library it has installed
-    assert _httpd(host.container) == f"pw-libssl {catalog.installed_version('pw-libssl', host.release)}\n"
+    assert lab_service_answer(host.container) == f"pw-libssl {catalog.installed_version('pw-libssl', host.release)}\n"
     gone = subprocess.run(["podman", "exec", host.container, "test", "-e", "/run/reboot-required"], check=False)
     assert gone.returncode == 1  # /run is a tmpfs, as on a real host
 

@@ -8,25 +8,18 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import installed_versions, podman_exec, run_module, run_playbook
+from conftest import installed_versions, lab_service_answer, podman_exec, run_module, run_playbook
 
 from patchwave.lab import catalog
 
 HOSTS = ["ws2", "db2", "web2"]  # Debian 11, 12, 13
 # every security update but the held one: a reboot request, a new dependency, a changed conffile,
 # the Pre-Depends chain pw-base (essential) -> pw-pam-modules -> pw-pam-modules-bin (= version)
-SECURITY_NAMES = ("pw-libssl", "pw-kernel", "pw-tools", "pw-tools-common", "pw-config", "pw-pam-modules-bin",
-                  "pw-pam-modules", "pw-pam-runtime", "pw-base")
+SECURITY_NAMES = tuple(catalog.security_updates("bookworm"))
 
 
 def security(release: str) -> list[str]:
-    return [f"{name}={catalog.update_version(name, release)}" for name in SECURITY_NAMES]
-
-
-def httpd(container: str) -> str:
-    """What the lab's running service answers: the pw-libssl it has mapped."""
-    return podman_exec(container, "python3", "-c", "import urllib.request as u; "
-                       f"print(u.urlopen('http://127.0.0.1:{catalog.HTTPD_PORT}/', timeout=5).read().decode(), end='')")
+    return [f"{name}={version}" for name, version in catalog.security_updates(release).items()]
 
 
 @pytest.fixture(params=HOSTS)
@@ -132,7 +125,7 @@ def test_security_cycle_with_reboot_new_dependency_hold_and_conffile(host, tmp_p
     assert versions["pw-pinned"] == "1.0-1"  # held: untouched
     assert "edited by the lab admin" in podman_exec(host.container, "cat", "/etc/pw-config/pw.conf")
     assert boot_id(host.container) != booted  # pw-kernel asked for a reboot: it really happened
-    assert httpd(host.container) == f"pw-libssl {catalog.update_version('pw-libssl', host.release)}\n"
+    assert lab_service_answer(host.container) == f"pw-libssl {catalog.update_version('pw-libssl', host.release)}\n"
     status, _stats, results = run_playbook("confirm.yml", host.name, extra)
     confirmation = results["patchwave.endpoint.pending_updates"]["confirmation"]
     assert confirmation["state"] == "patched", confirmation  # type: ignore[index]
@@ -154,4 +147,4 @@ def test_security_cycle_with_reboot_new_dependency_hold_and_conffile(host, tmp_p
     podman_exec(host.container, "apt-get", "check")  # raises unless every dependency is met
     assert boot_id(host.container) == rebooted  # the old kernel stand-in asks for no reboot
     # the rollback replaced the library again: the service was restarted onto the old one
-    assert httpd(host.container) == f"pw-libssl {catalog.installed_version('pw-libssl', host.release)}\n"
+    assert lab_service_answer(host.container) == f"pw-libssl {catalog.installed_version('pw-libssl', host.release)}\n"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import ansible, installed_versions, podman_exec, run_module, run_playbook
+from conftest import ansible, installed_versions, lab_service_answer, podman_exec, run_module, run_playbook
 
 from patchwave.lab import catalog
 
@@ -51,16 +51,11 @@ def test_health_probes_pass_and_fail_on_a_host(lab) -> None:  # type: ignore[no-
     assert proc.returncode == 0 and "ok=2" in proc.stdout and "skipped=3" in proc.stdout, proc.stdout[-2000:]
 
 
-def _httpd(container: str) -> str:
-    return podman_exec(container, "python3", "-c", "import urllib.request as u; "
-                       f"print(u.urlopen('http://127.0.0.1:{catalog.HTTPD_PORT}/', timeout=5).read().decode(), end='')")
-
-
 def test_restart_never_reports_the_service_on_replaced_code_and_a_restart_clears_it(lab, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     host = next(h for h in lab.hosts() if h.name == "db1")  # Debian 11: its own pw-libssl fix
     old, new = (catalog.installed_version("pw-libssl", host.release), catalog.update_version("pw-libssl", host.release))
     pid = podman_exec(host.container, "cat", "/run/pw-httpd.pid").strip()
-    assert _httpd(host.container) == f"pw-libssl {old}\n"
+    assert lab_service_answer(host.container) == f"pw-libssl {old}\n"
     manifest = tmp_path / "manifest.json"
     manifest.write_text(json.dumps({"cycle_id": "it-restart", "hosts": {host.name: {"packages": [f"pw-libssl={new}"]}}}))
     extra = {"patchwave_manifest_file": str(manifest), "deploy_restart_policy": "never"}
@@ -70,7 +65,7 @@ def test_restart_never_reports_the_service_on_replaced_code_and_a_restart_clears
     assert installed_versions(host.container)["pw-libssl"] == new
     # nobody restarted it: the same process, still answering from the library it mapped at start
     assert podman_exec(host.container, "cat", "/run/pw-httpd.pid").strip() == pid
-    assert _httpd(host.container) == f"pw-libssl {old}\n"
+    assert lab_service_answer(host.container) == f"pw-libssl {old}\n"
     _status, _stats, results = run_playbook("confirm.yml", host.name, extra)
     confirmation = results["patchwave.endpoint.pending_updates"]["confirmation"]
     assert confirmation["state"] == "patched-pending-restart", confirmation  # type: ignore[index]
@@ -79,6 +74,6 @@ def test_restart_never_reports_the_service_on_replaced_code_and_a_restart_clears
     restarted = run_module(host.name, "patchwave.endpoint.restart_services", {"restart": "services"})
     assert restarted["failed"] is False and restarted["restarted"] == ["pw-httpd"], restarted
     assert podman_exec(host.container, "cat", "/run/pw-httpd.pid").strip() != pid
-    assert _httpd(host.container) == f"pw-libssl {new}\n"
+    assert lab_service_answer(host.container) == f"pw-libssl {new}\n"
     _status, _stats, results = run_playbook("confirm.yml", host.name, extra)
     assert results["patchwave.endpoint.pending_updates"]["confirmation"]["state"] == "patched"  # type: ignore[index]

@@ -75,6 +75,14 @@ def test_the_catalog_has_per_release_versions_and_every_update_is_newer() -> Non
             assert len(carried) == len({n for n, _v in carried}), (release, pocket)
 
 
+def test_the_security_updates_are_the_hard_cases_and_leave_the_held_package_alone() -> None:
+    for release in catalog.RELEASES:
+        assert set(catalog.security_updates(release)) == {
+            "pw-libssl", "pw-kernel", "pw-tools", "pw-tools-common", "pw-config", "pw-pam-modules-bin",
+            "pw-pam-modules", "pw-pam-runtime", "pw-base"}
+    assert catalog.security_updates("bullseye")["pw-libssl"] == "0.9.8-5+deb11u1"
+
+
 def test_suites_are_per_release_and_security_suites_say_so() -> None:
     assert catalog.suite("bookworm", catalog.SUITE_REGULAR) == "patchwave-lab-bookworm"
     assert catalog.suite("bookworm", catalog.SUITE_SECURITY) == "patchwave-lab-bookworm-security"

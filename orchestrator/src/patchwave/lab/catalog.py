@@ -68,8 +68,12 @@ LIBSSL_SO = "/usr/lib/pw-libssl/libpwssl.so.1"
 HTTPD_PORT = 8180  # loopback only; 8080 is left to tests that start their own listener
 
 
+def _note(pocket: str) -> str:
+    return " (security fix)" if pocket == SUITE_SECURITY else ""
+
+
 def _libssl(release: str, version: str, pocket: str) -> LabPackage:
-    note = " (security fix)" if pocket == SUITE_SECURITY else ""
+    note = _note(pocket)
     return LabPackage("pw-libssl", version, pocket, f"lab TLS library{note}", releases=(release,),
                       files={"/usr/lib/pw-libssl/VERSION": f"{version}\n", LIBSSL_SO: f"pw-libssl {version}\n"})
 
@@ -91,7 +95,7 @@ def _pam(release: str, version: str, pocket: str) -> tuple[LabPackage, ...]:
     """Hard case, as PAM is in Debian: one source, three binaries; the modules Pre-Depend on
     their helper binaries at exactly their own version, so no order of single `dpkg -i` calls
     downgrades them."""
-    note = " (security fix)" if pocket == SUITE_SECURITY else ""
+    note = _note(pocket)
 
     def binary(name: str, what: str, files: dict[str, str], depends: tuple[str, ...] = (),
                pre_depends: tuple[str, ...] = ()) -> LabPackage:
@@ -111,7 +115,7 @@ def _pam(release: str, version: str, pocket: str) -> tuple[LabPackage, ...]:
 def _base(release: str, version: str, pocket: str) -> LabPackage:
     """Hard case: an essential package (dpkg and apt refuse to remove it) at the top of a
     Pre-Depends chain: pw-base -> pw-pam-modules -> pw-pam-modules-bin."""
-    note = " (security fix)" if pocket == SUITE_SECURITY else ""
+    note = _note(pocket)
     pam = PAM_VERSIONS[release][1 if pocket == SUITE_SECURITY else 0]
     return LabPackage("pw-base", version, pocket, f"lab essential base system{note}", essential=True,
                       pre_depends=(f"pw-pam-modules (>= {pam})",), releases=(release,),
@@ -235,7 +239,6 @@ PACKAGES: tuple[LabPackage, ...] = (
 )
 
 
-
 def carried(release: str, pocket: str | None = None) -> list[LabPackage]:
     """The packages the lab repository offers a host of `release` (in `pocket`, or in both)."""
     return [p for p in PACKAGES if (pocket is None or p.suite == pocket) and (not p.releases or release in p.releases)]
@@ -266,6 +269,13 @@ def base_install(release: str) -> tuple[str, ...]:
 
 
 HELD_PACKAGES: tuple[str, ...] = ("pw-pinned",)
+
+
+def security_updates(release: str) -> dict[str, str]:
+    """What a host of `release` has pending from the security pocket, held packages aside:
+    {name: newest version}."""
+    names = dict.fromkeys(p.name for p in carried(release, SUITE_SECURITY) if p.name not in HELD_PACKAGES)
+    return {name: update_version(name, release) for name in names}
 ADMIN_CONFFILE = ("/etc/pw-config/pw.conf", "# edited by the lab admin\nlisten = 0.0.0.0\n")
 
 
