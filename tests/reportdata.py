@@ -10,7 +10,8 @@ from sqlalchemy import insert
 
 from patchwave.models import Host
 from patchwave.reporting.engine import CELL_LIMIT
-from patchwave.store import Store, assessments, cycles, decisions, end_states, host_results, rule_results, scans, waves
+from patchwave.store import Store
+from patchwave.store.schema import assessments, cycles, decisions, end_states, host_results, rule_results, scans, waves
 
 HOSTS = [Host("web1", ("web",), "server", "team-web"), Host("web2", ("web",), "server", "team-web"),
          Host("ws1", ("workstations",), "workstation", "alice"), Host("db1", ("db",), "server", "team-data")]

@@ -8,10 +8,10 @@ from __future__ import annotations
 import random
 import time
 
-from patchwave import waves
 from patchwave.models import Host
-from patchwave.policy import Selector, Targets
-from patchwave.policy import Wave as WaveSpec
+from patchwave.patching import waves
+from patchwave.patching.policy import Selector, Targets
+from patchwave.patching.policy import Wave as WaveSpec
 
 
 def main() -> None:

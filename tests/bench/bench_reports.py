@@ -30,17 +30,9 @@ def build(path: Path, hosts: int, rules: int, cycles: int) -> None:
     sys.path.insert(0, str(ROOT / "orchestrator" / "src"))
     from sqlalchemy import insert
 
-    from patchwave.store import (
-        Store,
-        assessments,
-        decisions,
-        end_states,
-        host_results,
-        rule_results,
-        scans,
-        waves,
-    )
-    from patchwave.store import cycles as cycles_table
+    from patchwave.store import Store
+    from patchwave.store.schema import assessments, decisions, end_states, host_results, rule_results, scans, waves
+    from patchwave.store.schema import cycles as cycles_table
 
     rng = random.Random(7)
     store = Store(f"sqlite:///{path}")

@@ -32,9 +32,9 @@ def main() -> None:
     os.environ["CONTAINERS_CONF"] = str(ROOT / "orchestrator/src/patchwave/lab/data/containers.conf")
     from thinlab import BIG, Site, podman
 
+    from patchwave.ansible.runner import PlaybookRunner
     from patchwave.lab.fleet import Lab
     from patchwave.paths import Paths
-    from patchwave.runner import PlaybookRunner
 
     limit = int(sys.argv[1]) if len(sys.argv) > 1 else 500
     paths = Paths(ROOT)

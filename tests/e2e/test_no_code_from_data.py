@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from conftest import ROOT, installed_versions
 
-from patchwave.runner import PlaybookRunner
+from patchwave.ansible.runner import PlaybookRunner
 
 
 def payload(marker: str) -> str:
@@ -74,9 +74,9 @@ def test_user_notice_and_reboot_message_are_inert(lab, marker: str, tmp_path: Pa
 
 
 def test_baseline_rule_arguments_are_inert(lab, marker: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from patchwave.assessment import compile_rules, rules_document
-    from patchwave.baseline import DEFAULT_PROFILE, Baseline
-    from patchwave.inventory import load_hosts
+    from patchwave.ansible.inventory import load_hosts
+    from patchwave.baseline.assessment import compile_rules, rules_document
+    from patchwave.baseline.profile import DEFAULT_PROFILE, Baseline
 
     (host,) = [h for h in load_hosts(ROOT / "inventories/lab/hosts.yml") if h.name == "db1"]
     document = rules_document(compile_rules(Baseline(DEFAULT_PROFILE, None), [host]))

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from conftest import podman_exec, run_module
 
-from patchwave.baseline import DEFAULT_PROFILE, Baseline
+from patchwave.baseline.profile import DEFAULT_PROFILE, Baseline
 from patchwave.models import Host
 
 FIXTURES = """

@@ -36,7 +36,8 @@ from sqlalchemy import insert
 
 from patchwave.notify import config, events
 from patchwave.notify.outbox import Notifier
-from patchwave.store import Store, assessments, cycles, end_states, rule_results
+from patchwave.store import Store
+from patchwave.store.schema import assessments, cycles, end_states, rule_results
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "s3cret-hmac-key-for-tests"  # noqa: S105 - a test key
@@ -325,7 +326,7 @@ def test_digests_sla_and_cycle_events_go_to_the_routes_whose_hosts_they_are_abou
 
     from sqlalchemy import update
 
-    from patchwave.store import cycles, waves
+    from patchwave.store.schema import cycles, waves
 
     with store.engine.begin() as conn:  # the broad wave's gate halted the cycle, which was then rolled back
         conn.execute(update(waves).where(waves.c.idx == 1).values(

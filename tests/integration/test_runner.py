@@ -8,7 +8,7 @@ from pathlib import Path
 
 from conftest import ROOT
 
-from patchwave.runner import PlaybookRunner, TaskEvent, Timeouts
+from patchwave.ansible.runner import PlaybookRunner, TaskEvent, Timeouts
 from patchwave.store import Store
 
 PLAYBOOK = """\

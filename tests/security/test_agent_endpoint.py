@@ -27,11 +27,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from patchwave.agent import AgentServer, Receiver, new_token, serve
-from patchwave.assessment import compile_rules
-from patchwave.baseline import DEFAULT_PROFILE, Baseline
+from patchwave.baseline.assessment import compile_rules
+from patchwave.baseline.profile import DEFAULT_PROFILE, Baseline
+from patchwave.fleet.agent import AgentServer, Receiver, new_token, serve
 from patchwave.models import Host
-from patchwave.store import Store, metadata
+from patchwave.store import Store
+from patchwave.store.schema import metadata
 
 HOSTS = [Host("agent1", ("remote",), "workstation", "field-team"),
          Host("agent2", ("remote",), "workstation", "field-team")]

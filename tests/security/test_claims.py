@@ -15,7 +15,8 @@ import pytest
 from sqlalchemy import insert, select
 
 from patchwave.errors import PatchwaveError
-from patchwave.store import Store, cycle_locks
+from patchwave.store import Store
+from patchwave.store.schema import cycle_locks
 
 ROUNDS = 50
 FORK = multiprocessing.get_context("fork")

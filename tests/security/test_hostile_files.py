@@ -389,7 +389,7 @@ def test_as_a_subprocess(box: Sandbox, kind: str, case: Case) -> None:
 def test_an_unusual_but_valid_inventory_still_loads(box: Sandbox) -> None:
     """The checks refuse what is hostile, not what is merely unusual: anchors and merge keys,
     vault-encrypted values, addresses as host names, hosts without variables."""
-    from patchwave.inventory import load_hosts
+    from patchwave.ansible.inventory import load_hosts
 
     path = box.write("hosts.yml", lines(
         "all:",

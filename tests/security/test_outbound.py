@@ -37,12 +37,12 @@ from notifyservers import (
 )
 from reportdata import HOSTS, fill
 
-from patchwave import advisories
-from patchwave import policy as policy_mod
-from patchwave.cycle import load_advisories
 from patchwave.errors import InputError
 from patchwave.notify import config, events
 from patchwave.notify.outbox import Notifier
+from patchwave.patching import advisories
+from patchwave.patching import policy as policy_mod
+from patchwave.patching.advisories import load_advisories
 from patchwave.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]

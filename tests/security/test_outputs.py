@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from patchwave.errors import PatchwaveError
-from patchwave.store import Store, display_url
+from patchwave.store import Store
+from patchwave.store.base import display_url
 
 
 def test_a_new_store_is_private_and_an_old_one_is_tightened(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-from patchwave.runner import PlaybookRunner, Retention, inert, prune_artifacts, run_environment
+from patchwave.ansible.runner import PlaybookRunner, Retention, inert, prune_artifacts, run_environment
 
 PAYLOADS = [
     "{{ lookup('ansible.builtin.pipe', 'touch MARKER_PATH') }}",

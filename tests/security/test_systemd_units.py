@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from hostile import ROOT, Sandbox, assert_refused, lines
 
-from patchwave import schedule
 from patchwave.errors import InputError
+from patchwave.fleet import schedule
 
 SCHEDULE = lines("version: 1", "inventory: inventory.yml", "jobs:", "  - {name: digest, kind: digest, every: 1d}")
 SYSTEMD_ANALYZE = shutil.which("systemd-analyze")

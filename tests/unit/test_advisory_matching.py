@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from patchwave import advisories, manifest
 from patchwave.errors import InputError
 from patchwave.lab.catalog import RELEASES, installed_version, update_version
 from patchwave.models import Advisory, Affected, PendingUpdate, Span
-from patchwave.policy import Approval
+from patchwave.patching import advisories, manifest
+from patchwave.patching.policy import Approval
 
 OSV = Path(__file__).resolve().parents[1] / "data" / "osv"
 

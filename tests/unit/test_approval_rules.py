@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from patchwave import manifest
 from patchwave.models import Advisory, PendingUpdate
-from patchwave.policy import Approval
+from patchwave.patching import manifest
+from patchwave.patching.policy import Approval
 
 NOW = datetime(2026, 11, 29, tzinfo=UTC)
 ADVISORY = [Advisory("PWSA-1", ("CVE-2026-1",), "medium", "2026-11-25T00:00:00Z", "s", {"pkg": "2"})]

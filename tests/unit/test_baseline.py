@@ -9,8 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from patchwave.assessment import confirm_exceptions, drift, scores
-from patchwave.baseline import DEFAULT_PROFILE, SHIPPED, Baseline, exception_in_force, expiry_text, load_rule_file
+from patchwave.baseline.assessment import confirm_exceptions, scores
+from patchwave.baseline.drift import drift
+from patchwave.baseline.exceptions import exception_in_force, expiry_text
+from patchwave.baseline.profile import DEFAULT_PROFILE, SHIPPED, Baseline
+from patchwave.baseline.rules import load_rule_file
 from patchwave.errors import InputError
 from patchwave.models import Host
 
@@ -305,7 +308,7 @@ def test_an_exception_is_in_force_through_its_expiry_day(tmp_path: Path, offset:
 def test_the_controller_resurfaces_a_failure_whose_exception_expired(tmp_path: Path, offset: int) -> None:
     """A host whose clock is behind still says `excepted` for an exception that lapsed
     yesterday: the rule counts as failing again, and the exception is shown as expired."""
-    from patchwave.assessment import record_result
+    from patchwave.baseline.assessment import record_result
     from patchwave.store import Store
 
     expires = date.today() + timedelta(days=offset)

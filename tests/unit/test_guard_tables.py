@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from ansible_collections.patchwave.endpoint.plugins.module_utils.baseline import fixes
 
-from patchwave import baseline
+from patchwave.baseline import rules as baseline
 
 PAIRS = ["KEY_FILE_NAMES", "SSHD_DROP_IN", "ACCOUNT_FILES", "SSHD_CONNECTION_KEYS", "ROOT_LOGIN_ALLOWED",
          "SUDO_FLAGS_REFUSED", "PROTECTED_PACKAGES", "PROTECTED_UNITS", "CONNECTION_FILES", "REMOVE_REFUSED",

@@ -111,13 +111,13 @@ def test_a_lab_made_from_another_catalog_is_not_reused(tmp_path: Path) -> None:
 
 
 def test_the_cycle_passes_the_rollback_role_only_options_it_declares() -> None:
-    from patchwave.cycle import Cycle
-    from patchwave.policy import Policy
+    from patchwave.patching.policy import Policy
+    from patchwave.patching.rollback import rollback_vars
 
     specs = yaml.safe_load((Path(__file__).resolve().parents[2] / "collections/ansible_collections/patchwave/endpoint"
                             / "roles/rollback/meta/argument_specs.yml").read_text())
     options = specs["argument_specs"]["main"]["options"]
-    passed = Cycle._rollback_vars("c1", Policy.model_validate({"reboot": "never", "restart": "never"}))
+    passed = rollback_vars("c1", Policy.model_validate({"reboot": "never", "restart": "never"}))
     assert passed == {"patchwave_cycle_id": "c1", "rollback_reboot_policy": "never", "rollback_restart_policy": "never"}
     for name, value in passed.items():
         if name != "patchwave_cycle_id":  # the playbook maps it to rollback_cycle_id

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from patchwave import advisories, manifest, waves
 from patchwave.errors import InputError
 from patchwave.models import Advisory, Host, PendingUpdate, Span
+from patchwave.patching import advisories, manifest, waves
 
 LAB_ADVISORIES = Path(__file__).resolve().parents[2] / "orchestrator/src/patchwave/lab/data/advisories"
 

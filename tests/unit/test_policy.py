@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from patchwave import policy
 from patchwave.errors import InputError
+from patchwave.patching import policy
 
 GOOD = """\
 version: 1

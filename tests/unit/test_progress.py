@@ -6,8 +6,8 @@ import io
 
 from rich.console import Console
 
+from patchwave.ansible.runner import TaskEvent
 from patchwave.progress import Display
-from patchwave.runner import TaskEvent
 
 
 def _events(display: Display) -> None:

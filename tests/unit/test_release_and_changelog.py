@@ -13,17 +13,20 @@ from typing import Any
 import pytest
 from openpyxl import load_workbook
 
-from patchwave import changelogs, manifest, scheduler
-from patchwave.cycle import status_report, updates_from_scan
+from patchwave.fleet import scheduler
+from patchwave.fleet.schedule import Schedule
 from patchwave.models import Changelog, Host, PendingUpdate
+from patchwave.patching import changelogs, manifest
+from patchwave.patching.policy import Approval
+from patchwave.patching.scan import updates_from_scan
+from patchwave.patching.status import status_report
 from patchwave.paths import Paths
-from patchwave.policy import Approval
 from patchwave.reporting.datasets import DATASETS, Context
 from patchwave.reporting.definitions import load_workbook_definition
 from patchwave.reporting.engine import Writer
 from patchwave.reporting.workbook import write_cycle_workbook
-from patchwave.schedule import Schedule
-from patchwave.store import SCHEMA_VERSION, Store
+from patchwave.store import Store
+from patchwave.store.schema import SCHEMA_VERSION
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 11, 29, tzinfo=UTC)
@@ -106,8 +109,8 @@ def test_a_catch_up_carries_approvals_only_to_hosts_of_the_same_release(tmp_path
         store.add_end_state("catch", "ws2", "excluded", [], "no approved updates")
         return "catch"
 
-    monkeypatch.setattr("patchwave.cycle.Cycle.run", run)
-    monkeypatch.setattr("patchwave.cycle.scan_only", lambda *a, **k: [{"host": "ws2", "unreachable": False,
+    monkeypatch.setattr("patchwave.patching.cycle.Cycle.run", run)
+    monkeypatch.setattr("patchwave.patching.scan.scan_only", lambda *a, **k: [{"host": "ws2", "unreachable": False,
                                                                        "message": ""}])
     schedule = Schedule.model_validate({"jobs": [{"name": "catch-up", "kind": "catch-up", "every": "1h"}],
                                         "retry": {"window_minutes": 0}})
@@ -208,7 +211,7 @@ def test_changelogs_are_stored_per_cycle_host_and_package(tmp_path: Path) -> Non
 
 
 def test_cycle_status_shows_the_changelog_labelled(tmp_path: Path) -> None:
-    from patchwave.cli import _package_line
+    from patchwave.cli.cycle import _package_line
 
     packages = {p["name"]: p for p in status_report(_staged_cycle(tmp_path), "c1")["hosts"][0]["packages"]}
     assert _package_line(packages["libssl3"]) == ("libssl3 3.0.16-1~deb12u1 → 3.0.17-1~deb12u3; advisories: "

@@ -33,7 +33,7 @@ from ansible_collections.patchwave.endpoint.plugins.module_utils.baseline.fixes 
     sshd_check,
 )
 
-from patchwave.baseline import Baseline
+from patchwave.baseline.profile import Baseline
 from patchwave.errors import InputError
 
 USER = "patchwave"
@@ -894,7 +894,7 @@ def test_ordinary_fixes_next_to_the_connections_files_load(tmp_path: Path) -> No
 
 
 def test_the_shipped_baseline_passes_the_guards() -> None:
-    from patchwave.baseline import DEFAULT_PROFILE, SHIPPED
+    from patchwave.baseline.profile import DEFAULT_PROFILE, SHIPPED
 
     assert len(Baseline(SHIPPED / "debian-server.yml").rules_by_id()) >= 80
     assert Baseline(DEFAULT_PROFILE).rules_by_id()

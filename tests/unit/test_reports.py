@@ -20,7 +20,8 @@ from patchwave.reporting.datasets import DATASETS, Context
 from patchwave.reporting.definitions import STANDARD, Sheet, load_workbook_definition
 from patchwave.reporting.engine import CELL_LIMIT, Writer, _narrowing
 from patchwave.reporting.reports import write_reports
-from patchwave.store import Store, assessments, rule_results
+from patchwave.store import Store
+from patchwave.store.schema import assessments, rule_results
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 from reportdata import fill
 
-from patchwave import assets, schedule
 from patchwave.errors import InputError
+from patchwave.fleet import discover, schedule
 from patchwave.models import Host
-from patchwave.policy import thin_link_vars
+from patchwave.patching.policy import thin_link_vars
 from patchwave.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -181,19 +181,19 @@ def test_discovery_records_new_gone_changed_and_returned_hosts(tmp_path: Path) -
     plan = schedule.load(write(tmp_path, "schedule.yml", SCHEDULE))
     store = Store(f"sqlite:///{tmp_path / 'pw.db'}")
     inventory = write(tmp_path, "hosts.yml", INVENTORY)
-    first = assets.discover(store, inventory, plan, now=utc(29, 8))
+    first = discover.discover(store, inventory, plan, now=utc(29, 8))
     assert {(c["host"], c["kind"], c["decision"]) for c in first["changes"]} == {
         ("web1", "new", "remediate-now"), ("web2", "new", "remediate-now"), ("db1", "new", "patch-now"),
         ("ws1", "new", "next-cycle")}
-    assert assets.discover(store, inventory, plan, now=utc(29, 9))["changes"] == []  # nothing changed
+    assert discover.discover(store, inventory, plan, now=utc(29, 9))["changes"] == []  # nothing changed
     inventory.write_text(INVENTORY.replace("        web2: {patchwave_device_type: server, patchwave_owner: team-web}\n", "")
                          .replace("owner: alice", "owner: bob"))
-    second = assets.discover(store, inventory, plan, now=utc(29, 10))
+    second = discover.discover(store, inventory, plan, now=utc(29, 10))
     assert sorted((c["host"], c["kind"], json.dumps(c["detail"])) for c in second["changes"]) == [
         ("web2", "gone", "{}"), ("ws1", "changed", '{"owner": {"from": "alice", "to": "bob"}}')]
     assert next(a for a in store.assets() if a["host"] == "web2")["gone_at"] is not None
     inventory.write_text(INVENTORY)
-    third = assets.discover(store, inventory, plan, now=utc(29, 11))
+    third = discover.discover(store, inventory, plan, now=utc(29, 11))
     assert sorted((c["host"], c["kind"]) for c in third["changes"]) == [("web2", "returned"), ("ws1", "changed")]
     events = store.asset_events()
     assert [e["kind"] for e in events].count("new") == 4 and events[-1]["at"].day == 29
@@ -207,14 +207,14 @@ def test_overdue_and_never_assessed_hosts(tmp_path: Path) -> None:
     inventory = write(tmp_path, "hosts.yml", INVENTORY)
     path = write(tmp_path, "schedule.yml", SCHEDULE.replace('cron: "0 2 * * *"', "every: 7d"))
     plan = schedule.load(path)
-    rows = {r["host"]: r for r in assets.freshness(store, inventory, plan, now=utc(11, 12))}
+    rows = {r["host"]: r for r in discover.freshness(store, inventory, plan, now=utc(11, 12))}
     # on Nov 11: the 6-hourly scan is overdue after 9 hours (last scan Nov 10 10:00); the weekly
     # assessment after 10.5 days: web1 (Nov 2) is not yet, db1 was never assessed
     assert rows["web1"]["overdue"] == ["server-scan"] and not rows["web1"]["never_assessed"]
     assert rows["db1"]["overdue"] == ["server-scan", "nightly-assess"] and rows["db1"]["never_assessed"]
     assert rows["ws1"]["overdue"] == []  # workstations are not in the scan job; assessed Nov 4
     assert rows["web1"]["last_assessed"] == datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
-    later = {r["host"]: r for r in assets.freshness(store, inventory, plan, now=utc(29, 12))}
+    later = {r["host"]: r for r in discover.freshness(store, inventory, plan, now=utc(29, 12))}
     assert later["web1"]["overdue"] == ["server-scan", "nightly-assess"]
     assert later["web1"]["last_scanned"] == datetime(2026, 11, 10, 10, 0, tzinfo=UTC)
     assert later["web1"]["last_patched"] is not None and later["db1"]["last_patched"] is None
@@ -227,8 +227,8 @@ def test_overdue_and_never_assessed_hosts(tmp_path: Path) -> None:
 
 
 def test_hosts_that_do_not_answer_are_retried_with_backoff_within_the_window(tmp_path: Path) -> None:
+    from patchwave.fleet.scheduler import with_retries
     from patchwave.models import Host
-    from patchwave.scheduler import with_retries
 
     plan = schedule.load(write(tmp_path, "schedule.yml", SCHEDULE + "retry: {window_minutes: 0.05, "
                                                                       "backoff_seconds: 0.2}\n"))

@@ -7,12 +7,13 @@ from pathlib import Path
 import pytest
 from openpyxl import load_workbook
 
-from patchwave.cycle import status_report
 from patchwave.errors import PatchwaveError
-from patchwave.manifest import build
 from patchwave.models import Host, PendingUpdate
+from patchwave.patching.manifest import build
+from patchwave.patching.status import status_report
 from patchwave.reporting.workbook import write_cycle_workbook
-from patchwave.store import SCHEMA_VERSION, Store
+from patchwave.store import Store
+from patchwave.store.schema import SCHEMA_VERSION
 
 
 def _store_with_cycle(tmp_path: Path) -> Store:

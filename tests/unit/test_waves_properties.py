@@ -6,11 +6,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from patchwave import waves
 from patchwave.errors import InputError
 from patchwave.models import Host
-from patchwave.policy import Selector, Targets, amount
-from patchwave.policy import Wave as WaveSpec
+from patchwave.patching import waves
+from patchwave.patching.policy import Selector, Targets, amount
+from patchwave.patching.policy import Wave as WaveSpec
 
 hosts_strategy = st.lists(
     st.builds(Host, name=st.from_regex(r"[a-z]{1,6}[0-9]{0,3}", fullmatch=True),

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from patchwave import windows
 from patchwave.models import Host
-from patchwave.policy import Slot, Window
+from patchwave.patching import windows
+from patchwave.patching.policy import Slot, Window
 
 BERLIN = Window(groups=["web"], timezone="Europe/Berlin", slots=[Slot(days=["sat"], start="02:00", end="06:00")],
                 blackout=["2026-12-26"])

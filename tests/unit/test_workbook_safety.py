@@ -27,7 +27,9 @@ from patchwave.reporting.datasets import Context
 from patchwave.reporting.definitions import STANDARD, load_workbook_definition
 from patchwave.reporting.engine import Writer, xlsx_cell
 from patchwave.reporting.workbook import write_assessment_workbook, write_cycle_workbook
-from patchwave.store import Store, display_url, rule_results
+from patchwave.store import Store
+from patchwave.store.base import display_url
+from patchwave.store.schema import rule_results
 
 ROOT = Path(__file__).resolve().parents[2]
 HOSTILE = ['=HYPERLINK("http://x","y")', "+1", "-2+3", "@SUM(A1)", "\t=1", "\r=1", "#N/A"]

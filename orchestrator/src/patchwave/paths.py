@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from patchwave.errors import PatchwaveError
 
 if TYPE_CHECKING:
-    from patchwave.runner import Retention
+    from patchwave.ansible.runner import Retention
 
 
 def _looks_like_root(path: Path) -> bool:
@@ -75,8 +75,8 @@ class Paths:
     def retention(self) -> Retention:
         """How long ansible-runner run directories are kept (PATCHWAVE_ARTIFACT_RETENTION_DAYS,
         default 14 days; 0 keeps only the latest run). The store keeps every result regardless."""
+        from patchwave.ansible.runner import Retention
         from patchwave.errors import InputError
-        from patchwave.runner import Retention
 
         text = os.environ.get("PATCHWAVE_ARTIFACT_RETENTION_DAYS", "14")
         try:

@@ -11,7 +11,7 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
-from patchwave.runner import TRACKED_ACTIONS, TaskEvent
+from patchwave.ansible.runner import TRACKED_ACTIONS, TaskEvent
 
 _STYLE = {"ok": "green", "changed": "yellow", "failed": "bold red", "unreachable": "bold red", "done": "green"}
 

@@ -26,7 +26,7 @@ def configured() -> Path | None:
 
 def notifier(store: Store, inventory: Path | None, path: Path | None = None,
              log: Callable[[str], None] | None = None) -> Notifier | None:
-    from patchwave.inventory import load_hosts
+    from patchwave.ansible.inventory import load_hosts
 
     path = path or configured()
     if path is None:

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-from patchwave.manifest import published_at
 from patchwave.models import FAILED_STATES, PATCHED_STATES, Changelog, Host
+from patchwave.patching.manifest import published_at
 from patchwave.store import Store
 
 Row = dict[str, Any]

@@ -10,9 +10,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from patchwave.baseline import load_exceptions
+from patchwave.ansible.inventory import load_hosts
+from patchwave.baseline.exceptions import load_exceptions
 from patchwave.errors import InputError
-from patchwave.inventory import load_hosts
 from patchwave.models import Host
 from patchwave.paths import Paths
 from patchwave.reporting.datasets import Context

@@ -1,4 +1,4 @@
-"""Configuration baselines: rule files, layered profiles and the exceptions register — all YAML,
+"""Baseline rule files: rules with their checks and remediations, and default parameters — YAML,
 validated before anything runs, every error `file:line: where: what to fix`.
 
 A *rule file* holds rules (id, title, severity, references, applicability, one check, an
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import posixpath
 import re
-from datetime import date, datetime
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -22,11 +21,8 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 
 from patchwave import yamlsrc
 from patchwave.errors import InputError
-from patchwave.models import Host
 
 DOCS = "docs/baselines.md"
-SHIPPED = Path(__file__).parent / "baselines"  # `include: [patchwave:debian-server.yml]`
-DEFAULT_PROFILE = SHIPPED / "profile.yml"
 RULE_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{1,63}$"
 _PARAM = re.compile(r"^\$([a-z][a-z0-9_]*)$")
 _PACKAGE = re.compile(r"^[a-z0-9*?][a-z0-9+.*?\-]*$")
@@ -34,7 +30,6 @@ _UNIT = yamlsrc.UNIT_NAME
 _SYSCTL = re.compile(r"^[a-z0-9_]+([./][a-zA-Z0-9_\-]+)+$")
 _MODULE = re.compile(r"^[a-z0-9_\-]+$")
 _ACCOUNT = re.compile(r"^[a-z_][a-z0-9_.\-]*\$?$")
-_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 # C0 and C1 controls, DEL and U+2028/2029: str.splitlines() breaks a line at each of them, so a
 # value holding one would become two lines of a configuration file on the host
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
@@ -110,7 +105,7 @@ class BaselineError(InputError):
     pass
 
 
-class _Model(BaseModel):
+class Model(BaseModel):
     model_config = yamlsrc.STRICT
 
 
@@ -132,7 +127,7 @@ def _regex(value: str | None) -> str | None:
     return value
 
 
-class _Compare(_Model):
+class _Compare(Model):
     """How a value is judged: exactly one of value, one_of, regex, min/max, absent."""
 
     value: str | int | None = None
@@ -159,7 +154,7 @@ class _Compare(_Model):
         return self
 
 
-class FileCheck(_Model):
+class FileCheck(Model):
     type: Literal["file"]
     path: str
     state: Literal["present", "absent"] = "present"
@@ -170,7 +165,7 @@ class FileCheck(_Model):
         return _abs_path(value)
 
 
-class FileModeCheck(_Model):
+class FileModeCheck(Model):
     type: Literal["file_mode"]
     paths: Annotated[list[str], Field(min_length=1)]
     owner: str | None = None
@@ -190,7 +185,7 @@ class FileModeCheck(_Model):
         return self
 
 
-class FileContentCheck(_Model):
+class FileContentCheck(Model):
     type: Literal["file_content"]
     path: str | list[str]
     regex: str | None = None
@@ -236,20 +231,20 @@ class SshdCheck(_Compare):
     forbid: list[str] | None = None
 
 
-class SysctlCheck(_Model):
+class SysctlCheck(Model):
     type: Literal["sysctl"]
     key: Annotated[str, Field(pattern=_SYSCTL.pattern)]
     value: str | int
     scope: Literal["runtime", "persisted", "both"] = "both"
 
 
-class KernelModuleCheck(_Model):
+class KernelModuleCheck(Model):
     type: Literal["kernel_module"]
     name: Annotated[str, Field(pattern=_MODULE.pattern)]
     blacklist_enough: bool = False
 
 
-class MountCheck(_Model):
+class MountCheck(Model):
     type: Literal["mount"]
     mount: str
     options: list[Annotated[str, Field(pattern=r"^[a-z0-9_=]+$")]] = []
@@ -261,7 +256,7 @@ class MountCheck(_Model):
         return _abs_path(value)
 
 
-class PackageCheck(_Model):
+class PackageCheck(Model):
     type: Literal["package"]
     name: str | list[str]
     state: Literal["installed", "absent"] = "installed"
@@ -276,7 +271,7 @@ class PackageCheck(_Model):
         return value
 
 
-class ServiceCheck(_Model):
+class ServiceCheck(Model):
     type: Literal["service"]
     name: Annotated[str, Field(pattern=_UNIT.pattern)]
     enabled: bool | None = None
@@ -291,14 +286,14 @@ class ServiceCheck(_Model):
         return self
 
 
-class PortsCheck(_Model):
+class PortsCheck(Model):
     type: Literal["ports"]
     allowed: list[Annotated[int, Field(ge=1, le=65535)]] = []
     protocols: list[Literal["tcp", "udp"]] = ["tcp"]
     include_loopback: bool = False
 
 
-class AccountsCheck(_Model):
+class AccountsCheck(Model):
     type: Literal["accounts"]
     rule: Literal["uid0_only_root", "root_gid", "shadowed_passwords", "no_empty_passwords", "unique_uids",
                   "unique_gids", "unique_names", "unique_group_names", "system_shells", "password_max_days",
@@ -318,7 +313,7 @@ class AccountsCheck(_Model):
         return self
 
 
-class CommandCheck(_Model):
+class CommandCheck(Model):
     type: Literal["command"]
     argv: Annotated[list[str], Field(min_length=1)]
     rc: list[int] = [0]
@@ -348,7 +343,7 @@ CHECK_TYPES = ("file", "file_mode", "file_content", "config_value", "sshd", "sys
                "package", "service", "ports", "accounts", "command")
 
 
-class Remediation(_Model):
+class Remediation(Model):
     """What `remediate_baseline` does for a failing rule (see docs/baselines.md)."""
 
     type: Literal["file_mode", "config_value", "sshd_option", "sysctl", "kernel_module", "package_absent",
@@ -397,7 +392,7 @@ class Remediation(_Model):
         return self
 
 
-class References(_Model):
+class References(Model):
     cis: str | None = None  # CIS Debian Linux benchmark section
     ccs: str | None = None  # ComplianceAsCode rule id
     nist: list[Annotated[str, Field(pattern=r"^[A-Z]{2}-\d+(\(\d+\))?$")]] = []
@@ -409,13 +404,13 @@ class References(_Model):
         return self
 
 
-class Applies(_Model):
+class Applies(Model):
     distributions: list[str] = []
     versions: list[str] = []
     device_types: list[str] = []
 
 
-class Rule(_Model):
+class Rule(Model):
     id: Annotated[str, Field(pattern=RULE_ID)]
     title: Annotated[str, Field(min_length=3)]
     severity: Literal["critical", "high", "medium", "low", "info"]
@@ -428,7 +423,7 @@ class Rule(_Model):
     timeout: Annotated[int, Field(ge=1, le=600)] | None = None
 
 
-class RuleFile(_Model):
+class RuleFile(Model):
     version: Literal[1] = 1
     name: Annotated[str, Field(min_length=1)]
     description: str = ""
@@ -436,87 +431,23 @@ class RuleFile(_Model):
     rules: list[dict[str, Any]] = []  # validated one by one after parameters are filled in
 
 
-class Layer(_Model):
-    include: list[str] = []
-    parameters: dict[str, Any] = {}
-    disable: dict[str, Annotated[str, Field(min_length=3)]] = {}
 
 
-class Profile(Layer):
-    version: Literal[1] = 1
-    name: Annotated[str, Field(min_length=1)]
-    device_types: dict[str, Layer] = {}
-    groups: dict[str, Layer] = {}
-    hosts: dict[str, Layer] = {}
 
 
-class Scope(_Model):
-    hosts: list[str] = []
-    groups: list[str] = []
-
-    @model_validator(mode="after")
-    def _some(self) -> Scope:
-        if not self.hosts and not self.groups:
-            raise ValueError("an exception's scope names hosts and/or groups")
-        return self
 
 
-class Exception_(_Model):
-    id: Annotated[str, Field(pattern=RULE_ID)]
-    rule: Annotated[str, Field(pattern=RULE_ID)]
-    scope: Scope
-    owner: Annotated[str, Field(min_length=1)]
-    justification: Annotated[str, Field(min_length=3)]
-    compensating_control: Annotated[str, Field(min_length=3)]
-    expires: str  # YYYY-MM-DD: in force through that day, lapsed from the next
-
-    @field_validator("expires", mode="before")
-    @classmethod
-    def _date(cls, value: object) -> str:
-        return expiry_text(value)
-
-    @property
-    def expiry(self) -> date:
-        return date.fromisoformat(self.expires)
 
 
-def expiry_text(value: object) -> str:
-    """An exception's expiry as YYYY-MM-DD: the text exactly so (date.fromisoformat alone also
-    takes 20260101 and 2026-W01-1 on Python 3.11), or the date YAML makes of an unquoted
-    2026-01-01; not a date and time, not a number."""
-    if isinstance(value, datetime):
-        raise ValueError(f"{value.isoformat()!r} is a date and time; expires is a date YYYY-MM-DD")
-    if isinstance(value, date):
-        return value.isoformat()
-    if not isinstance(value, str):
-        raise ValueError(f"{value!r} is not a date YYYY-MM-DD (write it like \"2027-03-31\")")
-    if not _DAY.fullmatch(value):
-        raise ValueError(f"{value!r} is not a date YYYY-MM-DD")
-    try:
-        date.fromisoformat(value)
-    except ValueError as exc:
-        raise ValueError(f"{value!r} is not a date YYYY-MM-DD: {exc}") from exc
-    return value
 
 
-def exception_in_force(item: Exception_, today: date) -> bool:
-    """An exception that expires on day D is in force through D and lapses on D+1."""
-    return today <= item.expiry
 
 
-class ExceptionsFile(_Model):
-    version: Literal[1] = 1
-    exceptions: list[Exception_] = []
-
-    @model_validator(mode="after")
-    def _unique(self) -> ExceptionsFile:
-        yamlsrc.require_unique([e.id for e in self.exceptions], "exception ids")
-        return self
 
 
 # --- loading --------------------------------------------------------------------------------
 
-class _Located:
+class Sourced:
     """A value and where it came from."""
 
     def __init__(self, value: Any, path: Path, data: Any, loc: tuple[str | int, ...]) -> None:
@@ -539,13 +470,13 @@ class LoadedRule:
         return yamlsrc.where(self.path, self.data, ("rules", self.index, *loc))
 
 
-def _mapping(path: Path, kind: str) -> Any:
+def read_mapping(path: Path, kind: str) -> Any:
     """The file's top mapping; an empty file is an error, never "no rules" or "no exceptions"
     (write `exceptions: []` for an empty register)."""
     return yamlsrc.load_mapping(path, kind, DOCS, BaselineError)
 
 
-def _fill(value: Any, params: dict[str, _Located], used: set[str]) -> Any:
+def _fill(value: Any, params: dict[str, Sourced], used: set[str]) -> Any:
     if isinstance(value, str):
         match = _PARAM.match(value)
         if match:
@@ -807,7 +738,7 @@ def _remediation_problems(rule: Rule) -> list[tuple[tuple[str | int, ...], str]]
     return problems
 
 
-def _rule(loaded: LoadedRule, params: dict[str, _Located]) -> Rule:
+def build_rule(loaded: LoadedRule, params: dict[str, Sourced]) -> Rule:
     """Validate one rule with parameters filled in; errors name the rule's line, and the
     parameter's own line when the value came from a parameter."""
     used: set[str] = set()
@@ -849,150 +780,23 @@ def _rule(loaded: LoadedRule, params: dict[str, _Located]) -> Rule:
     return rule
 
 
-def load_rule_file(path: Path) -> tuple[RuleFile, list[LoadedRule], dict[str, _Located]]:
-    data = _mapping(path, "rule")
+def load_rule_file(path: Path) -> tuple[RuleFile, list[LoadedRule], dict[str, Sourced]]:
+    data = read_mapping(path, "rule")
     rule_file = yamlsrc.validate(RuleFile, data, path, "rule file", DOCS, BaselineError)
     rules_data = data.get("rules") or []
     loaded = [LoadedRule(r, path, data, i, rule_file.name) for i, r in enumerate(rules_data)]
-    params = {k: _Located(v, path, data, ("parameters", k)) for k, v in rule_file.parameters.items()}
+    params = {k: Sourced(v, path, data, ("parameters", k)) for k, v in rule_file.parameters.items()}
     seen: dict[str, LoadedRule] = {}
     for rule in loaded:
         if not isinstance(rule.raw, dict):
             raise BaselineError(f"{rule.where()}: rules[{rule.index}]: a rule is a mapping")
-        _rule(rule, params)  # each rule valid with the file's own defaults
+        build_rule(rule, params)  # each rule valid with the file's own defaults
         if rule.id in seen:
             raise BaselineError(f"{rule.where('id')}: rule id {rule.id} is already used at {seen[rule.id].where('id')}")
         seen[rule.id] = rule
     return rule_file, loaded, params
 
 
-class Compiled:
-    """The rules for one host, ready for assess_baseline, and what was disabled where."""
-
-    def __init__(self, host: str, rules: list[Rule], disabled: list[dict[str, str]], exceptions: dict[str, Exception_],
-                 ) -> None:
-        self.host, self.rules, self.disabled, self.exceptions = host, rules, disabled, exceptions
-
-    def module_rules(self) -> list[dict[str, Any]]:
-        out = []
-        for rule in self.rules:
-            check = rule.check.model_dump(exclude_none=True)
-            kind = check.pop("type")
-            item: dict[str, Any] = {"id": rule.id, "type": kind, "args": check,
-                                    "applies": rule.applies.model_dump()}
-            if rule.timeout:
-                item["timeout"] = rule.timeout
-            exception = self.exceptions.get(rule.id)
-            if exception is not None:
-                item["exception"] = {"id": exception.id, "expires": exception.expires}
-            out.append(item)
-        return out
+FAILING = ("fail", "error")
 
 
-def load_exceptions(path: Path) -> list[Exception_]:
-    """The exceptions register alone (reports read it without a baseline)."""
-    data = _mapping(path, "exceptions register")
-    return list(yamlsrc.validate(ExceptionsFile, data, path, "exceptions", DOCS, BaselineError).exceptions)
-
-
-class Baseline:
-    """A profile with its rule files and the exceptions register, loaded and validated."""
-
-    def __init__(self, profile_path: Path, exceptions_path: Path | None = None) -> None:
-        self.path = profile_path
-        data = _mapping(profile_path, "baseline")
-        if "rules" in data and "include" not in data:
-            # a rule file used directly as the whole baseline
-            data = yamlsrc.Located({"version": 1, "name": data.get("name", profile_path.stem),
-                                    "include": [profile_path.name]})
-            data.line, data.key_lines = 1, {"include": 1}
-        self.data = data
-        self.profile = yamlsrc.validate(Profile, data, profile_path, "profile", DOCS, BaselineError)
-        self.files: dict[str, tuple[RuleFile, list[LoadedRule], dict[str, _Located]]] = {}
-        for loc, layer in self._layers():
-            for index, name in enumerate(layer.include):
-                if name not in self.files:
-                    target = (SHIPPED / name.removeprefix("patchwave:") if name.startswith("patchwave:")
-                              else profile_path.parent / name).resolve()
-                    if not target.is_file():
-                        raise BaselineError(f"{yamlsrc.where(profile_path, data, (*loc, 'include', index))}: "
-                                            f"include {name}: no such file (relative to {profile_path.parent})")
-                    self.files[name] = load_rule_file(target)
-        known = {r.id for _f, rules, _p in self.files.values() for r in rules}
-        for loc, layer in self._layers():
-            for rule_id in layer.disable:
-                if rule_id not in known:
-                    raise BaselineError(f"{yamlsrc.where(profile_path, data, (*loc, 'disable', rule_id))}: "
-                                        f"disable: no rule {rule_id!r} in the included rule files")
-        self.exceptions: list[tuple[Exception_, str]] = []
-        if exceptions_path is not None:
-            edata = _mapping(exceptions_path, "exceptions register")
-            register = yamlsrc.validate(ExceptionsFile, edata, exceptions_path, "exceptions", DOCS, BaselineError)
-            for index, item in enumerate(register.exceptions):
-                where = yamlsrc.where(exceptions_path, edata, ("exceptions", index, "rule"))
-                if item.rule not in known:
-                    raise BaselineError(f"{where}: exceptions[{index}].rule: no rule {item.rule!r} in the baseline")
-                self.exceptions.append((item, yamlsrc.where(exceptions_path, edata, ("exceptions", index))))
-
-    def _layers(self) -> list[tuple[tuple[str | int, ...], Layer]]:
-        layers: list[tuple[tuple[str | int, ...], Layer]] = [((), self.profile)]
-        layers += [(("device_types", k), v) for k, v in self.profile.device_types.items()]
-        layers += [(("groups", k), v) for k, v in self.profile.groups.items()]
-        layers += [(("hosts", k), v) for k, v in self.profile.hosts.items()]
-        return layers
-
-    def check_inventory(self, hosts: list[Host], layers: bool = True) -> None:
-        """Layer and exception names must exist in the inventory (layers: not for the shipped
-        default profile, whose device-type layers apply where such hosts exist)."""
-        groups = {g for h in hosts for g in h.groups}
-        names = {h.name for h in hosts}
-        kinds = {h.device_type for h in hosts if h.device_type}
-        checked = (("device_types", kinds, "device type"), ("groups", groups, "group"), ("hosts", names, "host"))
-        for key, known, what in checked if layers else ():
-            for name in getattr(self.profile, key):
-                if name not in known:
-                    raise BaselineError(f"{yamlsrc.where(self.path, self.data, (key, name))}: {key}.{name}: unknown "
-                                        f"{what} {name!r}; the inventory has {', '.join(sorted(known)) or 'none'}")
-        for item, where in self.exceptions:
-            for host in item.scope.hosts:
-                if not any(fnmatchcase(n, host) for n in names):
-                    raise BaselineError(f"{where}: exception {item.id}: scope host {host!r} matches no inventory host")
-            for group in item.scope.groups:
-                if group not in groups:
-                    raise BaselineError(f"{where}: exception {item.id}: scope group {group!r} is not an inventory group")
-
-    def compile(self, host: Host) -> Compiled:
-        stack: list[tuple[str, Layer, tuple[str | int, ...]]] = [("standard", self.profile, ())]
-        if host.device_type in self.profile.device_types:
-            stack.append((f"device type {host.device_type}", self.profile.device_types[host.device_type],
-                          ("device_types", host.device_type)))
-        for group in sorted(set(host.groups) & set(self.profile.groups)):
-            stack.append((f"group {group}", self.profile.groups[group], ("groups", group)))
-        if host.name in self.profile.hosts:
-            stack.append((f"host {host.name}", self.profile.hosts[host.name], ("hosts", host.name)))
-        chosen: dict[str, LoadedRule] = {}
-        params: dict[str, _Located] = {}
-        disabled: dict[str, dict[str, str]] = {}
-        for label, layer, loc in stack:
-            for name in layer.include:
-                _file, included, defaults = self.files[name]
-                for key, value in defaults.items():
-                    params.setdefault(key, value)
-                for rule in included:
-                    chosen[rule.id] = rule
-            for key, value in layer.parameters.items():
-                params[key] = _Located(value, self.path, self.data, (*loc, "parameters", key))
-            for rule_id, reason in layer.disable.items():
-                disabled[rule_id] = {"id": rule_id, "layer": label, "reason": reason}
-        rules = [_rule(r, params) for rid, r in chosen.items() if rid not in disabled]
-        exceptions: dict[str, Exception_] = {}
-        for item, _where in self.exceptions:
-            if any(fnmatchcase(host.name, p) for p in item.scope.hosts) or set(item.scope.groups) & set(host.groups):
-                current = exceptions.get(item.rule)
-                if current is None or item.expiry > current.expiry:
-                    exceptions[item.rule] = item
-        return Compiled(host.name, rules, sorted(disabled.values(), key=lambda d: d["id"]), exceptions)
-
-    def rules_by_id(self) -> dict[str, Rule]:
-        """Every rule with the rule files' own defaults (for reports: titles, severities)."""
-        return {r.id: _rule(r, params) for _f, rules, params in self.files.values() for r in rules}

@@ -11,9 +11,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from patchwave.inventory import load_hosts
+from patchwave.ansible.inventory import load_hosts
+from patchwave.fleet.schedule import Schedule
 from patchwave.models import Host
-from patchwave.schedule import Schedule
 from patchwave.store import Store
 
 

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from patchwave import yamlsrc
+from patchwave.ansible.runner import read_inventory
 from patchwave.errors import InputError
 from patchwave.models import Host
-from patchwave.runner import read_inventory
 
 # inventories are bigger than Patchwave's own files (10,000 hosts are a few MB), so their bounds are too
 MAX_BYTES = 64 * 1024 * 1024

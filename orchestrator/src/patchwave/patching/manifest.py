@@ -23,9 +23,9 @@ from datetime import UTC, datetime, timedelta
 from fnmatch import fnmatchcase
 from typing import Any
 
-from patchwave.advisories import ByPackage, matching, rank
 from patchwave.models import Advisory, Decision, Manifest, PendingUpdate
-from patchwave.policy import Approval
+from patchwave.patching.advisories import ByPackage, matching, rank
+from patchwave.patching.policy import Approval
 
 DEFAULT_APPROVAL = Approval()
 

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from patchwave.models import Host
-from patchwave.policy import DAYS, Window
+from patchwave.patching.policy import DAYS, Window
 
 STEP = timedelta(minutes=5)
 HORIZON = timedelta(days=28)

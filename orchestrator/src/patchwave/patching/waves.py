@@ -15,8 +15,8 @@ from fnmatch import fnmatchcase
 
 from patchwave.errors import InputError
 from patchwave.models import Host, Wave
-from patchwave.policy import Selector, Targets, amount
-from patchwave.policy import Wave as WaveSpec
+from patchwave.patching.policy import Selector, Targets, amount
+from patchwave.patching.policy import Wave as WaveSpec
 
 
 def matches(host: Host, selector: Selector | None) -> bool:

@@ -14,12 +14,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from patchwave import assets
-from patchwave.inventory import load_hosts
+from patchwave.ansible.inventory import load_hosts
+from patchwave.fleet import discover
+from patchwave.fleet.schedule import Job, Schedule, due
 from patchwave.models import Host
+from patchwave.patching.policy import Policy, thin_link_vars
 from patchwave.paths import Paths
-from patchwave.policy import Policy, thin_link_vars
-from patchwave.schedule import Job, Schedule, due
 from patchwave.store import Store
 
 Log = Callable[[str], None]
@@ -58,7 +58,7 @@ def run_due(paths: Paths, store: Store, schedule: Schedule, schedule_path: Path,
 def execute(paths: Paths, store: Store, schedule: Schedule, schedule_path: Path, job: Job, log: Log) -> dict[str, Any]:
     inventory = inventory_of(schedule, schedule_path, paths)
     if job.kind == "discover":
-        found = assets.discover(store, inventory, schedule)
+        found = discover.discover(store, inventory, schedule)
         return {"changes": found["changes"], "acted": act_on_new(paths, store, inventory, log)}
     if job.kind == "digest":
         from patchwave import notify
@@ -82,12 +82,12 @@ def _run_kind(paths: Paths, store: Store, inventory: Path, schedule: Schedule, j
     from patchwave.progress import quiet
 
     if job.kind == "scan":
-        from patchwave.cycle import scan_only
+        from patchwave.patching.scan import scan_only
 
         links = thin_link_vars(schedule.thin_links, hosts)
         return {r["host"]: not r["unreachable"] for r in scan_only(paths, store, inventory, quiet(), hosts, links)}
-    from patchwave.assessment import run_assessment
-    from patchwave.baseline import DEFAULT_PROFILE, Baseline
+    from patchwave.baseline.assessment import run_assessment
+    from patchwave.baseline.profile import DEFAULT_PROFILE, Baseline
 
     baseline = Baseline(schedule_path.parent / job.baseline if job.baseline else DEFAULT_PROFILE, None)
     report = run_assessment(paths, store, inventory, baseline, hosts, quiet())
@@ -132,17 +132,17 @@ def act_on_new(paths: Paths, store: Store, inventory: Path, log: Log) -> list[di
         if decision == "next-cycle":
             outcome = "nothing now: the next patch cycle includes it"
         elif decision == "observe":
-            from patchwave.assessment import run_assessment
-            from patchwave.baseline import DEFAULT_PROFILE, Baseline
-            from patchwave.cycle import scan_only
+            from patchwave.baseline.assessment import run_assessment
+            from patchwave.baseline.profile import DEFAULT_PROFILE, Baseline
+            from patchwave.patching.scan import scan_only
 
             scanned = scan_only(paths, store, inventory, quiet(), [host])[0]
             report = run_assessment(paths, store, inventory, Baseline(DEFAULT_PROFILE, None), [host], quiet())
             outcome = (f"scanned ({len(scanned['updates'])} pending update(s)) and assessed "
                        f"(score {report['hosts'][0].get('score')}%)")
         elif decision == "remediate-now":
-            from patchwave.baseline import DEFAULT_PROFILE, Baseline
-            from patchwave.remediation import run_remediation
+            from patchwave.baseline.profile import DEFAULT_PROFILE, Baseline
+            from patchwave.baseline.remediation import run_remediation
 
             report = run_remediation(paths, store, inventory, Baseline(DEFAULT_PROFILE, None), [host], False, quiet())
             entry = report["hosts"][0]
@@ -156,7 +156,7 @@ def act_on_new(paths: Paths, store: Store, inventory: Path, log: Log) -> list[di
 
 def _one_host(row: dict[str, Any] | None, host: Host, wave: str, **changes: Any) -> Policy:
     """A cycle's policy (the default without one) narrowed to one host in one wave."""
-    from patchwave.policy import Targets, Wave
+    from patchwave.patching.policy import Targets, Wave
 
     policy = Policy.model_validate_json(json.dumps(row["policy"])) if row else Policy()
     return policy.model_copy(update={"targets": Targets(hosts=[host.name]), "waves": [Wave(name=wave)], **changes})
@@ -165,7 +165,7 @@ def _one_host(row: dict[str, Any] | None, host: Host, wave: str, **changes: Any)
 def patch_now(paths: Paths, store: Store, inventory: Path, host: Host) -> str:
     """An out-of-cycle mini cycle for one host under the latest cycle's policy (its approval
     rules), in one wave."""
-    from patchwave.cycle import Cycle
+    from patchwave.patching.cycle import Cycle
 
     latest = store.latest_cycle_id()
     mini = _one_host(store.cycle(latest) if latest else None, host, "new-device", windows=[])
@@ -184,8 +184,9 @@ def catch_up(paths: Paths, store: Store, inventory: Path, schedule: Schedule, ho
     update is excluded, naming the release the approval was for). A host still away
     stays unreachable (a scan finds that out; no cycle is started) and is tried again, with the
     schedule's retries and at the next due run."""
-    from patchwave.cycle import Cycle, scan_only
     from patchwave.errors import GateHalt
+    from patchwave.patching.cycle import Cycle
+    from patchwave.patching.scan import scan_only
     from patchwave.progress import quiet
 
     latest = {r["host"]: r for r in store.rows("end_states", latest_per="host", host=[h.name for h in hosts])}

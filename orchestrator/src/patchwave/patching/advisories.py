@@ -32,6 +32,7 @@ from debian.debian_support import Version
 
 from patchwave.errors import InputError, shown_url
 from patchwave.models import Advisory, Affected, PendingUpdate, Span
+from patchwave.patching.policy import Policy
 
 SEVERITIES = ("critical", "high", "medium", "low", "unknown")
 _URGENCY = {"critical": "critical", "emergency": "critical", "high": "high", "medium": "medium",
@@ -396,3 +397,13 @@ class ByPackage:
     def about(self, update: PendingUpdate) -> list[Advisory]:
         positions = {p for n in {_bare(update.source or update.name), _bare(update.name)} for p in self._named.get(n, [])}
         return [self._all[p] for p in sorted(positions)]
+
+
+def load_advisories(policy: Policy, policy_dir: Path | None, extra: Path | None) -> list[Advisory]:
+    """The policy's advisory sources (paths relative to the policy file) plus one given directly."""
+    sources: list[str | Path] = [s.url or (policy_dir or Path.cwd()) / str(s.path) for s in policy.advisories]
+    if extra is not None:
+        sources.append(extra)
+    return [a for source in sources for a in load(source)]
+
+

@@ -7,7 +7,6 @@ Every step's results are written to the store before the next step acts on them.
 from __future__ import annotations
 
 import json
-import secrets
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -15,23 +14,27 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from patchwave import advisories as advisories_mod
-from patchwave import changelogs as changelogs_mod
-from patchwave import manifest as manifest_mod
-from patchwave import waves as waves_mod
-from patchwave import windows as windows_mod
+from patchwave.ansible.inventory import load_hosts
+from patchwave.ansible.procs import stop_strays
+from patchwave.ansible.runner import PlaybookRunner
 from patchwave.errors import GateHalt, InputError, PatchwaveError
-from patchwave.inventory import load_hosts
-from patchwave.models import FAILED_STATES, PATCHED_STATES, Advisory, Changelog, Decision, Host, Manifest, PendingUpdate, Wave
+from patchwave.ids import new_cycle_id
+from patchwave.models import FAILED_STATES, PATCHED_STATES, Host, Manifest, Wave
+from patchwave.patching import changelogs as changelogs_mod
+from patchwave.patching import manifest as manifest_mod
+from patchwave.patching import waves as waves_mod
+from patchwave.patching import windows as windows_mod
+from patchwave.patching.advisories import load_advisories
+from patchwave.patching.policy import Policy, thin_link_vars
+from patchwave.patching.policy import Wave as WaveSpec
+from patchwave.patching.rollback import rollback_vars
+from patchwave.patching.runs import playbook_runner, record_results
+from patchwave.patching.scan import SCAN, scan_hosts, updates_from_scan
+from patchwave.patching.status import package_rows
 from patchwave.paths import Paths
-from patchwave.policy import Policy, thin_link_vars
-from patchwave.policy import Wave as WaveSpec
-from patchwave.procs import stop_strays
 from patchwave.progress import Display, quiet
-from patchwave.runner import PlaybookRunner, RunResult, Timeouts
 from patchwave.store import Store
 
-SCAN = "patchwave.endpoint.pending_updates"
 STAGE = "patchwave.endpoint.stage_updates"
 APPLY = "patchwave.endpoint.apply_updates"
 REBOOT = "ansible.builtin.reboot"
@@ -51,31 +54,10 @@ class _Rollout:
             self.halted, self.reason = True, reason
 
 
-def new_cycle_id() -> str:
-    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(2)
 
 
-def scan_ecosystem(result: dict[str, Any]) -> str:
-    """The OSV ecosystem a scan gives for its host (pending_updates' `os.ecosystem`, from the
-    host's os-release); '' when it gives none, as scans from before it did."""
-    release = result.get("os")
-    found = release.get("ecosystem") if isinstance(release, dict) else None
-    return found if isinstance(found, str) and len(found) <= 64 and found.isprintable() else ""
 
 
-def updates_from_scan(host: str, result: dict[str, Any]) -> list[PendingUpdate]:
-    ecosystem = scan_ecosystem(result)
-    return [
-        PendingUpdate(
-            host=host, name=u["name"], installed=u.get("installed"), candidate=u["candidate"],
-            source=u.get("source") or u["name"], security=bool(u.get("security")), held=bool(u.get("held")),
-            new_install=bool(u.get("new_install")),
-            suites=tuple(o.get("suite", "") for o in u.get("origins", [])),
-            required_by=tuple(u.get("required_by", [])),
-            ecosystem=ecosystem,
-        )
-        for u in result.get("updates", [])
-    ]
 
 
 class Cycle:
@@ -161,7 +143,7 @@ class Cycle:
             raise InputError(f"{self.inventory}: host(s) of cycle {cycle_id} no longer in the inventory: {', '.join(missing)}")
         work = self.paths.state / "cycles" / cycle_id
         work.mkdir(parents=True, exist_ok=True)
-        runner = self._runner(work / "runs", cycle_id, policy)
+        runner = playbook_runner(self.paths, self.store, self.display, work / "runs", cycle_id, policy)
 
         # 2 scan and 3 approve: one frozen manifest for the whole cycle
         if row["manifest"] is None:
@@ -199,7 +181,7 @@ class Cycle:
             result = runner.run("stage.yml", self.inventory, ident="02-stage", limit=[h.name for h in todo],
                                 extravars={**extravars, "patchwave_thin_links": self._thin_links(cycle_id, policy,
                                                                                                  todo, "stage")})
-            self._record(cycle_id, "stage", STAGE, result, todo)
+            record_results(self.store, cycle_id, "stage", STAGE, result, todo)
             for host in todo:  # what each staged package's changelog says (urgency, CVEs), for the reports
                 self.store.add_changelogs(cycle_id, changelogs_mod.from_stage_result(
                     host.name, result.result(STAGE, host.name) or {}))
@@ -292,7 +274,7 @@ class Cycle:
             wave_id = self.store.start_wave(cycle_id, wave.index, wave.name, list(wave.hosts))
             result = runner.run("deploy.yml", self.inventory, ident=f"03-deploy-wave{wave.index}",
                                 limit=list(wave.hosts), extravars={**extravars, "patchwave_serial": spec.concurrency})
-            failed = self._record(cycle_id, "deploy", APPLY, result, wave_hosts, wave=wave.index)
+            failed = record_results(self.store, cycle_id, "deploy", APPLY, result, wave_hosts, wave=wave.index)
             unhealthy = self._health(cycle_id, runner, policy, [h for h in wave.hosts if h not in failed], wave.index,
                                      policy_dir, extravars)
             gate_info = self._gate(wave, spec, policy, {**failed, **unhealthy}, rollout.failed_so_far, len(hosts))
@@ -318,16 +300,10 @@ class Cycle:
             if policy.gates.rollback_on_failure:
                 self.say(f"[{cycle_id}] rolling back wave {wave.name}: {', '.join(wave.hosts)}")
                 back = runner.run("rollback.yml", self.inventory, ident=f"06-rollback-wave{wave.index}",
-                                  limit=list(wave.hosts), extravars=self._rollback_vars(cycle_id, policy))
-                self._record(cycle_id, "rollback", "patchwave.endpoint.rollback_updates", back, wave_hosts,
+                                  limit=list(wave.hosts), extravars=rollback_vars(cycle_id, policy))
+                record_results(self.store, cycle_id, "rollback", "patchwave.endpoint.rollback_updates", back, wave_hosts,
                              wave=wave.index)
         return "passed" if passed else "failed"
-
-    @staticmethod
-    def _rollback_vars(cycle_id: str, policy: Policy) -> dict[str, Any]:
-        """The rollback role follows the policy's reboot and restart settings, as the deploy does."""
-        return {"patchwave_cycle_id": cycle_id, "rollback_reboot_policy": policy.reboot,
-                "rollback_restart_policy": policy.restart}
 
     def _approval_gate(self, cycle_id: str, wave: Wave, spec: WaveSpec, wave_id: int, rollout: _Rollout) -> str:
         """'' when the wave may go on; otherwise the status it stops with (waiting or rejected)."""
@@ -377,12 +353,6 @@ class Cycle:
         if unhealthy:
             verdict["reason"] = f"after the soak: {verdict['reason']}"
         return verdict
-
-    def _runner(self, work: Path, cycle_id: str | None, policy: Policy | None = None) -> PlaybookRunner:
-        limits = (policy or Policy()).timeouts
-        return PlaybookRunner(self.paths.root, work, recorder=self.store, cycle_id=cycle_id, observer=self.display,
-                              timeouts=Timeouts(idle=round(limits.idle_minutes * 60), job=round(limits.job_minutes * 60)),
-                              retention=self.paths.retention)
 
     def _scan(self, cycle_id: str, runner: PlaybookRunner, hosts: list[Host],
               links: dict[str, dict[str, Any]] | None = None) -> None:
@@ -438,27 +408,6 @@ class Cycle:
                     unhealthy[host] = message
         return unhealthy
 
-    def _record(self, cycle_id: str, stage: str, action: str, result: RunResult, hosts: list[Host],
-                wave: int | None = None) -> dict[str, str]:
-        failed: dict[str, str] = {}
-        for host in hosts:
-            data = result.result(action, host.name) or {}
-            outcome = result.hosts.get(host.name)
-            ok = bool(data) and not data.get("failed") and (outcome is None or outcome.ok)
-            message = (outcome.message if outcome and outcome.message else str(data.get("msg", "")))
-            if not data and not message:
-                message = "no result from the host"
-            reboot = result.result(REBOOT, host.name)
-            payload = dict(data)
-            if reboot is not None:
-                payload["reboot"] = {"rebooted": reboot.get("rebooted"), "elapsed": reboot.get("elapsed")}
-            payload.pop("stdout_lines", None)
-            self.store.add_host_result(cycle_id, host.name, stage, ok,
-                                       bool(outcome and outcome.unreachable), message, payload, wave=wave)
-            if not ok:
-                failed[host.name] = message
-        return failed
-
     def _end_states(self, cycle_id: str, hosts: list[Host], manifest: Manifest, scan_failed: dict[str, str],
                     stage_failed: dict[str, str], deploy_failed: dict[str, str],
                     confirmed: dict[str, dict[str, Any]], unreachable: set[str]) -> str:
@@ -496,177 +445,20 @@ class Cycle:
         return worst
 
 
-def package_rows(approved: list[Decision], after: dict[str, str]) -> list[dict[str, Any]]:
-    """Per approved package: before, wanted, after (from the rescan) and why it was approved."""
-    return [{"name": d.name, "before": d.installed, "wanted": d.version, "after": after.get(d.name),
-             "severity": d.severity, "advisories": list(d.advisories), "cves": list(d.cves), "reason": d.reason,
-             "sla_due": d.sla_due}
-            for d in approved]
 
 
-def scan_hosts(store: Store, runner: PlaybookRunner, inventory: Path, hosts: list[Host],
-               cycle_id: str | None, links: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
-    """Scan `hosts` and store every result (a failed scan with why) before returning them;
-    `links` are the thin links (download limit, relay) of the hosts behind one."""
-    scan = runner.run("scan.yml", inventory, ident=f"01-scan-{new_cycle_id()}", limit=[h.name for h in hosts],
-                      extravars={"patchwave_thin_links": links} if links else None)
-    results = []
-    for host in hosts:
-        res = scan.result(SCAN, host.name)
-        outcome = scan.hosts.get(host.name)
-        ok = res is not None and not res.get("failed") and (outcome is None or outcome.ok)
-        found = updates_from_scan(host.name, res) if ok and res else []
-        if not ok:
-            res = {**(res or {}), "msg": outcome.message if outcome else "no scan result",
-                   "unreachable": bool(outcome and outcome.unreachable)}
-        store.add_scan(cycle_id, host.name, "scan", ok, res or {}, found)
-        results.append({"host": host.name, "ok": ok, "result": res or {}, "updates": found})
-    return results
 
 
-def scan_only(paths: Paths, store: Store, inventory: Path, display: Display | None = None,
-              hosts: list[Host] | None = None, links: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
-    """A scan outside any cycle (of every host, or `hosts`): stored (history for trends), nothing
-    approved or installed. `links`: the thin links of hosts behind one (a schedule's)."""
-    runner = Cycle(paths, store, inventory, display)._runner(paths.state / "scans", None)
-    report = []
-    for entry in scan_hosts(store, runner, inventory, hosts if hosts is not None else load_hosts(inventory), None,
-                            links):
-        res = entry["result"]
-        report.append({
-            "host": entry["host"], "ok": entry["ok"], "unreachable": bool(res.get("unreachable")),
-            "message": "" if entry["ok"] else str(res.get("msg", "")),
-            "updates": [{"name": u.name, "installed": u.installed, "candidate": u.candidate, "security": u.security,
-                         "held": u.held, "new_install": u.new_install} for u in entry["updates"]],
-            "reboot_required": bool(entry["ok"] and res.get("reboot_required", {}).get("required")),
-        })
-    return report
 
 
-def rollback(paths: Paths, store: Store, cycle_id: str, display: Display | None = None) -> str:
-    """Roll back every host a cycle reached, then confirm: each ends rolled-back or failed."""
-    row = store.cycle(cycle_id)
-    if row is None:
-        raise InputError(f"no cycle {cycle_id!r} in the store")
-    inventory = Path(row["inventory"])
-    reached = sorted({h for w in store.waves(cycle_id) if w["status"] in ("passed", "failed", "running")
-                      for h in w["hosts"]})
-    if not reached:
-        raise InputError(f"cycle {cycle_id} reached no host: nothing to roll back")
-    store.lock(cycle_id)
-    try:
-        for stray in stop_strays(cycle_id):
-            store.log(cycle_id, "rollback", f"stopped {stray}, left running by an orchestrator that died")
-        work = paths.state / "cycles" / cycle_id
-        cycle = Cycle(paths, store, inventory, display)
-        policy = Policy.model_validate_json(json.dumps(row["policy"]))
-        runner = cycle._runner(work / "runs", cycle_id, policy)
-        hosts = [h for h in load_hosts(inventory) if h.name in reached]
-        back = runner.run("rollback.yml", inventory, ident="07-rollback", limit=reached,
-                          extravars=cycle._rollback_vars(cycle_id, policy))
-        failed = cycle._record(cycle_id, "rollback", "patchwave.endpoint.rollback_updates", back, hosts)
-        manifest = Manifest(cycle_id, str(row["created_at"]), tuple(store.decisions(cycle_id)))
-        confirm = runner.run("confirm.yml", inventory, ident="08-confirm-rollback", limit=reached,
-                             extravars={"patchwave_manifest_file": str(work / "manifest.json")})
-        for host in hosts:
-            res = confirm.result(SCAN, host.name) or {}
-            confirmation = res.get("confirmation", {})
-            state = confirmation.get("state", "failed") if host.name not in failed else "failed"
-            detail = confirmation.get("detail", "") if host.name not in failed else f"rollback failed: {failed[host.name]}"
-            after = res.get("installed", {})
-            packages = package_rows([d for d in manifest.decisions if d.host == host.name and d.approved], after)
-            store.add_end_state(cycle_id, host.name, state, packages, detail)
-        status = "rolled-back" if not failed else "failed"
-        store.set_cycle_status(cycle_id, status, finished=True)
-        store.log(cycle_id, "rollback", f"rolled back {len(reached) - len(failed)} of {len(reached)} host(s)")
-        return status
-    finally:
-        store.unlock(cycle_id)
 
 
-def load_advisories(policy: Policy, policy_dir: Path | None, extra: Path | None) -> list[Advisory]:
-    """The policy's advisory sources (paths relative to the policy file) plus one given directly."""
-    sources: list[str | Path] = [s.url or (policy_dir or Path.cwd()) / str(s.path) for s in policy.advisories]
-    if extra is not None:
-        sources.append(extra)
-    return [a for source in sources for a in advisories_mod.load(source)]
 
 
-def plan(paths: Paths, inventory: Path, policy: Policy, advisories: list[Advisory],
-         display: Display | None = None) -> dict[str, Any]:
-    """What a cycle would do now: the manifest and the waves with their windows. Scans without
-    refreshing package lists and stores nothing: no host and no record changes."""
-    hosts = waves_mod.targeted(load_hosts(inventory), policy.targets)
-    if not hosts:
-        raise InputError(f"{inventory}: the policy's targets match no host")
-    waves_mod.plan(hosts, policy.waves)
-    work = paths.state / "plans" / new_cycle_id()
-    runner = PlaybookRunner(paths.root, work, observer=display or quiet(), retention=paths.retention)
-    scan = runner.run("scan.yml", inventory, ident="scan", limit=[h.name for h in hosts],
-                      extravars={"scan_update_cache": False})
-    updates: list[PendingUpdate] = []
-    unscanned = []
-    for host in hosts:
-        res = scan.result(SCAN, host.name)
-        if res is None or res.get("failed"):
-            unscanned.append(host.name)
-        else:
-            updates.extend(updates_from_scan(host.name, res))
-    manifest = manifest_mod.build("plan", updates, advisories, policy.approval, sla_days=policy.sla_days)
-    with_packages = [h for h in hosts if h.name in manifest.hosts_with_packages()]
-    now = datetime.now(UTC)
-    planned = []
-    for wave in waves_mod.plan(with_packages, policy.waves):
-        members = [h for h in hosts if h.name in wave.hosts]
-        governing = windows_mod.governing(policy.windows, members)
-        minutes = next(s.duration_minutes for s in policy.waves if s.name == wave.name)
-        opening = windows_mod.next_start(governing, now, minutes)
-        planned.append({"index": wave.index, "name": wave.name, "hosts": list(wave.hosts),
-                        "window_open_now": opening == now,
-                        "next_opening": windows_mod.describe(governing, opening) if opening != now else "now"})
-    return {
-        "policy": policy.name,
-        "hosts": [h.name for h in hosts],
-        "unscanned": unscanned,
-        "decisions": [{"host": d.host, "name": d.name, "installed": d.installed, "version": d.version,
-                       "ecosystem": d.ecosystem, "approved": d.approved, "reason": d.reason, "severity": d.severity,
-                       "advisories": list(d.advisories), "sla_due": d.sla_due} for d in manifest.decisions],
-        "waves": planned,
-    }
 
 
-def status_report(store: Store, cycle_id: str) -> dict[str, Any]:
-    cycle = store.cycle(cycle_id)
-    if cycle is None:
-        raise InputError(f"no cycle {cycle_id!r} in the store")
-    states = store.end_states(cycle_id)
-    finish = store.events(cycle_id, "approval" if cycle["status"] == "awaiting-approval" else "finish")
-    logs = store.changelogs(cycle_id)
-    return {
-        "cycle_id": cycle_id,
-        "status": cycle["status"],
-        "reason": finish[-1]["message"] if finish else "",
-        "created_at": cycle["created_at"],
-        "finished_at": cycle["finished_at"],
-        "waves": [{"index": w["idx"], "name": w["name"], "hosts": w["hosts"], "status": w["status"],
-                   "started_at": w["started_at"], "finished_at": w["finished_at"], "gate": w["gate"]}
-                  for w in store.waves(cycle_id)],
-        "approvals": [{"wave": a["wave_name"], "approved": a["approved"], "by": a["by"], "at": a["at"],
-                       "comment": a["comment"]} for a in store.approvals(cycle_id)],
-        "runs": [{"run": r["ident"], "status": r["status"], "hosts": len(r["hosts"]), "seconds": r["seconds"]}
-                 for r in store.runs(cycle_id)],
-        "hosts": [{"host": h, "state": s["state"], "detail": s["detail"],
-                   "packages": [with_changelog(p, logs.get((h, p.get("name", "")))) for p in s["packages"]]}
-                  for h, s in sorted(states.items())],
-    }
 
 
-def with_changelog(package: dict[str, Any], log: Changelog | None) -> dict[str, Any]:
-    """A package row of an end state with what its staged changelog said, kept apart from the
-    advisories' CVEs (`cves`): `changelog_cves` and `changelog_urgency` (empty when the package
-    had no changelog, or was never staged)."""
-    return {**package, "changelog_urgency": log.urgency if log else None,
-            "changelog_cves": list(log.cves) if log else []}
 
 
 def approve(store: Store, cycle_id: str, wave_name: str | None, by: str, comment: str = "",

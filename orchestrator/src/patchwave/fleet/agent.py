@@ -30,11 +30,12 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
-from patchwave.assessment import compile_rules, record_result
-from patchwave.baseline import Baseline
-from patchwave.cycle import new_cycle_id, updates_from_scan
+from patchwave.baseline.assessment import compile_rules, record_result
+from patchwave.baseline.profile import Baseline
 from patchwave.errors import InputError
+from patchwave.ids import new_cycle_id
 from patchwave.models import Host
+from patchwave.patching.scan import updates_from_scan
 from patchwave.store import Store
 
 MAX_BODY = 20 * 1024 * 1024  # an assessment with its snapshot stays far below this

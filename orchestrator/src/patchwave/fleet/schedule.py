@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from patchwave import yamlsrc
 from patchwave.errors import InputError
-from patchwave.policy import ThinLink
+from patchwave.patching.policy import ThinLink
 
 DOCS = "docs/schedules.md"
 _EVERY = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")

@@ -7,13 +7,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from patchwave.assessment import run_assessment
-from patchwave.baseline import Baseline
-from patchwave.cycle import new_cycle_id
+from patchwave.ansible.runner import PlaybookRunner
+from patchwave.baseline.assessment import run_assessment
+from patchwave.baseline.profile import Baseline
+from patchwave.ids import new_cycle_id
 from patchwave.models import Host
 from patchwave.paths import Paths
 from patchwave.progress import Display, quiet
-from patchwave.runner import PlaybookRunner
 from patchwave.store import Store
 
 REMEDIATE = "patchwave.endpoint.remediate_baseline"

@@ -14,9 +14,9 @@ from typing import Any, Protocol
 
 from ansible_runner.interface import init_runner
 
+from patchwave.ansible.procs import RUN_MARKER
 from patchwave.errors import PatchwaveError
 from patchwave.models import HostResult
-from patchwave.procs import RUN_MARKER
 
 # Module results the orchestrator reads back, by task action.
 TRACKED_ACTIONS = {

@@ -1,0 +1,69 @@
+"""Rollback of a cycle on demand: every host it reached back at its versions from before, then
+confirmed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from patchwave.ansible.inventory import load_hosts
+from patchwave.ansible.procs import stop_strays
+from patchwave.errors import InputError
+from patchwave.models import Manifest
+from patchwave.patching.policy import Policy
+from patchwave.patching.runs import playbook_runner, record_results
+from patchwave.patching.scan import SCAN
+from patchwave.patching.status import package_rows
+from patchwave.paths import Paths
+from patchwave.progress import Display, quiet
+from patchwave.store import Store
+
+
+def rollback_vars(cycle_id: str, policy: Policy) -> dict[str, Any]:
+    """The rollback role follows the policy's reboot and restart settings, as the deploy does."""
+    return {"patchwave_cycle_id": cycle_id, "rollback_reboot_policy": policy.reboot,
+            "rollback_restart_policy": policy.restart}
+
+
+def rollback(paths: Paths, store: Store, cycle_id: str, display: Display | None = None) -> str:
+    """Roll back every host a cycle reached, then confirm: each ends rolled-back or failed."""
+    row = store.cycle(cycle_id)
+    if row is None:
+        raise InputError(f"no cycle {cycle_id!r} in the store")
+    inventory = Path(row["inventory"])
+    reached = sorted({h for w in store.waves(cycle_id) if w["status"] in ("passed", "failed", "running")
+                      for h in w["hosts"]})
+    if not reached:
+        raise InputError(f"cycle {cycle_id} reached no host: nothing to roll back")
+    store.lock(cycle_id)
+    try:
+        for stray in stop_strays(cycle_id):
+            store.log(cycle_id, "rollback", f"stopped {stray}, left running by an orchestrator that died")
+        work = paths.state / "cycles" / cycle_id
+        policy = Policy.model_validate_json(json.dumps(row["policy"]))
+        runner = playbook_runner(paths, store, display or quiet(), work / "runs", cycle_id, policy)
+        hosts = [h for h in load_hosts(inventory) if h.name in reached]
+        back = runner.run("rollback.yml", inventory, ident="07-rollback", limit=reached,
+                          extravars=rollback_vars(cycle_id, policy))
+        failed = record_results(store, cycle_id, "rollback", "patchwave.endpoint.rollback_updates", back, hosts)
+        manifest = Manifest(cycle_id, str(row["created_at"]), tuple(store.decisions(cycle_id)))
+        confirm = runner.run("confirm.yml", inventory, ident="08-confirm-rollback", limit=reached,
+                             extravars={"patchwave_manifest_file": str(work / "manifest.json")})
+        for host in hosts:
+            res = confirm.result(SCAN, host.name) or {}
+            confirmation = res.get("confirmation", {})
+            state = confirmation.get("state", "failed") if host.name not in failed else "failed"
+            detail = confirmation.get("detail", "") if host.name not in failed else f"rollback failed: {failed[host.name]}"
+            after = res.get("installed", {})
+            packages = package_rows([d for d in manifest.decisions if d.host == host.name and d.approved], after)
+            store.add_end_state(cycle_id, host.name, state, packages, detail)
+        status = "rolled-back" if not failed else "failed"
+        store.set_cycle_status(cycle_id, status, finished=True)
+        store.log(cycle_id, "rollback", f"rolled back {len(reached) - len(failed)} of {len(reached)} host(s)")
+        return status
+    finally:
+        store.unlock(cycle_id)
+
+
