@@ -141,3 +141,15 @@ def run_playbook(playbook: str, limit: str, extravars: dict[str, object] | None 
                      "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"},
         )
         return str(runner.status), dict(runner.stats or {}), results
+
+
+def end_cycle(store: Any, cycle_id: str, status: str) -> None:
+    """Take a cycle made by hand in a test to a final `status` through the moves a real cycle
+    makes (the store refuses any other): approved, deploying, confirming, then `status`."""
+    from patchwave.states import CycleStatus
+
+    path = [CycleStatus.APPROVED, CycleStatus.DEPLOYING, CycleStatus.CONFIRMING]
+    current = CycleStatus(store.cycle(cycle_id)["status"])
+    for step in path[path.index(current) + 1 if current in path else 0:]:
+        store.set_cycle_status(cycle_id, step)
+    store.set_cycle_status(cycle_id, CycleStatus(status), finished=True)

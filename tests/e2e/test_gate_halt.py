@@ -1,15 +1,20 @@
 """A canary that fails its health check halts the rollout: later waves never start, the canary
-is rolled back, the cycle ends halted with the reason, exit code 3."""
+is rolled back, the cycle ends halted with the reason, exit code 3. With a notification policy,
+the halt is alerted (naming the hosts never reached), the automatic rollback is alerted, and the
+failed canary, and no host the rollout never reached, gets a ticket (a Jira-compatible server
+on 127.0.0.1)."""
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 from conftest import ROOT, installed_versions
+from notifyservers import JiraHandler, JiraState, WebhookHandler, WebhookState, serving
 
 PATCHWAVE = str(Path(sys.executable).parent / "patchwave")
 POLICY = """\
@@ -47,8 +52,19 @@ def test_failed_health_check_halts_and_rolls_back_the_canary(lab, tmp_path: Path
     (tmp_path / "policy.yml").write_text(POLICY)
     (tmp_path / "health-webapp.yml").write_text(HEALTH)
     store = f"sqlite:///{tmp_path / 'pw.db'}"
-    proc = subprocess.run([PATCHWAVE, "cycle", "run", "--policy", str(tmp_path / "policy.yml"), "--json",
-                           "--store", store], capture_output=True, text=True, cwd=ROOT, check=False, timeout=1800)
+    with serving(JiraHandler, JiraState("patchwave", "jira-token-7")) as (jira_url, jira), \
+            serving(WebhookHandler, WebhookState("hook-key-7")) as (hook_url, hook):
+        notify = tmp_path / "notify.yml"
+        notify.write_text(
+            f"channels:\n  jira: {{type: jira, url: '{jira_url}', project: OPS, user: {{env: PW_HALT_USER}}, "
+            f"token: {{env: PW_HALT_TOKEN}}, insecure: true}}\n  hook: {{type: webhook, url: '{hook_url}', "
+            "secret: {env: PW_HALT_HOOK}, insecure: true}\nroutes:\n"
+            "  - {name: tickets, events: [patch_failed], channels: [jira]}\n"
+            "  - {name: chat, events: [gate_halted, rollback_done, patch_failed], channels: [hook]}\n")
+        proc = subprocess.run([PATCHWAVE, "--notify", str(notify), "cycle", "run", "--policy", str(tmp_path / "policy.yml"),
+                               "--json", "--store", store], capture_output=True, text=True, cwd=ROOT, check=False,
+                              timeout=1800, env={**os.environ, "PW_HALT_USER": "patchwave", "PW_HALT_TOKEN": "jira-token-7",
+                                                                  "PW_HALT_HOOK": "hook-key-7"})
     assert proc.returncode == 3, proc.stderr[-3000:]
     status = json.loads(proc.stdout)
     assert status["status"] == "halted"
@@ -65,3 +81,14 @@ def test_failed_health_check_halts_and_rolls_back_the_canary(lab, tmp_path: Path
     for host in lab.hosts():
         # the canary is back at 1.0-1; nobody else was ever touched
         assert installed_versions(host.container)["pw-webapp"] == "1.0-1", host.name
+
+    # the alerts: the halt (with the hosts never reached), the automatic rollback, the canary's failure
+    heard = {m["event"]: m for _id, m in hook.delivered}
+    assert sorted(heard) == ["gate_halted", "patch_failed", "rollback_done"], proc.stderr[-3000:]
+    assert heard["gate_halted"]["hosts"] == [canary]
+    assert all(h in heard["gate_halted"]["text"] for h in states)  # the not-reached hosts are named
+    assert heard["rollback_done"]["hosts"] == [canary] and f"rolled back {canary}" in heard["rollback_done"]["text"]
+    assert heard["patch_failed"]["hosts"] == [canary] and "health check failed" in heard["patch_failed"]["text"]
+    # one ticket: the canary's, not one per host the rollout never reached
+    (issue,) = jira.issues.values()
+    assert canary in issue["summary"] and issue["status"] == "To Do"

@@ -326,11 +326,12 @@ def test_digests_sla_and_cycle_events_go_to_the_routes_whose_hosts_they_are_abou
 
     from sqlalchemy import update
 
+    from patchwave.states import WaveStatus
     from patchwave.store.schema import cycles, waves
 
-    with store.engine.begin() as conn:  # the broad wave's gate halted the cycle, which was then rolled back
+    with store.engine.begin() as conn:  # the broad wave's gate failed (halting the cycle), which was then rolled back
         conn.execute(update(waves).where(waves.c.idx == 1).values(
-            status="halted", gate={"reason": "1 of 2 hosts failed (budget 0)", "failed": ["db1"]}))
+            status=WaveStatus.FAILED, gate={"reason": "1 of 2 hosts failed (budget 0)", "failed": ["db1"]}))
         conn.execute(update(cycles).values(status="rolled-back"))
     with serving(WebhookHandler, WebhookState(SECRET)) as (url, state):
         sender = notifier(store, tmp_path, (

@@ -180,9 +180,9 @@ class Sandbox:
         store = Store(self.url)
         store.create_cycle("C1", str(self.inventory), {"name": "monthly"})
         store.plan_waves("C1", [(0, "canary", ["web1"]), (1, "pilot", ["web2", "db1"])])
-        wave = store.start_wave("C1", 1, "pilot", ["web2", "db1"])
-        store.set_wave_status(wave, "awaiting-approval")
-        store.set_cycle_status("C1", "awaiting-approval")
+        store.set_wave_status(store.waves("C1")[1]["id"], "awaiting-approval")
+        for status in ("approved", "deploying", "awaiting-approval"):  # the moves a real cycle makes to get there
+            store.set_cycle_status("C1", status)
         store.set_agent_token("web1", "0" * 64)
         store.engine.dispose()
         return self.dump()

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import end_cycle
 from openpyxl import load_workbook
 
 from patchwave.fleet import scheduler
@@ -96,7 +97,7 @@ def test_a_catch_up_carries_approvals_only_to_hosts_of_the_same_release(tmp_path
         "ws2": {}})
     store.add_end_state("missed", "ws1", "patched", [], "")
     store.add_end_state("missed", "ws2", "unreachable", [], "host could not be reached")
-    store.set_cycle_status("missed", "failed", finished=True)
+    end_cycle(store, "missed", "failed")
 
     started: list[tuple[str, list[tuple[str, str, str]]]] = []
 
@@ -192,7 +193,7 @@ def _staged_cycle(tmp_path: Path) -> Store:
          "severity": "", "advisories": [], "cves": [], "reason": "approved", "sla_due": ""},
         {"name": "pw-blob", "before": "1.0-1", "wanted": "1.0-2", "after": "1.0-2", "severity": "",
          "advisories": [], "cves": [], "reason": "approved", "sla_due": ""}], "all 3 package(s) at the approved version")
-    store.set_cycle_status("c1", "completed", finished=True)
+    end_cycle(store, "c1", "completed")
     return store
 
 

@@ -23,7 +23,7 @@ from ansible_collections.patchwave.endpoint.plugins.module_utils import restarts
 from ansible_collections.patchwave.endpoint.plugins.module_utils.pkgmgr.base import END_STATES, end_state
 from ansible_collections.patchwave.endpoint.plugins.modules import restart_services
 
-from patchwave import models
+from patchwave import states
 
 
 class FakeProc:
@@ -284,12 +284,14 @@ def test_end_state_pending_restart() -> None:
 
 
 def test_both_lists_of_end_states_agree() -> None:
-    assert models.END_STATES[:len(END_STATES)] == END_STATES
-    assert "patched-pending-restart" not in models.FAILED_STATES
-    assert set(models.PATCHED_STATES) == {"patched", "patched-pending-reboot", "patched-pending-restart"}
+    # the collection's confirmation states are the orchestrator's first host states, in order
+    assert tuple(states.HostState)[:len(END_STATES)] == END_STATES
+    assert "patched-pending-restart" not in states.FAILED_STATES
+    assert set(states.PATCHED_STATES) == {"patched", "patched-pending-reboot", "patched-pending-restart"}
     from patchwave.reporting.engine import STATE_FILLS
 
-    assert set(models.END_STATES) <= set(STATE_FILLS)  # every state has its colour in the workbooks
+    ends = set(states.HostState) | states.FINAL_CYCLE_STATUSES | {w for w in states.WaveStatus if w.final}
+    assert ends <= set(STATE_FILLS)  # every state has its colour in the workbooks
 
 
 # --- the restart_services module ---------------------------------------------------------------

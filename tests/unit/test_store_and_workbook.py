@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import end_cycle
 from openpyxl import load_workbook
 
 from patchwave.errors import PatchwaveError
@@ -29,7 +30,7 @@ def _store_with_cycle(tmp_path: Path) -> Store:
                         [{"name": "pw-libssl", "before": "1.0-1", "wanted": "1.0-2", "after": "1.0-2",
                           "severity": "critical", "advisories": ["PWSA-1"], "cves": ["CVE-2026-1"],
                           "sla_due": "2026-12-06", "reason": "approved"}], "ok")
-    store.set_cycle_status("c1", "completed", finished=True)
+    end_cycle(store, "c1", "completed")
     return store
 
 

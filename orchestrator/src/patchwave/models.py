@@ -1,23 +1,10 @@
-"""The domain, as frozen dataclasses. Planning code takes and returns these; only store.py
-turns them into rows and only runner.py makes them out of Ansible events."""
+"""The domain, as frozen dataclasses. Planning code takes and returns these; only the store turns
+them into rows and only the runner makes them out of Ansible events. Their states: states.py."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
-
-# What the confirm rescan proves (the first seven, from the collection's confirm role), plus what
-# only the orchestrator knows: a host it could not reach, and one whose wave never ran.
-END_STATES = ("patched", "patched-pending-reboot", "patched-pending-restart", "partially-patched", "failed",
-              "rolled-back", "excluded", "unreachable", "not-reached")
-
-# the end states in which every approved fix is installed (tickets close, the host counts as
-# patched); pending-reboot and pending-restart still have the old code in memory
-PATCHED_STATES = ("patched", "patched-pending-reboot", "patched-pending-restart")
-
-
-# the end states that count as a failure of the host (exit code 1, reports, repeat offenders)
-FAILED_STATES = ("failed", "partially-patched", "unreachable", "not-reached")
 
 
 @dataclass(frozen=True)

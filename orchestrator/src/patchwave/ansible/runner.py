@@ -208,6 +208,13 @@ class Retention:
     days: float
 
 
+class Runner(Protocol):
+    """What runs a playbook for the orchestrator: `PlaybookRunner`, or a scripted one in tests."""
+
+    def run(self, playbook: str, inventory: Path, *, ident: str, limit: list[str] | None = None,
+            extravars: dict[str, Any] | None = None, check: bool = False, diff: bool = False) -> RunResult: ...
+
+
 class PlaybookRunner:
     def __init__(self, root: Path, work_dir: Path, *, recorder: Recorder | None = None, cycle_id: str | None = None,
                  observer: Observer | None = None, timeouts: Timeouts | None = None,

@@ -107,7 +107,7 @@ def report_cycle(status: dict[str, Any], book: Path, as_json: bool) -> None:
 def exit_for(status: dict[str, Any]) -> None:
     """0 all good, 1 some hosts failed, 3 stopped by a gate — halted, or waiting at a manual
     approval gate (2 is bad input, raised earlier)."""
-    from patchwave.models import FAILED_STATES
+    from patchwave.states import FAILED_STATES
 
     if status["status"] in ("halted", "awaiting-approval"):
         raise typer.Exit(3)
@@ -184,14 +184,14 @@ def cycle_resume(
     store: StoreOpt = None, as_json: JsonOpt = False,
 ) -> None:
     """Continue a cycle that was interrupted (the orchestrator was killed, the machine rebooted)."""
-    from patchwave.patching.cycle import FINAL_STATUSES
+    from patchwave.states import CycleStatus
 
     st = open_store(store)
     cycle_id = cycle_id or st.latest_cycle_id()
     row = st.cycle(cycle_id) if cycle_id else None
     if row is None or cycle_id is None:
         raise InputError("no cycle to resume: the store has none" if cycle_id is None else f"no cycle {cycle_id!r} in the store")
-    if row["status"] in FINAL_STATUSES:
+    if CycleStatus(row["status"]).final:
         raise InputError(f"cycle {cycle_id} already ended ({row['status']}); nothing to resume")
     err.print(f"resuming cycle {cycle_id} (it was {row['status']})")
     _drive_and_report(st, cycle_id, as_json)

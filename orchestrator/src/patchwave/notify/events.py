@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 
-from patchwave.models import FAILED_STATES, PATCHED_STATES
 from patchwave.notify.outbox import Event, Notifier
+from patchwave.states import FAILED_STATES, HOST_FAILED_STATES, PATCHED_STATES, CycleStatus, HostState, WaveStatus
 
 RANK = {"critical": 0, "high": 1, "medium": 2, "low": 3, "unknown": 4, "": 5}
 
@@ -18,54 +18,71 @@ def _worst(severities: list[str], default: str = "high") -> str:
 
 
 def after_cycle(notifier: Notifier, cycle_id: str) -> int:
-    """patch_failed per failed host (and its ticket), gate_halted per halted wave, rollback_done,
-    cycle_completed; tickets of hosts this cycle patched are closed (the confirming scan passed)."""
+    """patch_failed (and its ticket) per host that itself failed, gate_halted per wave whose gate
+    failed, rollback_done when hosts were rolled back (on demand, or automatically after a failed
+    gate), cycle_completed; tickets of hosts this cycle patched are closed (the confirming scan
+    passed). Hosts the rollout never reached get no ticket of their own: the gate's alert names them."""
     store = notifier.store
     cycle = store.cycle(cycle_id)
     if cycle is None or cycle["finished_at"] is None:
         return 0  # still running, or waiting for an approval: nothing final to say yet
     added = 0
     states = store.end_states(cycle_id)
+    # hosts whose own deploy or health check failed: a rolled-back one among them failed too
+    own_failures = {h: r["message"] for stage in ("deploy", "health")
+                    for h, r in store.latest_results(cycle_id, stage).items() if not r["ok"]}
     for host, state in sorted(states.items()):
         packages = state["packages"] or []
-        if state["state"] in FAILED_STATES:
+        end = HostState(state["state"])
+        if end in HOST_FAILED_STATES or (end is HostState.ROLLED_BACK and host in own_failures):
             missing = [p["name"] for p in packages if p.get("after") != p.get("wanted")]
-            text = (f"Host {host} ended patch cycle {cycle_id} {state['state']}.\n{state['detail']}\n"
+            detail = state["detail"] if end is not HostState.ROLLED_BACK else (
+                f"{own_failures[host]}; rolled back: {state['detail']}")
+            text = (f"Host {host} ended patch cycle {cycle_id} {end}.\n{detail}\n"
                     f"Not installed: {', '.join(missing) or 'none'}")
             added += notifier.emit(Event("patch_failed", f"patch_failed|{cycle_id}|{host}",
                                          _worst([p.get("severity", "") for p in packages]),
-                                         f"{host}: patch cycle {cycle_id} {state['state']}", text, (host,),
-                                         {"cycle": cycle_id, "state": state["state"], "missing": missing},
+                                         f"{host}: patch cycle {cycle_id} {end}", text, (host,),
+                                         {"cycle": cycle_id, "state": str(end), "missing": missing},
                                          ("patch", host, cycle_id)))
-        elif state["state"] in PATCHED_STATES:
+        elif end in PATCHED_STATES:
             for ticket in store.tickets(kind="patch", host=host):
                 if ticket["subject"] != cycle_id:
                     added += notifier.ticket_progress(
                         "patch", host, ticket["subject"], f"patched|{cycle_id}|{host}",
                         f"Cycle {cycle_id} patched {host}: its confirming scan shows every approved fix installed "
-                        f"({state['state']}).", resolved=True)
+                        f"({end}).", resolved=True)
     every = tuple(sorted(states))
     for wave in store.waves(cycle_id):
-        if wave["status"] == "halted":
+        if wave["status"] == WaveStatus.FAILED:
             gate = wave["gate"] or {}
+            stopped = sorted({h for w in store.waves(cycle_id) if w["status"] == WaveStatus.SKIPPED for h in w["hosts"]})
             added += notifier.emit(Event(
                 "gate_halted", f"gate_halted|{cycle_id}|{wave['idx']}", "high",
                 f"cycle {cycle_id}: wave {wave['name']} halted",
                 f"The gate of wave {wave['name']} stopped cycle {cycle_id}: {gate.get('reason', '')}\n"
-                f"Failed hosts: {', '.join(gate.get('failed', [])) or 'none'}", tuple(wave["hosts"]),
-                {"cycle": cycle_id, "wave": wave["name"], "gate": gate}))
+                f"Failed hosts: {', '.join(gate.get('failed', [])) or 'none'}\n"
+                f"Not reached (their waves never started): {', '.join(stopped) or 'none'}", tuple(wave["hosts"]),
+                {"cycle": cycle_id, "wave": wave["name"], "gate": gate, "not_reached": stopped}))
     counts: dict[str, int] = {}
     for state in states.values():
         counts[state["state"]] = counts.get(state["state"], 0) + 1
     summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no hosts"
-    if cycle["status"] == "rolled-back" or any(e["kind"] == "rollback" for e in store.events(cycle_id)):
+    rolled = store.latest_results(cycle_id, "rollback")
+    if cycle["status"] == CycleStatus.ROLLED_BACK or rolled:
+        back = sorted(h for h, r in rolled.items() if r["ok"])
+        failed_back = sorted(h for h, r in rolled.items() if not r["ok"])
         added += notifier.emit(Event("rollback_done", f"rollback_done|{cycle_id}|{cycle['status']}", "high",
                                      f"cycle {cycle_id}: rollback {cycle['status']}",
-                                     f"Rollback of cycle {cycle_id}: {cycle['status']}; hosts: {summary}", every,
-                                     {"cycle": cycle_id, "status": cycle["status"], "states": counts}))
+                                     f"Rollback in cycle {cycle_id} ({cycle['status']}): rolled back "
+                                     f"{', '.join(back) or 'none'}"
+                                     + (f"; rollback FAILED on {', '.join(failed_back)}" if failed_back else "")
+                                     + f"\nHosts: {summary}", tuple(sorted(rolled)) or every,
+                                     {"cycle": cycle_id, "status": cycle["status"], "states": counts,
+                                      "rolled_back": back, "rollback_failed": failed_back}))
     failed = sum(n for s, n in counts.items() if s in FAILED_STATES)
     added += notifier.emit(Event("cycle_completed", f"cycle_completed|{cycle_id}|{cycle['status']}",
-                                 "high" if failed or cycle["status"] != "completed" else "low",
+                                 "high" if failed or cycle["status"] != CycleStatus.COMPLETED else "low",
                                  f"cycle {cycle_id} {cycle['status']}: {summary}",
                                  f"Patch cycle {cycle_id} finished {cycle['status']}.\nHosts: {summary}",
                                  every, {"cycle": cycle_id, "status": cycle["status"], "states": counts}))

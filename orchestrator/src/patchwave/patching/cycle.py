@@ -16,10 +16,10 @@ from typing import Any
 
 from patchwave.ansible.inventory import load_hosts
 from patchwave.ansible.procs import stop_strays
-from patchwave.ansible.runner import PlaybookRunner
+from patchwave.ansible.runner import Runner
 from patchwave.errors import GateHalt, InputError, PatchwaveError
 from patchwave.ids import new_cycle_id
-from patchwave.models import FAILED_STATES, PATCHED_STATES, Host, Manifest, Wave
+from patchwave.models import Host, Manifest, Wave
 from patchwave.patching import changelogs as changelogs_mod
 from patchwave.patching import manifest as manifest_mod
 from patchwave.patching import waves as waves_mod
@@ -28,17 +28,17 @@ from patchwave.patching.advisories import load_advisories
 from patchwave.patching.policy import Policy, thin_link_vars
 from patchwave.patching.policy import Wave as WaveSpec
 from patchwave.patching.rollback import rollback_vars
-from patchwave.patching.runs import playbook_runner, record_results
+from patchwave.patching.runs import RunnerFactory, playbook_runner, record_results
 from patchwave.patching.scan import SCAN, scan_hosts, updates_from_scan
 from patchwave.patching.status import package_rows
 from patchwave.paths import Paths
 from patchwave.progress import Display, quiet
+from patchwave.states import DEPLOYED_WAVES, FAILED_STATES, PATCHED_STATES, CycleStatus, HostState, WaveStatus
 from patchwave.store import Store
 
 STAGE = "patchwave.endpoint.stage_updates"
 APPLY = "patchwave.endpoint.apply_updates"
 REBOOT = "ansible.builtin.reboot"
-FINAL_STATUSES = ("completed", "failed", "halted", "rolled-back")
 
 
 @dataclass
@@ -61,11 +61,18 @@ class _Rollout:
 
 
 class Cycle:
-    def __init__(self, paths: Paths, store: Store, inventory: Path, display: Display | None = None) -> None:
+    """The cycle's state machine: each step reads where the store says the cycle is, acts, and
+    stores the result before the next step. `runners` makes the runner for a cycle's work
+    directory (ansible-runner by default; the unit tests give a scripted one)."""
+
+    def __init__(self, paths: Paths, store: Store, inventory: Path, display: Display | None = None,
+                 runners: RunnerFactory | None = None) -> None:
         self.paths = paths
         self.store = store
         self.inventory = inventory
         self.display = display or quiet()
+        self.runners: RunnerFactory = runners or (
+            lambda work, cycle_id, policy: playbook_runner(self.paths, self.store, self.display, work, cycle_id, policy))
         self.say = self.display.say
 
     def run(self, policy: Policy | None = None, advisories_path: Path | None = None,
@@ -114,14 +121,14 @@ class Cycle:
         self.drive(cycle_id)
         return cycle_id
 
-    def drive(self, cycle_id: str) -> str:
+    def drive(self, cycle_id: str) -> CycleStatus:
         """Take the cycle from wherever the store says it is to its end. Every step is recorded
         before the next acts, and every step is idempotent on the hosts, so driving a cycle that
         was interrupted (`cycle resume`) neither patches a host twice nor forgets one."""
         row = self.store.cycle(cycle_id)
         if row is None:
             raise InputError(f"no cycle {cycle_id!r} in the store")
-        if row["status"] in FINAL_STATUSES:
+        if CycleStatus(row["status"]).final:
             raise InputError(f"cycle {cycle_id} already ended ({row['status']}); nothing to resume")
         self.store.lock(cycle_id)
         try:
@@ -132,7 +139,7 @@ class Cycle:
         finally:
             self.store.unlock(cycle_id)
 
-    def _drive(self, cycle_id: str, row: dict[str, Any]) -> str:
+    def _drive(self, cycle_id: str, row: dict[str, Any]) -> CycleStatus:
         options = row.get("options") or {}
         policy = Policy.model_validate_json(json.dumps(row["policy"]))
         policy_dir = Path(options["policy_dir"]) if options.get("policy_dir") else None
@@ -143,7 +150,7 @@ class Cycle:
             raise InputError(f"{self.inventory}: host(s) of cycle {cycle_id} no longer in the inventory: {', '.join(missing)}")
         work = self.paths.state / "cycles" / cycle_id
         work.mkdir(parents=True, exist_ok=True)
-        runner = playbook_runner(self.paths, self.store, self.display, work / "runs", cycle_id, policy)
+        runner = self.runners(work / "runs", cycle_id, policy)
 
         # 2 scan and 3 approve: one frozen manifest for the whole cycle
         if row["manifest"] is None:
@@ -187,7 +194,7 @@ class Cycle:
                     host.name, result.result(STAGE, host.name) or {}))
             staged = self.store.latest_results(cycle_id, "stage")
         stage_failed = {h: r["message"] for h, r in staged.items() if not r["ok"]}
-        self.store.set_cycle_status(cycle_id, "deploying")
+        self.store.set_cycle_status(cycle_id, CycleStatus.DEPLOYING)
 
         # 5 deploy, wave by wave, from the plan recorded before the first wave
         deployable = [h for h in targets if h.name not in stage_failed]
@@ -202,13 +209,13 @@ class Cycle:
                                      "and another one took it over); stopping before the next wave")
             wave_status = self._wave(cycle_id, wave_row, policy, options, hosts, deployable, runner, extravars,
                                  policy_dir or Path.cwd(), rollout)
-            if wave_status == "awaiting-approval":
-                return wave_status
+            if wave_status is WaveStatus.AWAITING_APPROVAL:
+                return CycleStatus.AWAITING_APPROVAL
 
         # 6 confirm by rescan
-        self.store.set_cycle_status(cycle_id, "confirming")
+        self.store.set_cycle_status(cycle_id, CycleStatus.CONFIRMING)
         waves_done = self.store.waves(cycle_id)
-        reached = {h for w in waves_done if w["status"] in ("passed", "failed") for h in w["hosts"]}
+        reached = {h for w in waves_done if w["status"] in DEPLOYED_WAVES for h in w["hosts"]}
         deploy_failed = {h: r["message"] for stage in ("deploy", "health")
                          for h, r in self.store.latest_results(cycle_id, stage).items() if not r["ok"]}
         confirmed: dict[str, dict[str, Any]] = {}
@@ -228,48 +235,54 @@ class Cycle:
         status = self._end_states(cycle_id, hosts, manifest, scan_failed, stage_failed, deploy_failed, confirmed,
                                   unreachable)
         if rollout.halted:
-            status = "halted"
+            status = CycleStatus.HALTED
         self.store.set_cycle_status(cycle_id, status, finished=True)
         self.store.log(cycle_id, "finish", f"cycle {status}{': ' + rollout.reason if rollout.reason else ''}")
         return status
 
     def _wave(self, cycle_id: str, wave_row: dict[str, Any], policy: Policy, options: dict[str, Any],
-              hosts: list[Host], deployable: list[Host], runner: PlaybookRunner, extravars: dict[str, Any],
-              policy_dir: Path, rollout: _Rollout) -> str:
+              hosts: list[Host], deployable: list[Host], runner: Runner, extravars: dict[str, Any],
+              policy_dir: Path, rollout: _Rollout) -> WaveStatus:
         """Take one wave from its stored status to its end: approval gate → window → deploy →
         health gate → soak → health gate again. Returns the wave's status; each step is stored
         before the next acts, so a resume picks up at the step that was interrupted."""
         wave = Wave(wave_row["idx"], wave_row["name"], tuple(wave_row["hosts"]))
         spec = next(s for s in policy.waves if s.name == wave.name)
-        status, gate_info = str(wave_row["status"]), dict(wave_row["gate"] or {})
-        if status in ("passed", "failed", "skipped"):
+        status, gate_info = WaveStatus(wave_row["status"]), dict(wave_row["gate"] or {})
+        if status.final:
             rollout.failed_so_far = int(gate_info.get("total_failed", rollout.failed_so_far))
-            if status == "failed":
+            if status is WaveStatus.FAILED:
                 rollout.stop(f"wave {wave.name} failed its gate: {gate_info.get('reason', '')}")
-            elif status == "skipped":
+                rolled = {h for h, r in self.store.latest_results(cycle_id, "rollback").items() if h in wave.hosts}
+                if policy.gates.rollback_on_failure and not rolled:
+                    # the orchestrator died between the failed gate and the rollback
+                    self.store.log(cycle_id, "resume", f"wave {wave.name} failed its gate but was not rolled back yet")
+                    self._roll_back_wave(cycle_id, wave, [h for h in deployable if h.name in wave.hosts], runner,
+                                         policy)
+            elif status is WaveStatus.SKIPPED:
                 rollout.stop(str(gate_info.get("reason", "an earlier wave stopped the rollout")))
             return status
         if rollout.halted:
-            self.store.finish_wave(wave_row["id"], "skipped", {"reason": f"not started: {rollout.reason}"})
-            return "skipped"
-        if status in ("pending", "awaiting-approval"):
+            self.store.finish_wave(wave_row["id"], WaveStatus.SKIPPED, {"reason": f"not started: {rollout.reason}"})
+            return WaveStatus.SKIPPED
+        if status in (WaveStatus.PENDING, WaveStatus.AWAITING_APPROVAL):
             refused = self._approval_gate(cycle_id, wave, spec, wave_row["id"], rollout)
-            if refused:
+            if refused is not None:
                 return refused
             closed = self._window_closed(policy, hosts, wave)
             if closed and not options.get("force_window"):
                 self.say(f"[{cycle_id}] {closed}: stopping the rollout")
-                self.store.finish_wave(wave_row["id"], "skipped", {"reason": closed})
+                self.store.finish_wave(wave_row["id"], WaveStatus.SKIPPED, {"reason": closed})
                 rollout.stop(closed)
-                return "skipped"
+                return WaveStatus.SKIPPED
             if closed:
                 self.store.log(cycle_id, "forced", f"wave {wave.name} started outside its window: {closed}")
-        if status == "running":
+        if status is WaveStatus.RUNNING:
             self.store.log(cycle_id, "resume", f"wave {wave.name} was interrupted: deploying it again "
                                                "(hosts already at the manifest version are left alone)")
         wave_hosts = [h for h in deployable if h.name in wave.hosts]
         wave_id = int(wave_row["id"])
-        if status != "soaking":
+        if status is not WaveStatus.SOAKING:
             self.say(f"[{cycle_id}] wave {wave.index} ({wave.name}): {', '.join(wave.hosts)}")
             wave_id = self.store.start_wave(cycle_id, wave.index, wave.name, list(wave.hosts))
             result = runner.run("deploy.yml", self.inventory, ident=f"03-deploy-wave{wave.index}",
@@ -285,46 +298,54 @@ class Cycle:
                 else:
                     until = datetime.now(UTC) + timedelta(minutes=spec.soak_minutes)
                     gate_info["soak_until"] = until.isoformat()
-                    self.store.set_wave_status(wave_id, "soaking", gate_info)
+                    self.store.set_wave_status(wave_id, WaveStatus.SOAKING, gate_info)
                     self.store.log(cycle_id, "soak", f"wave {wave.name} soaks until {until:%Y-%m-%d %H:%M:%S} UTC")
-                    status = "soaking"
-        if status == "soaking":
+                    status = WaveStatus.SOAKING
+        if status is WaveStatus.SOAKING:
             gate_info = self._soak(cycle_id, wave, spec, policy, gate_info, runner, policy_dir, extravars, len(hosts))
         rollout.failed_so_far = int(gate_info["total_failed"])
         passed = bool(gate_info["passed"])
-        self.store.finish_wave(wave_id, "passed" if passed else "failed", gate_info)
+        self.store.finish_wave(wave_id, WaveStatus.PASSED if passed else WaveStatus.FAILED, gate_info)
         self.store.log(cycle_id, "gate", f"wave {wave.name}: {'passed' if passed else 'FAILED'}: {gate_info['reason']}")
         if not passed:
             self.say(f"[{cycle_id}] wave {wave.name} failed its gate ({gate_info['reason']}): stopping the rollout")
             rollout.stop(f"wave {wave.name} failed its gate: {gate_info['reason']}")
             if policy.gates.rollback_on_failure:
-                self.say(f"[{cycle_id}] rolling back wave {wave.name}: {', '.join(wave.hosts)}")
-                back = runner.run("rollback.yml", self.inventory, ident=f"06-rollback-wave{wave.index}",
-                                  limit=list(wave.hosts), extravars=rollback_vars(cycle_id, policy))
-                record_results(self.store, cycle_id, "rollback", "patchwave.endpoint.rollback_updates", back, wave_hosts,
-                             wave=wave.index)
-        return "passed" if passed else "failed"
+                self._roll_back_wave(cycle_id, wave, wave_hosts, runner, policy)
+        return WaveStatus.PASSED if passed else WaveStatus.FAILED
 
-    def _approval_gate(self, cycle_id: str, wave: Wave, spec: WaveSpec, wave_id: int, rollout: _Rollout) -> str:
-        """'' when the wave may go on; otherwise the status it stops with (waiting or rejected)."""
+    def _roll_back_wave(self, cycle_id: str, wave: Wave, wave_hosts: list[Host], runner: Runner, policy: Policy) -> None:
+        """The automatic rollback of a wave whose gate failed; recorded per host and in the log."""
+        self.say(f"[{cycle_id}] rolling back wave {wave.name}: {', '.join(wave.hosts)}")
+        back = runner.run("rollback.yml", self.inventory, ident=f"06-rollback-wave{wave.index}",
+                          limit=list(wave.hosts), extravars=rollback_vars(cycle_id, policy))
+        undone = record_results(self.store, cycle_id, "rollback", "patchwave.endpoint.rollback_updates", back,
+                                wave_hosts, wave=wave.index)
+        self.store.log(cycle_id, "rollback", f"wave {wave.name} rolled back after its gate failed: "
+                                             f"{len(wave_hosts) - len(undone)} of {len(wave_hosts)} host(s)"
+                       + (f"; failed on {', '.join(sorted(undone))}" if undone else ""))
+
+    def _approval_gate(self, cycle_id: str, wave: Wave, spec: WaveSpec, wave_id: int,
+                       rollout: _Rollout) -> WaveStatus | None:
+        """None when the wave may go on; otherwise the status it stops with (waiting or rejected)."""
         if not spec.approval:
-            return ""
+            return None
         decision = next((a for a in reversed(self.store.approvals(cycle_id)) if a["wave"] == wave.index), None)
         if decision is None:
             command = f"patchwave cycle approve {cycle_id} --wave {wave.name}"
-            self.store.set_wave_status(wave_id, "awaiting-approval")
-            self.store.set_cycle_status(cycle_id, "awaiting-approval")
+            self.store.set_wave_status(wave_id, WaveStatus.AWAITING_APPROVAL)
+            self.store.set_cycle_status(cycle_id, CycleStatus.AWAITING_APPROVAL)
             self.store.log(cycle_id, "approval", f"wave {wave.name} waits for a manual approval: {command}")
             self.say(f"[{cycle_id}] wave {wave.name} waits for a manual approval: {command}")
-            return "awaiting-approval"
+            return WaveStatus.AWAITING_APPROVAL
         if not decision["approved"]:
             reason = f"wave {wave.name} rejected by {decision['by']}" + (
                 f": {decision['comment']}" if decision["comment"] else "")
-            self.store.finish_wave(wave_id, "skipped", {"reason": reason})
+            self.store.finish_wave(wave_id, WaveStatus.SKIPPED, {"reason": reason})
             rollout.stop(reason)
-            return "skipped"
-        self.store.set_cycle_status(cycle_id, "deploying")
-        return ""
+            return WaveStatus.SKIPPED
+        self.store.set_cycle_status(cycle_id, CycleStatus.DEPLOYING)
+        return None
 
     @staticmethod
     def _gate(wave: Wave, spec: WaveSpec, policy: Policy, failed: dict[str, str], failed_before: int,
@@ -336,7 +357,7 @@ class Cycle:
                 "wave_failed": verdict.wave_failed, "total_failed": verdict.total_failed}
 
     def _soak(self, cycle_id: str, wave: Wave, spec: WaveSpec, policy: Policy, gate_info: dict[str, Any],
-              runner: PlaybookRunner, policy_dir: Path, extravars: dict[str, Any], total: int) -> dict[str, Any]:
+              runner: Runner, policy_dir: Path, extravars: dict[str, Any], total: int) -> dict[str, Any]:
         """Wait out the soak (what is left of it after a resume), then check the wave's healthy
         hosts again — reachable, and passing the health checks; the gate is decided anew."""
         until = datetime.fromisoformat(str(gate_info["soak_until"]))
@@ -354,7 +375,7 @@ class Cycle:
             verdict["reason"] = f"after the soak: {verdict['reason']}"
         return verdict
 
-    def _scan(self, cycle_id: str, runner: PlaybookRunner, hosts: list[Host],
+    def _scan(self, cycle_id: str, runner: Runner, hosts: list[Host],
               links: dict[str, dict[str, Any]] | None = None) -> None:
         self.say(f"[{cycle_id}] scanning {len(hosts)} host(s)")
         scan_hosts(self.store, runner, self.inventory, hosts, cycle_id, links)
@@ -380,7 +401,7 @@ class Cycle:
         when = windows_mod.describe(governing, windows_mod.next_start(governing, now, minutes))
         return f"maintenance window closed for wave {wave.name} ({minutes} min needed); next opening: {when}"
 
-    def _health(self, cycle_id: str, runner: PlaybookRunner, policy: Policy, hosts: list[str], wave: int,
+    def _health(self, cycle_id: str, runner: Runner, policy: Policy, hosts: list[str], wave: int,
                 policy_dir: Path, extravars: dict[str, Any], after_soak: bool = False) -> dict[str, str]:
         """Run the policy's health checks on the wave's patched hosts; {host: why} for the unhealthy.
         After a soak the built-in run happens even without probes: the host must still answer."""
@@ -410,11 +431,11 @@ class Cycle:
 
     def _end_states(self, cycle_id: str, hosts: list[Host], manifest: Manifest, scan_failed: dict[str, str],
                     stage_failed: dict[str, str], deploy_failed: dict[str, str],
-                    confirmed: dict[str, dict[str, Any]], unreachable: set[str]) -> str:
+                    confirmed: dict[str, dict[str, Any]], unreachable: set[str]) -> CycleStatus:
         """One end state per host. Versions come from the confirm rescan, never from what a
         command claimed; the orchestrator adds only what a host cannot say about itself."""
-        skipped = {h for w in self.store.waves(cycle_id) if w["status"] == "skipped" for h in w["hosts"]}
-        worst = "completed"
+        skipped = {h for w in self.store.waves(cycle_id) if w["status"] == WaveStatus.SKIPPED for h in w["hosts"]}
+        worst = CycleStatus.COMPLETED
         for host in hosts:
             approved = [d for d in manifest.decisions if d.host == host.name and d.approved]
             rescan = confirmed.get(host.name) or {}
@@ -422,26 +443,26 @@ class Cycle:
             packages = package_rows(approved, after)
             confirmation = rescan.get("confirmation", {})
             if host.name in unreachable:
-                state, detail = "unreachable", scan_failed.get(host.name) or "host could not be reached"
+                state, detail = HostState.UNREACHABLE, scan_failed.get(host.name) or "host could not be reached"
             elif host.name in scan_failed:
-                state, detail = "failed", f"scan failed: {scan_failed[host.name]}"
+                state, detail = HostState.FAILED, f"scan failed: {scan_failed[host.name]}"
             elif not approved:
-                state, detail = "excluded", "no approved updates"
+                state, detail = HostState.EXCLUDED, "no approved updates"
             elif host.name in stage_failed:
-                state, detail = "failed", f"staging failed (nothing installed): {stage_failed[host.name]}"
+                state, detail = HostState.FAILED, f"staging failed (nothing installed): {stage_failed[host.name]}"
             elif host.name in skipped:
-                state, detail = "not-reached", "the rollout stopped before this host's wave"
+                state, detail = HostState.NOT_REACHED, "the rollout stopped before this host's wave"
             elif not confirmation:
-                state, detail = "failed", "no confirm rescan result"
+                state, detail = HostState.FAILED, "no confirm rescan result"
             else:
-                state, detail = confirmation["state"], confirmation["detail"]
+                state, detail = HostState(confirmation["state"]), str(confirmation["detail"])
                 if host.name in deploy_failed and state in PATCHED_STATES:
-                    state, detail = "failed", f"deploy failed: {deploy_failed[host.name]}"
+                    state, detail = HostState.FAILED, f"deploy failed: {deploy_failed[host.name]}"
                 elif host.name in deploy_failed:
                     detail = f"{detail}; deploy failed: {deploy_failed[host.name]}"
             self.store.add_end_state(cycle_id, host.name, state, packages, detail)
             if state in FAILED_STATES:
-                worst = "failed"
+                worst = CycleStatus.FAILED
         return worst
 
 
@@ -468,8 +489,8 @@ def approve(store: Store, cycle_id: str, wave_name: str | None, by: str, comment
     row = store.cycle(cycle_id)
     if row is None:
         raise InputError(f"no cycle {cycle_id!r} in the store")
-    waiting = [w for w in store.waves(cycle_id) if w["status"] == "awaiting-approval"]
-    if row["status"] != "awaiting-approval" or not waiting:
+    waiting = [w for w in store.waves(cycle_id) if w["status"] == WaveStatus.AWAITING_APPROVAL]
+    if row["status"] != CycleStatus.AWAITING_APPROVAL or not waiting:
         raise InputError(f"cycle {cycle_id} is {row['status']}, not waiting for an approval")
     wave = waiting[0]
     if wave_name is not None and wave_name != wave["name"]:

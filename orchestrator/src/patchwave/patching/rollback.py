@@ -18,6 +18,7 @@ from patchwave.patching.scan import SCAN
 from patchwave.patching.status import package_rows
 from patchwave.paths import Paths
 from patchwave.progress import Display, quiet
+from patchwave.states import DEPLOYED_WAVES, CycleStatus, HostState, WaveStatus
 from patchwave.store import Store
 
 
@@ -27,13 +28,13 @@ def rollback_vars(cycle_id: str, policy: Policy) -> dict[str, Any]:
             "rollback_restart_policy": policy.restart}
 
 
-def rollback(paths: Paths, store: Store, cycle_id: str, display: Display | None = None) -> str:
+def rollback(paths: Paths, store: Store, cycle_id: str, display: Display | None = None) -> CycleStatus:
     """Roll back every host a cycle reached, then confirm: each ends rolled-back or failed."""
     row = store.cycle(cycle_id)
     if row is None:
         raise InputError(f"no cycle {cycle_id!r} in the store")
     inventory = Path(row["inventory"])
-    reached = sorted({h for w in store.waves(cycle_id) if w["status"] in ("passed", "failed", "running")
+    reached = sorted({h for w in store.waves(cycle_id) if w["status"] in (*DEPLOYED_WAVES, WaveStatus.RUNNING)
                       for h in w["hosts"]})
     if not reached:
         raise InputError(f"cycle {cycle_id} reached no host: nothing to roll back")
@@ -54,12 +55,12 @@ def rollback(paths: Paths, store: Store, cycle_id: str, display: Display | None 
         for host in hosts:
             res = confirm.result(SCAN, host.name) or {}
             confirmation = res.get("confirmation", {})
-            state = confirmation.get("state", "failed") if host.name not in failed else "failed"
+            state = HostState(confirmation.get("state", HostState.FAILED)) if host.name not in failed else HostState.FAILED
             detail = confirmation.get("detail", "") if host.name not in failed else f"rollback failed: {failed[host.name]}"
             after = res.get("installed", {})
             packages = package_rows([d for d in manifest.decisions if d.host == host.name and d.approved], after)
             store.add_end_state(cycle_id, host.name, state, packages, detail)
-        status = "rolled-back" if not failed else "failed"
+        status = CycleStatus.ROLLED_BACK if not failed else CycleStatus.FAILED
         store.set_cycle_status(cycle_id, status, finished=True)
         store.log(cycle_id, "rollback", f"rolled back {len(reached) - len(failed)} of {len(reached)} host(s)")
         return status

@@ -3,9 +3,10 @@ host's outcome of a run stored before anyone acts on it."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
-from patchwave.ansible.runner import PlaybookRunner, RunResult, Timeouts
+from patchwave.ansible.runner import PlaybookRunner, Runner, RunResult, Timeouts
 from patchwave.models import Host
 from patchwave.patching.policy import Policy
 from patchwave.paths import Paths
@@ -13,6 +14,9 @@ from patchwave.progress import Display
 from patchwave.store import Store
 
 REBOOT = "ansible.builtin.reboot"
+
+# makes the runner of a cycle: (its work directory, the cycle id or None, the policy) -> runner
+RunnerFactory = Callable[[Path, str | None, Policy], Runner]
 
 
 def playbook_runner(paths: Paths, store: Store, display: Display, work: Path, cycle_id: str | None,

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from patchwave.ansible.inventory import load_hosts
-from patchwave.ansible.runner import PlaybookRunner
+from patchwave.ansible.runner import Runner
 from patchwave.ids import new_cycle_id
 from patchwave.models import Host, PendingUpdate
 from patchwave.patching.runs import playbook_runner
@@ -42,7 +42,7 @@ def updates_from_scan(host: str, result: dict[str, Any]) -> list[PendingUpdate]:
     ]
 
 
-def scan_hosts(store: Store, runner: PlaybookRunner, inventory: Path, hosts: list[Host],
+def scan_hosts(store: Store, runner: Runner, inventory: Path, hosts: list[Host],
                cycle_id: str | None, links: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """Scan `hosts` and store every result (a failed scan with why) before returning them;
     `links` are the thin links (download limit, relay) of the hosts behind one."""

@@ -10,8 +10,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-from patchwave.models import FAILED_STATES, PATCHED_STATES, Changelog, Host
+from patchwave.models import Changelog, Host
 from patchwave.patching.manifest import published_at
+from patchwave.states import FAILED_STATES, PATCHED_STATES
 from patchwave.store import Store
 
 Row = dict[str, Any]

@@ -9,15 +9,13 @@ import threading
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import (
-    insert,
-    select,
-    update,
-)
+from sqlalchemy import ColumnElement, Table, insert, select, update
+from sqlalchemy.engine import Connection
 
 from patchwave.ansible.procs import alive
 from patchwave.errors import PatchwaveError
 from patchwave.models import Changelog, Decision, Manifest, PendingUpdate
+from patchwave.states import CycleStatus, HostState, WaveStatus, cycle_sources, wave_sources
 from patchwave.store.base import LOCK_LEASE, StoreBase, aware, now, primary_key
 from patchwave.store.schema import (
     approvals,
@@ -39,7 +37,7 @@ class CycleRecords(StoreBase):
     def create_cycle(self, cycle_id: str, inventory: str, policy: dict[str, Any],
                      options: dict[str, Any] | None = None) -> None:
         with self.engine.begin() as conn:
-            conn.execute(insert(cycles).values(id=cycle_id, created_at=now(), status="started",
+            conn.execute(insert(cycles).values(id=cycle_id, created_at=now(), status=CycleStatus.STARTED,
                                                inventory=inventory, policy=policy, options=options or {}))
 
     def lock(self, cycle_id: str, lease: timedelta = LOCK_LEASE) -> None:
@@ -129,12 +127,14 @@ class CycleRecords(StoreBase):
             conn.execute(cycle_locks.delete().where((cycle_locks.c.cycle_id == cycle_id)
                                                     & (cycle_locks.c.holder == holder)))
 
-    def set_cycle_status(self, cycle_id: str, status: str, finished: bool = False) -> None:
-        values: dict[str, Any] = {"status": status}
+    def set_cycle_status(self, cycle_id: str, status: CycleStatus, finished: bool = False) -> None:
+        """Move the cycle to `status`; a move the state table does not allow is refused (and
+        nothing is written), decided by the database in the same statement."""
+        values: dict[str, Any] = {"status": CycleStatus(status)}
         if finished:
             values["finished_at"] = now()
         with self.engine.begin() as conn:
-            conn.execute(update(cycles).where(cycles.c.id == cycle_id).values(**values))
+            _move(conn, cycles, cycles.c.id == cycle_id, cycle_sources(CycleStatus(status)), values, f"cycle {cycle_id}")
 
     def log(self, cycle_id: str | None, kind: str, message: str) -> None:
         with self.engine.begin() as conn:
@@ -156,8 +156,8 @@ class CycleRecords(StoreBase):
 
     def save_manifest(self, manifest: Manifest) -> None:
         with self.engine.begin() as conn:
-            conn.execute(update(cycles).where(cycles.c.id == manifest.cycle_id).values(
-                manifest=manifest.as_playbook_vars(), status="approved"))
+            _move(conn, cycles, cycles.c.id == manifest.cycle_id, cycle_sources(CycleStatus.APPROVED),
+                  {"manifest": manifest.as_playbook_vars(), "status": CycleStatus.APPROVED}, f"cycle {manifest.cycle_id}")
             if manifest.decisions:
                 conn.execute(insert(decisions), [
                     dict(cycle_id=manifest.cycle_id, host=d.host, name=d.name, installed=d.installed,
@@ -182,30 +182,35 @@ class CycleRecords(StoreBase):
         """Record every wave, pending, before the first one starts (resume replays this plan)."""
         with self.engine.begin() as conn:
             for idx, name, hosts in planned:
-                conn.execute(insert(waves).values(cycle_id=cycle_id, idx=idx, name=name, hosts=hosts, status="pending"))
+                conn.execute(insert(waves).values(cycle_id=cycle_id, idx=idx, name=name, hosts=hosts,
+                                                  status=WaveStatus.PENDING))
 
     def start_wave(self, cycle_id: str, idx: int, name: str, hosts: list[str]) -> int:
         """Mark a planned wave running (or record a new one) and return its id."""
         with self.engine.begin() as conn:
             row = conn.execute(select(waves.c.id).where((waves.c.cycle_id == cycle_id) & (waves.c.idx == idx))).first()
             if row is not None:
-                conn.execute(update(waves).where(waves.c.id == row[0]).values(status="running", started_at=now()))
+                _move(conn, waves, waves.c.id == row[0], wave_sources(WaveStatus.RUNNING),
+                      {"status": WaveStatus.RUNNING, "started_at": now()}, f"wave {name} of cycle {cycle_id}")
                 return int(row[0])
             inserted = conn.execute(insert(waves).values(
-                cycle_id=cycle_id, idx=idx, name=name, hosts=hosts, status="running", started_at=now()))
+                cycle_id=cycle_id, idx=idx, name=name, hosts=hosts, status=WaveStatus.RUNNING, started_at=now()))
             return int(primary_key(inserted))
 
-    def set_wave_status(self, wave_id: int, status: str, gate: dict[str, Any] | None = None) -> None:
+    def set_wave_status(self, wave_id: int, status: WaveStatus, gate: dict[str, Any] | None = None) -> None:
         """A wave that is not over yet: awaiting-approval, soaking."""
-        values: dict[str, Any] = {"status": status}
+        values: dict[str, Any] = {"status": WaveStatus(status)}
         if gate is not None:
             values["gate"] = gate
         with self.engine.begin() as conn:
-            conn.execute(update(waves).where(waves.c.id == wave_id).values(**values))
+            _move(conn, waves, waves.c.id == wave_id, wave_sources(WaveStatus(status)), values, f"wave {wave_id}")
 
-    def finish_wave(self, wave_id: int, status: str, gate: dict[str, Any]) -> None:
+    def finish_wave(self, wave_id: int, status: WaveStatus, gate: dict[str, Any]) -> None:
+        if not WaveStatus(status).final:
+            raise PatchwaveError(f"wave {wave_id}: {status} is not a status a wave ends in")
         with self.engine.begin() as conn:
-            conn.execute(update(waves).where(waves.c.id == wave_id).values(status=status, finished_at=now(), gate=gate))
+            _move(conn, waves, waves.c.id == wave_id, wave_sources(WaveStatus(status)),
+                  {"status": WaveStatus(status), "finished_at": now(), "gate": gate}, f"wave {wave_id}")
 
     def add_host_result(self, cycle_id: str, host: str, stage: str, ok: bool, unreachable: bool, message: str,
                         data: dict[str, Any], wave: int | None = None) -> None:
@@ -214,9 +219,10 @@ class CycleRecords(StoreBase):
                 cycle_id=cycle_id, host=host, stage=stage, wave=wave, at=now(), ok=ok,
                 unreachable=unreachable, message=message, data=json.loads(json.dumps(data, default=str))))
 
-    def add_end_state(self, cycle_id: str, host: str, state: str, packages: list[dict[str, Any]], detail: str) -> None:
+    def add_end_state(self, cycle_id: str, host: str, state: HostState, packages: list[dict[str, Any]],
+                      detail: str) -> None:
         with self.engine.begin() as conn:
-            conn.execute(insert(end_states).values(cycle_id=cycle_id, host=host, at=now(), state=state,
+            conn.execute(insert(end_states).values(cycle_id=cycle_id, host=host, at=now(), state=HostState(state),
                                                    packages=packages, detail=detail))
 
     def add_approval(self, cycle_id: str, wave: int, wave_name: str, approved: bool, by: str, comment: str) -> None:
@@ -297,3 +303,15 @@ class CycleRecords(StoreBase):
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(select(approvals).where(approvals.c.cycle_id == cycle_id)
                                                   .order_by(approvals.c.id)).mappings()]
+
+
+def _move(conn: Connection, table: Table, which: ColumnElement[bool], sources: frozenset[str], values: dict[str, Any],
+          what: str) -> None:
+    """Update one row's status (and `values`) only if it is in one of `sources` now: the check and
+    the write are one statement, so two writers cannot both move it from the same status."""
+    moved = conn.execute(update(table).where(which & table.c.status.in_(sorted(sources))).values(**values)).rowcount
+    if moved != 1:
+        current = conn.execute(select(table.c.status).where(which)).scalar()
+        if current is None:
+            raise PatchwaveError(f"{what}: not in the store")
+        raise PatchwaveError(f"{what}: cannot move from {current} to {values['status']}")
