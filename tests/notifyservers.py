@@ -192,8 +192,14 @@ def smtp_server(folder: Path, user: str, password: str,
 # --- Jira ------------------------------------------------------------------------------------
 
 class JiraState:
-    def __init__(self, user: str, token: str) -> None:
+    """A Jira as its REST API answers today. `deployment` "Cloud": the enhanced search
+    (`/rest/api/3/search/jql`, pages with `nextPageToken`/`isLast`, no `total`), and 410 Gone on
+    the search endpoints Cloud removed; "DataCenter": `/rest/api/2/search` (with `total`), and no
+    v3 API at all. Both serve v2 issues, comments, transitions and serverInfo."""
+
+    def __init__(self, user: str, token: str, deployment: str = "Cloud") -> None:
         self.auth = "Basic " + base64.b64encode(f"{user}:{token}".encode()).decode()
+        self.deployment = deployment
         self.issues: dict[str, dict[str, Any]] = {}
         self.calls: list[tuple[str, str]] = []
         self.lock = threading.Lock()
@@ -219,12 +225,29 @@ class JiraHandler(_Handler):
             return
         url = urlparse(self.path)
         parts = url.path.strip("/").split("/")
-        if url.path == "/rest/api/2/search":
-            jql = parse_qs(url.query)["jql"][0]
+        cloud = self.state.deployment == "Cloud"
+        if url.path == "/rest/api/2/serverInfo":
+            self.answer(200, {"baseUrl": f"http://{self.headers.get('Host')}", "deploymentType": self.state.deployment,
+                              "version": "1001.0.0-SNAPSHOT" if cloud else "10.3.4"})
+        elif cloud and url.path in ("/rest/api/2/search", "/rest/api/3/search"):
+            self.answer(410, {"errorMessages": ["The requested API has been removed. Please migrate to the "
+                                                "/rest/api/3/search/jql API."], "errors": {}})
+        elif not cloud and parts[:3] == ["rest", "api", "3"]:
+            self.answer(404, {"errorMessages": ["null for uri: " + url.path]})
+        elif url.path in ("/rest/api/3/search/jql", "/rest/api/2/search/jql", "/rest/api/2/search"):
+            query = parse_qs(url.query)
+            jql = query["jql"][0]
             label = jql.split('labels = "', 1)[1].rstrip('"')
-            found = [{"key": k, "fields": {"status": self._status(i)}} for k, i in self.state.issues.items()
-                     if label in i["labels"]]
-            self.answer(200, {"issues": found[:1], "total": len(found)})
+            found = [{"id": str(n), "key": k, "fields": {"status": self._status(i)}}
+                     for n, (k, i) in enumerate(self.state.issues.items(), 1) if label in i["labels"]]
+            size = int(query.get("maxResults", ["50"])[0])
+            if url.path == "/rest/api/2/search":  # Data Center: offset pages with a total
+                self.answer(200, {"startAt": 0, "maxResults": size, "total": len(found), "issues": found[:size]})
+            else:
+                page = {"issues": found[:size], "isLast": len(found) <= size}
+                if len(found) > size:
+                    page["nextPageToken"] = f"page-2-{len(found)}"
+                self.answer(200, page)
         elif len(parts) == 6 and parts[5] == "transitions":
             issue = self.state.issues[unquote(parts[4])]
             offered = [{"id": "31", "name": "Done", "to": {"name": "Done"}}] if issue["status"] != "Done" else [
@@ -255,8 +278,16 @@ class JiraHandler(_Handler):
                 self.state.issues[unquote(parts[4])]["comments"].append(data["body"])
                 self.answer(201, {"id": "1"})
             elif parts[-1] == "transitions":
-                self.state.issues[unquote(parts[4])]["status"] = {"31": "Done", "41": "To Do"}[
-                    data["transition"]["id"]]
+                issue = self.state.issues[unquote(parts[4])]
+                offered = {"31": "Done"} if issue["status"] != "Done" else {"41": "To Do"}
+                if data["transition"]["id"] not in offered:  # as Jira answers a transition not offered now
+                    self.answer(400, {"errorMessages": [], "errors": {
+                        "transition": "It seems that you have tried to perform a workflow operation (transition) "
+                                      "that is not valid for the current state of this issue."}})
+                    return
+                issue["status"] = offered[data["transition"]["id"]]
+                for change in (data.get("update") or {}).get("comment", []):
+                    issue["comments"].append(change["add"]["body"])
                 self.answer(204)
             else:
                 self.answer(404, {})
@@ -309,7 +340,15 @@ class SnowHandler(_Handler):
             return
         data = json.loads(self.body())
         incident = self.state.incidents[urlparse(self.path).path.strip("/").split("/")[4]]
+        if data.get("state") in ("6", "7") and not (data.get("close_code") and data.get("close_notes")):
+            # the out-of-the-box data policy: resolving needs the resolution code and notes
+            self.answer(403, {"error": {"message": "Operation Failed", "detail": "Data Policy Exception: \n"
+                                        "The following fields are mandatory: Resolution code, Resolution notes"},
+                              "status": "failure"})
+            return
         with self.state.lock:
+            if "close_code" in data:
+                incident["close_code"] = data["close_code"]
             for note in ("work_notes", "close_notes"):
                 if note in data:
                     incident["notes"].append(data[note])

@@ -76,6 +76,14 @@ def webhook_policy(url: str, extra: str = "") -> str:
             f"channels: [hook]{extra}}}\n" + FAST)
 
 
+def jira_policy(url: str, events: str, channel: str = "", extra: str = "") -> str:
+    """A policy with one Jira channel (on the https test server; `channel`: more of its keys)
+    and one route of `events` to it."""
+    return (f"channels:\n  jira: {{type: jira, url: '{url}', project: OPS, user: {{env: PW_TEST_USER}}, "
+            f"token: {{env: PW_TEST_PASSWORD}}, ca_file: tls.crt{channel}}}\nroutes:\n"
+            f"  - {{name: tickets, events: [{events}], channels: [jira]}}\n{extra or FAST}")
+
+
 def no_secret_anywhere(store: Store, *secrets: str) -> None:
     text = json.dumps([store.outbox_rows(), store.tickets()], default=str)
     for secret in secrets:
@@ -318,6 +326,142 @@ def test_servicenow_incident_lifecycle_and_patch_tickets(store: Store, tmp_path:
         sender.flush()
         assert incident["state"] == "6" and "Cycle c2 patched db1" in incident["notes"][-1]
         assert [t["state"] for t in store.tickets(kind="patch")] == ["closed"]
+
+
+@pytest.mark.parametrize("deployment", ["Cloud", "DataCenter"])
+def test_jira_cloud_and_data_center_are_each_searched_where_they_search_today(
+        store: Store, tmp_path: Path, tls: tuple[Path, Path], deployment: str) -> None:
+    """Cloud answers 410 on /rest/api/2/search (removed) and searches at /rest/api/3/search/jql;
+    Data Center has no v3 API and searches at /rest/api/2/search. The channel's deployment is
+    asked of the server once (serverInfo), then every search goes where that deployment serves."""
+    from patchwave.notify.channels import marker
+    from patchwave.notify.outbox import ticket_key
+
+    with serving(JiraHandler, JiraState("patchwave", "mail-password-42", deployment), tls=tls) as (url, jira):
+        # opened before a crash: only a search that works finds it instead of opening a duplicate
+        jira.issues["OPS-7"] = {"summary": "x", "description": "", "status": "To Do", "comments": [],
+                                "labels": [marker(ticket_key("jira", "rule", "web2", "r1"))]}
+        sender = notifier(store, tmp_path, jira_policy(url, "rule_failed"))
+        events.after_assessment(sender, "b3")
+        assert sender.flush()["sent"] == 2
+    assert len(jira.issues) == 2 and "OPS-7" in jira.issues  # r1 found as OPS-7, only r2 opened
+    searched = sorted({path for method, path in jira.calls if method == "GET" and "search" in path})
+    assert searched == (["/rest/api/3/search/jql"] if deployment == "Cloud" else ["/rest/api/2/search"])
+    assert [path for _m, path in jira.calls].count("/rest/api/2/serverInfo") == 1
+
+
+def test_jira_cloud_s_removed_search_is_a_clear_delivery_error(store: Store, tmp_path: Path,
+                                                                tls: tuple[Path, Path]) -> None:
+    """A channel told `deployment: data-center` that is really Jira Cloud: the 410 is reported
+    (with Jira's own message) and the message stays in the outbox, nothing opened twice."""
+    with serving(JiraHandler, JiraState("patchwave", "mail-password-42", "Cloud"), tls=tls) as (url, jira):
+        sender = notifier(store, tmp_path, jira_policy(
+            url, "rule_failed", ", deployment: data-center",
+            "delivery: {max_attempts: 2, backoff_seconds: 0.05, max_backoff_seconds: 0.1}\n"))
+        events.after_assessment(sender, "b3")
+        sender.flush(wait_seconds=2)
+    assert jira.issues == {}
+    errors = [r["last_error"] for r in store.outbox_rows()]
+    assert errors and all("410" in e and "/rest/api/3/search/jql" in e for e in errors), errors
+
+
+def test_a_ticket_ops_closed_by_hand_is_recognised_as_closed(store: Store, tmp_path: Path,
+                                                              tls: tuple[Path, Path]) -> None:
+    """Ops closes the issue by hand once the rule is fixed; the next passing assessment does not
+    look for a transition a closed issue no longer offers (and never stays `closing`): it adds
+    the confirming evidence as a comment and records the ticket closed."""
+    with serving(JiraHandler, JiraState("patchwave", "mail-password-42"), tls=tls) as (url, jira):
+        sender = notifier(store, tmp_path, jira_policy(url, "rule_failed"))
+        events.after_assessment(sender, _assess(store, 70, "web2", "r5", "fail"))
+        sender.flush()
+        (key,) = jira.issues
+        jira.close_by_hand(key)
+        events.after_assessment(sender, _assess(store, 71, "web2", "r5", "pass"))
+        counts = sender.flush()
+    assert counts["sent"] == 1 and counts["failed"] == 0
+    ticket = next(t for t in store.tickets() if t["subject"] == "r5")
+    assert ticket["state"] == "closed"
+    assert jira.issues[key]["status"] == "Done" and "confirming assessment 71" in jira.issues[key]["comments"][-1]
+    assert not [p for m, p in jira.calls if m == "POST" and p.endswith("/transitions")]
+
+
+def test_servicenow_resolves_with_the_configured_close_code_and_state(store: Store, tmp_path: Path,
+                                                                       tls: tuple[Path, Path]) -> None:
+    with serving(SnowHandler, SnowState("patchwave", "mail-password-42"), tls=tls) as (url, snow):
+        sender = notifier(store, tmp_path, (
+            f"channels:\n  snow: {{type: servicenow, url: '{url}', user: {{env: PW_TEST_USER}}, "
+            "password: {env: PW_TEST_PASSWORD}, ca_file: tls.crt, close_code: Resolved by change, close_state: '7'}\n"
+            "  plain: {type: servicenow, url: '" + url + "', user: {env: PW_TEST_USER}, "
+            "password: {env: PW_TEST_PASSWORD}, ca_file: tls.crt}\nroutes:\n"
+            "  - {name: a, events: [rule_failed], channels: [snow], groups: [web]}\n"
+            "  - {name: b, events: [rule_failed], channels: [plain], groups: [db]}\n" + FAST))
+        events.after_assessment(sender, _assess(store, 80, "web2", "r6", "fail"))
+        events.after_assessment(sender, _assess(store, 81, "db1", "r6", "fail"))
+        events.after_assessment(sender, _assess(store, 82, "web2", "r6", "pass"))
+        events.after_assessment(sender, _assess(store, 83, "db1", "r6", "pass"))
+        counts = sender.flush()
+    assert counts["failed"] == 0
+    closed = {i["short_description"].split(":")[0]: (i["state"], i.get("close_code")) for i in snow.incidents.values()}
+    assert closed == {"web2": ("7", "Resolved by change"), "db1": ("6", "Solution provided")}
+
+
+def test_a_patch_ticket_ops_marks_done_is_confirmed_by_the_host_s_rescan(store: Store, tmp_path: Path,
+                                                                        tls: tuple[Path, Path]) -> None:
+    """Ops marks db1's failed-patch issue done: the sync notices, and the rescan decides. Still
+    pending below the wanted version: re-opened with what is missing. Nothing pending any more:
+    closed with the rescan as its evidence (no transition asked of an issue already done)."""
+    from patchwave.models import PendingUpdate
+    from patchwave.notify import sync
+
+    lines: list[str] = []
+    with serving(JiraHandler, JiraState("patchwave", "mail-password-42"), tls=tls) as (url, jira):
+        sender = notifier(store, tmp_path, jira_policy(url, "patch_failed"))
+        events.after_cycle(sender, "c1")  # db1 failed in c1: its ticket
+        sender.flush()
+        (key,) = jira.issues
+        assert sync.poll(sender, lines.append) == []  # open in Jira: nothing to confirm
+        jira.close_by_hand(key)
+        (marked,) = sync.poll(sender, lines.append)
+        assert (marked["host"], store.ticket(marked["key"])["state"]) == ("db1", "confirming")
+        still = [PendingUpdate("db1", "a", "1", "2", "a", True, False, False)]
+        sync.confirm_patch(sender, "db1", still)
+        sender.flush()
+        assert jira.issues[key]["status"] == "To Do" and "still finds: a 1 (wanted 2)" in jira.issues[key]["comments"][-1]
+        assert (store.ticket(marked["key"])["state"], store.ticket(marked["key"])["reopened"]) == ("open", 1)
+        jira.close_by_hand(key)  # fixed for real this time
+        sync.poll(sender, lines.append)
+        sync.confirm_patch(sender, "db1", [])
+        sender.flush()
+    assert store.ticket(marked["key"])["state"] == "closed"
+    assert jira.issues[key]["status"] == "Done"
+    assert "shows every fix of cycle c1 installed" in jira.issues[key]["comments"][-1]
+    assert [p for m, p in jira.calls if m == "POST" and p.endswith("/transitions")] == [
+        f"/rest/api/2/issue/{key}/transitions"]  # only the re-open; the close found it done already
+
+
+def test_a_confirmation_that_cannot_happen_is_reported_overdue(store: Store, tmp_path: Path,
+                                                               tls: tuple[Path, Path]) -> None:
+    from patchwave.baseline.profile import DEFAULT_PROFILE, Baseline
+    from patchwave.notify import sync
+    from patchwave.paths import Paths
+
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text("all:\n  children:\n    web: {hosts: {web1: {}}}\n")  # db1 has left the inventory
+    lines: list[str] = []
+    with serving(JiraHandler, JiraState("patchwave", "mail-password-42"), tls=tls) as (url, jira):
+        sender = notifier(store, tmp_path, jira_policy(url, "patch_failed",
+                                                       extra="tickets: {confirm_within_minutes: 30}\n" + FAST))
+        events.after_cycle(sender, "c1")
+        sender.flush()
+        jira.close_by_hand(next(iter(jira.issues)))
+        baseline = Baseline(DEFAULT_PROFILE)
+        soon = sync.sync(Paths(tmp_path), sender, inventory, baseline, lines.append)
+        later = sync.sync(Paths(tmp_path), sender, inventory, baseline, lines.append,
+                          now=datetime.now(UTC) + timedelta(minutes=31))
+    assert soon["marked_done"] == 1 and [(e["host"], e["state"], e["overdue"]) for e in soon["confirming"]] == [
+        ("db1", "confirming", False)]
+    assert later["marked_done"] == 0 and [e["overdue"] for e in later["confirming"]] == [True]
+    assert any("still not confirmed" in line for line in lines)
 
 
 def test_digests_sla_and_cycle_events_go_to_the_routes_whose_hosts_they_are_about(store: Store,

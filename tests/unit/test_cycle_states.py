@@ -211,6 +211,44 @@ def test_a_resume_from_every_point_ends_as_an_uninterrupted_cycle(setting: tuple
     assert script.idents.count("02-stage") == 1
 
 
+@pytest.mark.parametrize("die_at", ["05-health-wave0-0-soak", "03-deploy-wave1"])
+def test_a_resume_after_a_death_in_or_after_a_soak_ends_as_an_uninterrupted_cycle(
+        setting: tuple[Paths, Path], tmp_path: Path, die_at: str) -> None:
+    """The canary soaks (a short soak, then the health check after it); a death during the check
+    after the soak leaves the wave soaking, and the resume checks again instead of deploying."""
+    store = RecordingStore(f"sqlite:///{tmp_path / 'pw.db'}")
+    script = Script(die_at=die_at)
+    cycle = cycle_for(setting, store, script)
+    soaked = policy(waves=[{"name": "canary", "size": 1, "soak_minutes": 0.002}, {"name": "broad"}])
+    with pytest.raises(Died):
+        cycle.run(soaked, force_window=True)
+    (cycle_id,) = [r["id"] for r in store.rows("cycles")]
+    if die_at.endswith("-soak"):
+        assert store.waves(cycle_id)[0]["status"] == WaveStatus.SOAKING
+    assert cycle.drive(cycle_id) == CycleStatus.COMPLETED
+    assert sorted(script.deployed) == sorted(HOSTS)  # the soaked canary was not deployed again
+    assert end_states(store, cycle_id) == dict.fromkeys(HOSTS, "patched")
+
+
+def test_a_rollback_on_demand_covers_a_wave_left_soaking_and_ends_the_open_waves(setting: tuple[Paths, Path],
+                                                                               tmp_path: Path) -> None:
+    """The orchestrator died while the canary soaked; ops rolls the cycle back instead of going
+    on: the soaking canary is rolled back, its wave ends failed, the broad wave skipped."""
+    from patchwave.patching.rollback import rollback
+
+    paths, _inventory = setting
+    store = RecordingStore(f"sqlite:///{tmp_path / 'pw.db'}")
+    script = Script(die_at="05-health-wave0-0-soak")
+    with pytest.raises(Died):
+        cycle_for(setting, store, script).run(
+            policy(waves=[{"name": "canary", "size": 1, "soak_minutes": 0.002}, {"name": "broad"}]), force_window=True)
+    (cycle_id,) = [r["id"] for r in store.rows("cycles")]
+    assert rollback(paths, store, cycle_id, runners=lambda _w, _c, _p: ScriptedRunner(script)) == CycleStatus.ROLLED_BACK
+    assert script.rolled_back == {"db1"}
+    assert [(w["name"], w["status"]) for w in store.waves(cycle_id)] == [("canary", "failed"), ("broad", "skipped")]
+    assert end_states(store, cycle_id)["db1"] == "rolled-back"
+
+
 def test_a_resume_of_a_failed_canary_that_died_before_its_rollback_still_rolls_it_back(
         setting: tuple[Paths, Path], tmp_path: Path) -> None:
     store = RecordingStore(f"sqlite:///{tmp_path / 'pw.db'}")

@@ -137,6 +137,12 @@ BAD = [
     ("infinite backoff", SCHEDULE + "retry: {backoff_seconds: .inf}\n", r"retry.backoff_seconds: Input should be a finite"),
     ("time zone that is a folder", SCHEDULE.replace("Europe/Berlin", "Europe"), r"schedule.yml:1: timezone: unknown time zone"),
     ("missing inventory", "inventory: nowhere.yml\n" + SCHEDULE, r"schedule.yml:1: inventory: nowhere.yml does not exist"),
+    ("missing organisation baseline", "baseline: nowhere.yml\n" + SCHEDULE,
+     r"schedule.yml:1: baseline: nowhere.yml does not exist"),
+    ("missing exceptions register", "exceptions: none.yml\n" + SCHEDULE,
+     r"schedule.yml:1: exceptions: none.yml does not exist"),
+    ("groups on a ticket sync", SCHEDULE.replace("kind: discover, every: 1d", "kind: ticket-sync, every: 15m, groups: [web]"),
+     r"a ticket-sync job covers the whole inventory"),
     ("template in a group", SCHEDULE.replace("groups: [web, db]", "groups: ['{{ x }}']"),
      r"schedule.yml:3: jobs\[0\].groups: '\{\{' is Jinja template syntax"),
 ]
@@ -199,6 +205,18 @@ def test_discovery_records_new_gone_changed_and_returned_hosts(tmp_path: Path) -
     assert [e["kind"] for e in events].count("new") == 4 and events[-1]["at"].day == 29
     assert {e["host"]: e["decision"] for e in store.asset_events(kind="new", pending=True)} == {
         "web1": "remediate-now", "web2": "remediate-now", "db1": "patch-now", "ws1": "next-cycle"}
+
+
+def test_a_host_patched_pending_a_restart_counts_as_patched(tmp_path: Path) -> None:
+    from conftest import end_cycle
+
+    store = Store(f"sqlite:///{tmp_path / 'pw.db'}")
+    store.create_cycle("c9", "inv.yml", {"name": "p"})
+    store.add_end_state("c9", "web1", "patched-pending-restart", [], "pw-httpd still runs the old library")
+    store.add_end_state("c9", "db1", "partially-patched", [], "")
+    end_cycle(store, "c9", "completed")
+    times = store.last_times()
+    assert "patched" in times["web1"] and "patched" not in times.get("db1", {})
 
 
 def test_overdue_and_never_assessed_hosts(tmp_path: Path) -> None:

@@ -8,5 +8,3 @@ from datetime import UTC, datetime
 
 def new_cycle_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(2)
-
-

@@ -4,6 +4,7 @@ them into rows and only the runner makes them out of Ansible events. Their state
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 
@@ -144,3 +145,18 @@ class HostResult:
     unreachable: bool = False
     message: str = ""
     data: dict[str, Any] = field(default_factory=dict)
+
+
+# the exit codes of a run; 2 is bad input, refused before anything runs (errors.py)
+EXIT_OK, EXIT_HOSTS_FAILED, EXIT_STOPPED = 0, 1, 3
+
+
+@dataclass(frozen=True)
+class Finished:
+    """How a run ended: its report (what `--json` prints), the workbook written, what was queued
+    and sent to notification channels (None without a notification policy), and the exit code."""
+
+    report: dict[str, Any]
+    workbook: Path | None
+    notified: dict[str, Any] | None
+    exit_code: int

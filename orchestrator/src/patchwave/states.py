@@ -56,6 +56,20 @@ class HostState(StrEnum):
     NOT_REACHED = "not-reached"  # the rollout stopped before its wave
 
 
+class TicketState(StrEnum):
+    """Patchwave's side of a ticket in a ticket system."""
+
+    OPENING = "opening"  # queued to open
+    OPEN = "open"
+    CONFIRMING = "confirming"  # ops marked it done: a rescan or reassessment of its host decides
+    CLOSING = "closing"  # queued to close: the confirming scan or assessment passed
+    CLOSED = "closed"
+
+
+# the tickets a passing rescan or reassessment closes
+CLOSABLE_TICKETS = frozenset({TicketState.OPENING, TicketState.OPEN, TicketState.CONFIRMING})
+
+
 FINAL_CYCLE_STATUSES = frozenset({CycleStatus.COMPLETED, CycleStatus.FAILED, CycleStatus.HALTED,
                                   CycleStatus.ROLLED_BACK})
 
@@ -100,8 +114,12 @@ FAILED_STATES = frozenset({HostState.FAILED, HostState.PARTIALLY_PATCHED, HostSt
 # ticket): not a host the rollout stopped before (the gate's alert is about those)
 HOST_FAILED_STATES = frozenset({HostState.FAILED, HostState.PARTIALLY_PATCHED, HostState.UNREACHABLE})
 
-# the statuses of the waves whose hosts were deployed to (confirmed, and rolled back on demand)
+# the statuses of the waves whose hosts were deployed to (the confirm rescan covers them)
 DEPLOYED_WAVES = frozenset({WaveStatus.PASSED, WaveStatus.FAILED})
+
+# the statuses of the waves whose hosts a deploy may have changed (a rollback covers them): also
+# a wave interrupted while deploying or soaking
+TOUCHED_WAVES = DEPLOYED_WAVES | {WaveStatus.RUNNING, WaveStatus.SOAKING}
 
 
 def cycle_sources(new: CycleStatus) -> frozenset[CycleStatus]:

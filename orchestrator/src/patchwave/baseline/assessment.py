@@ -54,8 +54,6 @@ def scores(counts: dict[str, int]) -> tuple[float | None, float | None]:
     return round(100 * passed / applicable, 1), round(100 * (passed + counts.get("excepted", 0)) / applicable, 1)
 
 
-
-
 def confirm_exceptions(results: list[dict[str, Any]], compiled: Compiled, today: date) -> list[dict[str, Any]]:
     """The host's results with every `excepted` checked against the register: the exception
     must be the one Patchwave attached to that rule for this host and still be in force today

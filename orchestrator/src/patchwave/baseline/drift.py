@@ -34,5 +34,3 @@ def drift(previous: dict[str, Any] | None, results: list[dict[str, Any]], snapsh
             "newly_fixed": newly_fixed, "new_ports": new_ports, "new_packages": new_packages,
             "removed_packages": removed_packages, "new_services": new_services, "new_uid0": new_uid0,
             "critical": critical}
-
-

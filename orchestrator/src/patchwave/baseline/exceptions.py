@@ -90,5 +90,3 @@ def load_exceptions(path: Path) -> list[Exception_]:
 
 
 _DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
-
-

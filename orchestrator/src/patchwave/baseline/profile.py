@@ -174,5 +174,3 @@ class Baseline:
     def rules_by_id(self) -> dict[str, Rule]:
         """Every rule with the rule files' own defaults (for reports: titles, severities)."""
         return {r.id: build_rule(r, params) for _f, rules, params in self.files.values() for r in rules}
-
-

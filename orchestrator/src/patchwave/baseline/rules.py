@@ -431,20 +431,6 @@ class RuleFile(Model):
     rules: list[dict[str, Any]] = []  # validated one by one after parameters are filled in
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 # --- loading --------------------------------------------------------------------------------
 
 class Sourced:
@@ -798,5 +784,3 @@ def load_rule_file(path: Path) -> tuple[RuleFile, list[LoadedRule], dict[str, So
 
 
 FAILING = ("fail", "error")
-
-

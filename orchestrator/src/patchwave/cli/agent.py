@@ -9,7 +9,18 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from patchwave.cli.common import BaselineOpt, InventoryOpt, StoreOpt, agent_app, app, err, load_baseline, open_store
+from patchwave.cli.common import (
+    BaselineOpt,
+    ExceptionsOpt,
+    InventoryOpt,
+    StoreOpt,
+    agent_app,
+    app,
+    err,
+    load_baseline,
+    log_line,
+    open_store,
+)
 from patchwave.paths import project_paths
 
 
@@ -32,7 +43,8 @@ def serve_command(
     listen: Annotated[str, typer.Option(help="ADDRESS:PORT to listen on.")] = "127.0.0.1:8787",
     tls_cert: Annotated[Path | None, typer.Option("--tls-cert", help="Certificate (PEM) for HTTPS.")] = None,
     tls_key: Annotated[Path | None, typer.Option("--tls-key", help="Its private key (PEM).")] = None,
-    inventory: InventoryOpt = None, baseline: BaselineOpt = None, store: StoreOpt = None,
+    inventory: InventoryOpt = None, baseline: BaselineOpt = None, exceptions: ExceptionsOpt = None,
+    store: StoreOpt = None,
     max_connections: Annotated[int, typer.Option(help="Connections open at once; when full, the oldest one "
                                                       "without a valid token gives way.", min=1, max=10000)] = 64,
     header_timeout: Annotated[float, typer.Option(help="Seconds from connect to the last request header "
@@ -47,9 +59,10 @@ def serve_command(
     from patchwave.fleet.agent import Receiver, serve
 
     paths = project_paths()
-    hosts = load_hosts(inventory or paths.lab_inventory)
-    receiver = Receiver(open_store(store), hosts, load_baseline(baseline, None, hosts),
-                        lambda msg: err.print(f"[dim]{escape(msg)}[/dim]"))
+    inv = inventory or paths.lab_inventory
+    hosts = load_hosts(inv)
+    receiver = Receiver(open_store(store), hosts, load_baseline(baseline, exceptions, hosts), log_line, paths=paths,
+                        inventory=inv)
     server = serve(receiver, listen, tls_cert, tls_key, max_connections=max_connections,
                    header_timeout=header_timeout, idle_timeout=idle_timeout)
     scheme = "https" if tls_cert else "http"
@@ -60,5 +73,3 @@ def serve_command(
         pass
     finally:
         server.server_close()
-
-

@@ -23,7 +23,7 @@ from patchwave.cli.common import (
     err,
     live_display,
     load_baseline,
-    notify_after,
+    log_line,
     open_store,
     writable,
 )
@@ -42,7 +42,8 @@ def assess(
     """Assess every host against its baseline: one module call per host, evidence for every
     rule, scores with and without exceptions, drift since the last assessment; all stored."""
     from patchwave.ansible.inventory import load_hosts
-    from patchwave.baseline.assessment import compile_rules, rules_document, run_assessment, select_hosts
+    from patchwave.baseline import service
+    from patchwave.baseline.assessment import compile_rules, rules_document, select_hosts
 
     paths = project_paths()
     inv = inventory or paths.lab_inventory
@@ -58,20 +59,18 @@ def assess(
             raise InputError(f"--compile {compile_to}: cannot write it: {exc.strerror or exc}") from exc
         err.print(escape(f"compiled rules for {len(hosts)} host(s): {compile_to}"))
         return
-    st = open_store(store)
-    report = run_assessment(paths, st, inv, loaded, hosts, live_display())
-    notify_after("assessment", st, report["batch"], inv)
+    finished = service.assess(paths, open_store(store), inv, loaded, hosts, live_display(), log_line)
+    report = finished.report
     if as_json:
         emit_json(report)
     else:
         print_assessment(report)
+        err.print(f"baseline workbook: [bold]{escape(str(finished.workbook))}[/bold]")
     for h in report["hosts"]:  # on stderr even with --json: someone must see it at once
         for line in (h.get("drift") or {}).get("critical", []):
             err.print(f"[bold red]CRITICAL DRIFT[/bold red] {h['host']}: {escape(line)}", highlight=False)
-    bad = [h for h in report["hosts"] if not h["ok"] or h["summary"]["fail"] or h["summary"]["error"]
-           or (h.get("drift") or {}).get("critical")]
-    if bad:
-        raise typer.Exit(1)
+    if finished.exit_code:
+        raise typer.Exit(finished.exit_code)
 
 
 def print_assessment(report: dict[str, Any]) -> None:
@@ -100,16 +99,15 @@ def remediate(
     """Assess, fix the failing rules that declare a remediation (lock-out guarded), reassess.
     Run it with --check first: every planned change with its diff, nothing touched."""
     from patchwave.ansible.inventory import load_hosts
+    from patchwave.baseline import service
     from patchwave.baseline.assessment import select_hosts
-    from patchwave.baseline.remediation import run_remediation
 
     paths = project_paths()
     inv = inventory or paths.lab_inventory
     hosts = select_hosts(inv, limit)
     loaded = load_baseline(baseline, exceptions, load_hosts(inv))
-    st = open_store(store)
-    report = run_remediation(paths, st, inv, loaded, hosts, check, live_display())
-    notify_after("remediation", st, report["batch"], inv)
+    finished = service.remediate(paths, open_store(store), inv, loaded, hosts, check, live_display(), log_line)
+    report = finished.report
     if as_json:
         emit_json(report)
     else:
@@ -126,7 +124,5 @@ def remediate(
             if h["score_after"] is not None:
                 err.print(escape(f"{h['host']}: score {h['score_before']}% → {h['score_after']}%; still failing: "
                                  f"{len(h['still_failing'])}"))
-    if any(not h["ok"] or any(r["status"] in ("refused", "error") for r in h["results"]) for h in report["hosts"]):
-        raise typer.Exit(1)
-
-
+    if finished.exit_code:
+        raise typer.Exit(finished.exit_code)

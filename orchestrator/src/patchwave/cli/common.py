@@ -46,11 +46,9 @@ def _options(
         os.environ[ENV] = str(notify.resolve())
 
 
-def notify_after(kind: str, store: Any, ident: str, inventory: Path | None) -> dict[str, Any] | None:
-    """After a command: queue and send its notifications (when a notification policy is set)."""
-    from patchwave import notify
-
-    return notify.after(kind, store, ident, inventory, log=lambda msg: err.print(f"[dim]{escape(msg)}[/dim]"))
+def log_line(message: str) -> None:
+    """Where what the services and the scheduler say goes: stderr, dimmed, never read as markup."""
+    err.print(f"[dim]{escape(message)}[/dim]")
 
 
 def cells(*values: Any) -> list[str]:
@@ -80,20 +78,6 @@ def emit_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 StoreOpt = Annotated[str | None, typer.Option("--store", envvar="PATCHWAVE_STORE",
                                              help="SQLAlchemy URL of the store (default: SQLite in .patchwave/).")]
 InventoryOpt = Annotated[Path | None, typer.Option("--inventory", "-i", help="Inventory (default: the lab's).")]
@@ -113,32 +97,6 @@ def live_display() -> Any:
     return Display(err)
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 BaselineOpt = Annotated[Path | None, typer.Option("--baseline", "-b",
                                                   help="Baseline profile or rule file (default: the shipped profile).")]
 ExceptionsOpt = Annotated[Path | None, typer.Option("--exceptions", "-e", help="Exceptions register (YAML).")]
@@ -151,49 +109,3 @@ def load_baseline(profile: Path | None, exceptions: Path | None, hosts: list[Any
     baseline = Baseline(profile or DEFAULT_PROFILE, exceptions)
     baseline.check_inventory(hosts, layers=profile is not None)
     return baseline
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-

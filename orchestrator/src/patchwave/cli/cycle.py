@@ -20,23 +20,22 @@ from patchwave.cli.common import (
     emit_json,
     err,
     live_display,
-    notify_after,
+    log_line,
     open_store,
 )
 from patchwave.errors import HostFailure, InputError, PatchwaveError
+from patchwave.models import Finished
 from patchwave.paths import project_paths
 
 
 def run_cycle(store_url: str | None, inventory: Path | None, advisories: Path | None,
-               canary: int | None, policy_file: Path | None = None,
-               force_window: bool = False, emergency: list[str] | None = None,
-               skip_soak: bool = False) -> tuple[Any, str, Path]:
+              canary: int | None, policy_file: Path | None = None,
+              force_window: bool = False, emergency: list[str] | None = None,
+              skip_soak: bool = False) -> Finished:
+    """Read and check the options and the policy, then start the cycle through the service."""
     from patchwave.ansible.inventory import load_hosts
     from patchwave.patching import policy as policy_mod
-    from patchwave.patching import waves
-    from patchwave.patching.cycle import Cycle
-    from patchwave.patching.status import status_report
-    from patchwave.reporting.workbook import write_cycle_workbook
+    from patchwave.patching import service, waves
 
     paths = project_paths()
     inv = inventory or paths.lab_inventory
@@ -51,14 +50,9 @@ def run_cycle(store_url: str | None, inventory: Path | None, advisories: Path | 
         policy = policy_mod.load(policy_file, known_groups={g for h in hosts for g in h.groups})
     else:
         policy = policy_mod.Policy(waves=waves.default_waves(1 if canary is None else canary))
-    store = open_store(store_url)
-    cycle_id = Cycle(paths, store, inv, live_display()).run(
-        policy, advisories, policy_dir=policy_file.parent if policy_file else None, force_window=force_window,
-        emergency=emergency, skip_soak=skip_soak)
-    status = status_report(store, cycle_id)
-    book = write_cycle_workbook(status, hosts, paths.output / f"patch-cycle-{cycle_id}.xlsx")
-    notify_after("cycle", store, cycle_id, inv)
-    return status, cycle_id, book
+    return service.run_cycle(paths, open_store(store_url), inv, policy, advisories=advisories,
+                             policy_dir=policy_file.parent if policy_file else None, force_window=force_window,
+                             emergency=emergency, skip_soak=skip_soak, display=live_display(), log=log_line)
 
 
 def _print_cycle(status: dict[str, Any]) -> None:
@@ -94,25 +88,15 @@ def _package_line(package: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
-def report_cycle(status: dict[str, Any], book: Path, as_json: bool) -> None:
-    status["workbook"] = str(book)
+def report_cycle(finished: Finished, as_json: bool) -> None:
+    """Print how a cycle's run ended (the status, or --json) and exit with its code."""
     if as_json:
-        emit_json(status)
+        emit_json(finished.report)
     else:
-        _print_cycle(status)
-        err.print(f"workbook: [bold]{escape(str(book))}[/bold]")
-    exit_for(status)
-
-
-def exit_for(status: dict[str, Any]) -> None:
-    """0 all good, 1 some hosts failed, 3 stopped by a gate — halted, or waiting at a manual
-    approval gate (2 is bad input, raised earlier)."""
-    from patchwave.states import FAILED_STATES
-
-    if status["status"] in ("halted", "awaiting-approval"):
-        raise typer.Exit(3)
-    if any(h["state"] in FAILED_STATES for h in status["hosts"]):
-        raise typer.Exit(1)
+        _print_cycle(finished.report)
+        err.print(f"workbook: [bold]{escape(str(finished.workbook))}[/bold]")
+    if finished.exit_code:
+        raise typer.Exit(finished.exit_code)
 
 
 @cycle_app.command("run")
@@ -131,9 +115,8 @@ def cycle_run(
     """Run a whole patch cycle: scan, approve, stage, deploy in waves, confirm, workbook."""
     if emergency != bool(advisory):
         raise InputError("--emergency and --advisory ID go together")
-    status, _cycle_id, book = run_cycle(store, inventory, advisories, canary, policy, force_window, advisory or [],
-                                         skip_soak)
-    report_cycle(status, book, as_json)
+    report_cycle(run_cycle(store, inventory, advisories, canary, policy, force_window, advisory or [], skip_soak),
+                 as_json)
 
 
 @app.command("scan")
@@ -162,20 +145,10 @@ def cycle_rollback(
     store: StoreOpt = None, as_json: JsonOpt = False,
 ) -> None:
     """Put every host the cycle reached back at its versions from before the cycle."""
-    from patchwave.ansible.inventory import load_hosts
-    from patchwave.patching.rollback import rollback
-    from patchwave.patching.status import status_report
-    from patchwave.reporting.workbook import write_cycle_workbook
+    from patchwave.patching import service
 
-    paths = project_paths()
-    st = open_store(store)
-    rollback(paths, st, cycle_id, live_display())
-    status = status_report(st, cycle_id)
-    row = st.cycle(cycle_id) or {}
-    book = write_cycle_workbook(status, load_hosts(Path(row["inventory"])),
-                                paths.output / f"patch-cycle-{cycle_id}.xlsx")
-    notify_after("cycle", st, cycle_id, Path(row["inventory"]))
-    report_cycle(status, book, as_json)
+    report_cycle(service.rollback_cycle(project_paths(), open_store(store), cycle_id, live_display(), log_line),
+                 as_json)
 
 
 @cycle_app.command("resume")
@@ -198,18 +171,9 @@ def cycle_resume(
 
 
 def _drive_and_report(st: Any, cycle_id: str, as_json: bool) -> None:
-    from patchwave.ansible.inventory import load_hosts
-    from patchwave.patching.cycle import Cycle
-    from patchwave.patching.status import status_report
-    from patchwave.reporting.workbook import write_cycle_workbook
+    from patchwave.patching import service
 
-    paths = project_paths()
-    inventory = Path((st.cycle(cycle_id) or {})["inventory"])
-    Cycle(paths, st, inventory, live_display()).drive(cycle_id)
-    status = status_report(st, cycle_id)
-    book = write_cycle_workbook(status, load_hosts(inventory), paths.output / f"patch-cycle-{cycle_id}.xlsx")
-    notify_after("cycle", st, cycle_id, inventory)
-    report_cycle(status, book, as_json)
+    report_cycle(service.drive_cycle(project_paths(), st, cycle_id, live_display(), log_line), as_json)
 
 
 @cycle_app.command("approve")
@@ -301,6 +265,8 @@ def cycle_status(
         emit_json(status)
     else:
         _print_cycle(status)
-    exit_for(status)
+    from patchwave.patching.service import cycle_exit_code
 
-
+    code = cycle_exit_code(status)
+    if code:
+        raise typer.Exit(code)

@@ -7,7 +7,7 @@ from typing import Any
 from rich.markup import escape
 
 from patchwave.cli.baseline import print_assessment
-from patchwave.cli.common import JsonOpt, StoreOpt, app, err, live_display, load_baseline, open_store
+from patchwave.cli.common import JsonOpt, StoreOpt, app, err, live_display, load_baseline, log_line, open_store
 from patchwave.cli.cycle import report_cycle, run_cycle
 from patchwave.cli.lab import lab_for
 from patchwave.paths import project_paths
@@ -22,12 +22,12 @@ def demo(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
     lab.down()
     result = lab.up()
     err.print(f"lab ready in {result['seconds']}s: {len(result['hosts'])} hosts")
-    status, _cycle_id, book = run_cycle(store, None, None, 1)
-    status["assessment"] = _demo_assessment(store)
-    status["reports"] = _demo_reports(store)
+    finished = run_cycle(store, None, None, 1)
+    finished.report["assessment"] = _demo_assessment(store)
+    finished.report["reports"] = _demo_reports(store)
     if not as_json:
         err.print("the lab stays up for a look around (inventories/lab/hosts.yml); `patchwave lab down` removes it")
-    report_cycle(status, book, as_json)
+    report_cycle(finished, as_json)
 
 
 def _demo_reports(store: str | None) -> list[str]:
@@ -45,18 +45,15 @@ def _demo_reports(store: str | None) -> list[str]:
 def _demo_assessment(store: str | None) -> dict[str, Any]:
     """The demo's baseline assessment of the patched lab with the shipped profile."""
     from patchwave.ansible.inventory import load_hosts
-    from patchwave.baseline.assessment import run_assessment
-    from patchwave.reporting.workbook import write_assessment_workbook
+    from patchwave.baseline import service
 
     paths = project_paths()
     hosts = load_hosts(paths.lab_inventory)
-    report = run_assessment(paths, open_store(store), paths.lab_inventory, load_baseline(None, None, hosts), hosts,
-                            live_display())
-    book = write_assessment_workbook(report, hosts, paths.output / f"baseline-{report['batch']}.xlsx")
+    finished = service.assess(paths, open_store(store), paths.lab_inventory, load_baseline(None, None, hosts), hosts,
+                              live_display(), log_line)
+    report = finished.report
     print_assessment(report)
-    err.print(f"baseline workbook: [bold]{escape(str(book))}[/bold]")
-    return {"batch": report["batch"], "workbook": str(book),
+    err.print(f"baseline workbook: [bold]{escape(str(finished.workbook))}[/bold]")
+    return {"batch": report["batch"], "workbook": str(finished.workbook),
             "hosts": [{k: h.get(k) for k in ("host", "ok", "score", "score_with_exceptions", "summary")}
                       for h in report["hosts"]]}
-
-

@@ -10,7 +10,19 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from patchwave.cli.common import InventoryOpt, JsonOpt, StoreOpt, app, cells, emit_json, err, open_store, schedule_app, writable
+from patchwave.cli.common import (
+    InventoryOpt,
+    JsonOpt,
+    StoreOpt,
+    app,
+    cells,
+    emit_json,
+    err,
+    log_line,
+    open_store,
+    schedule_app,
+    writable,
+)
 from patchwave.errors import InputError
 from patchwave.paths import project_paths
 
@@ -29,8 +41,16 @@ def load_schedule(path: Path | None, inventory: Path | None = None) -> Any:
         from patchwave.fleet.scheduler import inventory_of
 
         inventory = inventory_of(loaded, path, project_paths())
-    if inventory.exists():
-        schedule_mod.load(path, known_groups={g for h in load_hosts(inventory) for g in h.groups})
+    hosts = load_hosts(inventory) if inventory.exists() else []
+    if hosts:
+        schedule_mod.load(path, known_groups={g for h in hosts for g in h.groups})
+    from patchwave.fleet.scheduler import organisation_baseline
+
+    # the organisation's baseline and exceptions, and each assess job's own: a bad file stops here
+    for job in [None, *(j for j in loaded.jobs if j.kind == "assess")]:
+        baseline = organisation_baseline(loaded, path, job)
+        if hosts:
+            baseline.check_inventory(hosts, layers=bool((job and job.baseline) or loaded.baseline))
     return loaded
 
 
@@ -48,7 +68,7 @@ def discover(inventory: InventoryOpt = None, schedule: ScheduleOpt = None, store
     loaded = load_schedule(schedule, inv) if schedule is not None else None
     st = open_store(store)
     result = discover.discover(st, inv, loaded)
-    result["acted"] = act_on_new(paths, st, inv, lambda msg: err.print(f"[dim]{escape(msg)}[/dim]")) if act else []
+    result["acted"] = act_on_new(paths, st, inv, log_line, loaded, schedule) if act else []
     if as_json:
         emit_json(result)
         return
@@ -96,7 +116,7 @@ def schedule_run(schedule: ScheduleOpt = None, store: StoreOpt = None, as_json: 
         raise InputError("no schedule: give --schedule FILE or set PATCHWAVE_SCHEDULE (see docs/schedules.md)")
     loaded = load_schedule(schedule)
     outcomes = run_due(project_paths(), open_store(store), loaded, schedule,
-                       lambda msg: err.print(f"[dim]{escape(msg)}[/dim]"))
+                       log_line)
     if as_json:
         emit_json(outcomes)
     else:
@@ -121,7 +141,7 @@ def schedule_serve(schedule: ScheduleOpt = None, store: StoreOpt = None,
     st = open_store(store)
     err.print(f"scheduler running: {len(loaded.jobs)} job(s); checking every {check_every:g} s")
     while True:
-        run_due(project_paths(), st, loaded, schedule, lambda msg: err.print(f"[dim]{escape(msg)}[/dim]"))
+        run_due(project_paths(), st, loaded, schedule, log_line)
         time.sleep(check_every)
 
 
@@ -151,5 +171,3 @@ def schedule_units(schedule: ScheduleOpt = None,
         except OSError as exc:
             raise InputError(f"--output {output}: cannot write {name}: {exc.strerror or exc}") from exc
         err.print(escape(f"wrote {output / name}"))
-
-

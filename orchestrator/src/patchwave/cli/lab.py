@@ -84,5 +84,3 @@ def _print_hosts(hosts: list[dict[str, Any]]) -> None:
                       f"127.0.0.1:{h['ssh_port']}", ",".join(h["groups"]), h["device_type"], h["owner"],
                       h.get("state", ""))
     err.print(table)
-
-

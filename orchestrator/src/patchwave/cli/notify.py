@@ -9,7 +9,20 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from patchwave.cli.common import InventoryOpt, JsonOpt, StoreOpt, cells, emit_json, err, notify_app, open_store
+from patchwave.cli.common import (
+    BaselineOpt,
+    ExceptionsOpt,
+    InventoryOpt,
+    JsonOpt,
+    StoreOpt,
+    cells,
+    emit_json,
+    err,
+    load_baseline,
+    log_line,
+    notify_app,
+    open_store,
+)
 from patchwave.errors import InputError
 from patchwave.paths import project_paths
 
@@ -27,7 +40,7 @@ def _notifier(store: str | None, inventory: Path | None, policy: Path | None) ->
                          "PATCHWAVE_NOTIFY (see docs/notifications.md)")
     inv = inventory or paths.lab_inventory
     return notify.notifier(open_store(store), inv if inv.exists() else None, path,
-                           log=lambda msg: err.print(f"[dim]{escape(msg)}[/dim]"))
+                           log=log_line)
 
 
 @notify_app.command("check")
@@ -74,6 +87,33 @@ def notify_digest(policy: NotifyFileOpt = None, inventory: InventoryOpt = None, 
         err.print(f"{queued} queued; " + ", ".join(f"{v} {k}" for k, v in counts.items()))
 
 
+@notify_app.command("sync")
+def notify_sync(policy: NotifyFileOpt = None, inventory: InventoryOpt = None, baseline: BaselineOpt = None,
+                exceptions: ExceptionsOpt = None, store: StoreOpt = None, as_json: JsonOpt = False) -> None:
+    """The ops side of the ticket loop: look up every open ticket in its ticket system; each one
+    ops marked done is confirmed at once (its host rescanned or reassessed with --baseline and
+    --exceptions): closed on a pass, re-opened with the new evidence on a failure. Exits 1 when a
+    confirmation is overdue (tickets.confirm_within_minutes). Run it from a timer, or a
+    schedule's ticket-sync job."""
+    from patchwave.ansible.inventory import load_hosts
+    from patchwave.notify import sync
+
+    paths = project_paths()
+    inv = inventory or paths.lab_inventory
+    loaded = load_baseline(baseline, exceptions, load_hosts(inv))
+    result = sync.sync(paths, _notifier(store, inventory, policy), inv, loaded, log_line)
+    if as_json:
+        emit_json(result)
+    else:
+        err.print(f"{result['marked_done']} ticket(s) newly marked done; {len(result['confirming'])} confirmed or "
+                  f"waiting; {result['queued']} queued, {result['sent']} sent")
+        for entry in result["confirming"]:
+            err.print(escape(f"  {entry['ticket']} {entry['host']} {entry['subject']}: {entry['state']}"
+                             + (" (OVERDUE)" if entry["overdue"] else "")))
+    if any(e["overdue"] for e in result["confirming"]):
+        raise typer.Exit(1)
+
+
 @notify_app.command("status")
 def notify_status(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
     """The outbox (pending and given-up messages with their last error) and the tickets."""
@@ -101,5 +141,3 @@ def notify_status(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
         for t in tickets:
             table.add_row(*cells(t["number"] or "(opening)", t["state"], t["host"], t["subject"], t["reopened"]))
         err.print(table)
-
-

@@ -37,5 +37,3 @@ def report(
         for book in result["workbooks"]:
             sheets = ", ".join(f"{s['sheet']} ({s['rows']:,})" for s in book["sheets"])
             err.print(f"[bold]{escape(str(book['workbook']))}[/bold]: {escape(sheets)}")
-
-

@@ -32,10 +32,11 @@ from typing import Any
 
 from patchwave.baseline.assessment import compile_rules, record_result
 from patchwave.baseline.profile import Baseline
-from patchwave.errors import InputError
+from patchwave.errors import InputError, PatchwaveError
 from patchwave.ids import new_cycle_id
 from patchwave.models import Host
 from patchwave.patching.scan import updates_from_scan
+from patchwave.paths import Paths
 from patchwave.store import Store
 
 MAX_BODY = 20 * 1024 * 1024  # an assessment with its snapshot stays far below this
@@ -108,9 +109,13 @@ def _malformed(kind: str, result: dict[str, Any]) -> str | None:
 class Receiver:
     """Checks and stores what agents deliver."""
 
-    def __init__(self, store: Store, hosts: list[Host], baseline: Baseline, log: Callable[[str], None]) -> None:
+    def __init__(self, store: Store, hosts: list[Host], baseline: Baseline, log: Callable[[str], None], *,
+                 paths: Paths | None = None, inventory: Path | None = None) -> None:
+        """With `paths` and `inventory` (as `patchwave serve` gives them), each delivered
+        assessment ends like every other: its workbook, its alerts and tickets."""
         self.store, self.baseline, self.log = store, baseline, log
         self.hosts = {h.name: h for h in hosts}
+        self.paths, self.inventory = paths, inventory
 
     def authorised(self, host: str, header: str) -> bool:
         expected = self.store.agent_token(host) if host in self.hosts else None
@@ -135,10 +140,19 @@ class Receiver:
             self.log(f"agent {host}: scan stored ({len(updates)} pending update(s))")
             return 200, {"stored": "scan", "updates": len(updates)}
         compiled = compile_rules(self.baseline, [self.hosts[host]])[host]
-        entry = record_result(self.store, f"agent-{new_cycle_id()}", host, self.baseline.profile.name, compiled,
+        batch = f"agent-{new_cycle_id()}"
+        entry = record_result(self.store, batch, host, self.baseline.profile.name, compiled,
                               "assess", None if failed else result, False,
                               str(result.get("msg", "the agent's assessment failed")) if failed else "")
         self.log(f"agent {host}: assessment stored (score {entry.get('score')}%)")
+        if self.paths is not None and self.inventory is not None:
+            from patchwave.baseline.service import finish_assessment
+
+            try:  # stored already: a workbook or a channel that fails must not refuse the delivery
+                finish_assessment(self.paths, self.store, self.inventory,
+                                  {"batch": batch, "baseline": self.baseline.profile.name, "hosts": [entry]}, self.log)
+            except (OSError, PatchwaveError) as exc:
+                self.log(f"agent {host}: assessment stored, but its workbook or notifications failed: {exc}")
         return 200, {"stored": "assessment", "assessment": entry.get("assessment"), "score": entry.get("score")}
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from patchwave.ansible.inventory import load_hosts
+from patchwave.clock import aware
 from patchwave.fleet.schedule import Schedule
 from patchwave.models import Host
 from patchwave.store import Store
@@ -67,14 +68,10 @@ def freshness(store: Store, inventory: Path, schedule: Schedule | None = None,
                     continue
                 last = times.get("scanned" if job.kind == "scan" else "assessed")
                 limit = timedelta(seconds=job.period() * schedule.overdue_factor)
-                if last is None or stamp - _aware(last) > limit:
+                if last is None or stamp - aware(last) > limit:
                     overdue.append(job.name)
         rows.append({"host": host.name, "groups": list(host.groups), "device_type": host.device_type,
                      "owner": host.owner, "last_seen": times.get("seen"), "last_scanned": times.get("scanned"),
                      "last_assessed": times.get("assessed"), "last_patched": times.get("patched"),
                      "never_assessed": times.get("assessed") is None, "overdue": overdue})
     return rows
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)

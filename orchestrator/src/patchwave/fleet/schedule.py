@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from patchwave import yamlsrc
+from patchwave.clock import aware
 from patchwave.errors import InputError
 from patchwave.patching.policy import ThinLink
 
@@ -55,7 +56,7 @@ def period_seconds(text: str) -> float:
 
 class Job(_Model):
     name: str = Field(pattern=_NAME.pattern)
-    kind: Literal["discover", "scan", "assess", "digest", "catch-up"]
+    kind: Literal["discover", "scan", "assess", "digest", "catch-up", "ticket-sync"]
     every: str | None = None
     cron: str | None = None
     groups: list[str] = []
@@ -90,7 +91,7 @@ class Job(_Model):
             raise ValueError("give either every (an interval) or cron (a cron line)")
         if self.baseline is not None and self.kind != "assess":
             raise ValueError("baseline is for assess jobs")
-        if self.kind in ("discover", "digest") and (self.groups or self.device_types):
+        if self.kind in ("discover", "digest", "ticket-sync") and (self.groups or self.device_types):
             raise ValueError(f"a {self.kind} job covers the whole inventory: no groups or device_types")
         return self
 
@@ -145,6 +146,10 @@ class Schedule(_Model):
     version: Literal[1] = 1
     timezone: str = "UTC"
     inventory: str | None = None  # relative to the schedule file; default: the lab's
+    # the organisation's baseline profile and exceptions register (relative to the schedule file):
+    # what scheduled assessments and new devices are assessed with (a job's own baseline wins)
+    baseline: str | None = None
+    exceptions: str | None = None
     jobs: list[Job] = Field(min_length=1)
     new_devices: NewDevices = NewDevices()
     retry: Retry = Retry()
@@ -169,9 +174,11 @@ class Schedule(_Model):
 def load(path: Path, known_groups: set[str] | None = None) -> Schedule:
     data = yamlsrc.load_mapping(path, "schedule", DOCS, ScheduleError)
     schedule = yamlsrc.validate(Schedule, data, path, "schedule", DOCS, ScheduleError)
-    if schedule.inventory is not None and not (path.parent / schedule.inventory).exists():
-        raise ScheduleError(f"{yamlsrc.where(path, data, ('inventory',))}: inventory: {schedule.inventory} does not "
-                            f"exist (relative to {path.parent})")
+    for key in ("inventory", "baseline", "exceptions"):
+        named = getattr(schedule, key)
+        if named is not None and not (path.parent / named).exists():
+            raise ScheduleError(f"{yamlsrc.where(path, data, (key,))}: {key}: {named} does not exist (relative to "
+                                f"{path.parent})")
     for index, job in enumerate(schedule.jobs):
         if job.baseline is not None and not (path.parent / job.baseline).exists():
             raise ScheduleError(f"{yamlsrc.where(path, data, ('jobs', index, 'baseline'))}: jobs[{index}].baseline: "
@@ -193,7 +200,7 @@ def due(schedule: Schedule, last_runs: dict[str, datetime], now: datetime) -> li
     for job in schedule.jobs:
         slot = job.last_slot(now, schedule.zone)
         ran = last_runs.get(job.name)
-        if ran is None or _aware(ran) < slot:
+        if ran is None or aware(ran) < slot:
             found.append((job, slot))
     return found
 
@@ -253,10 +260,6 @@ def units(schedule_file: Path, root: Path, every_minutes: int = 5) -> dict[str, 
         f"[Timer]\nOnBootSec=2min\nOnUnitActiveSec={int(every_minutes)}min\nPersistent=true\n\n"
         "[Install]\nWantedBy=timers.target\n")
     return {"patchwave-schedule.service": service, "patchwave-schedule.timer": timer}
-
-
-def _aware(stamp: datetime) -> datetime:
-    return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
 
 
 def describe(job: Job) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from patchwave.ansible.inventory import load_hosts
 from patchwave.fleet import discover
@@ -21,6 +21,9 @@ from patchwave.models import Host
 from patchwave.patching.policy import Policy, thin_link_vars
 from patchwave.paths import Paths
 from patchwave.store import Store
+
+if TYPE_CHECKING:
+    from patchwave.baseline.profile import Baseline
 
 Log = Callable[[str], None]
 
@@ -59,7 +62,7 @@ def execute(paths: Paths, store: Store, schedule: Schedule, schedule_path: Path,
     inventory = inventory_of(schedule, schedule_path, paths)
     if job.kind == "discover":
         found = discover.discover(store, inventory, schedule)
-        return {"changes": found["changes"], "acted": act_on_new(paths, store, inventory, log)}
+        return {"changes": found["changes"], "acted": act_on_new(paths, store, inventory, log, schedule, schedule_path)}
     if job.kind == "digest":
         from patchwave import notify
         from patchwave.notify import events
@@ -69,16 +72,25 @@ def execute(paths: Paths, store: Store, schedule: Schedule, schedule_path: Path,
             return {"note": "no notification policy (PATCHWAVE_NOTIFY): nothing to send"}
         queued = events.digest(sender)
         return {"queued": queued, **sender.flush()}
+    if job.kind == "ticket-sync":
+        from patchwave import notify
+        from patchwave.notify import sync
+
+        sender = notify.notifier(store, inventory, log=log)
+        if sender is None:
+            return {"note": "no notification policy (PATCHWAVE_NOTIFY): no tickets to look up"}
+        return sync.sync(paths, sender, inventory, organisation_baseline(schedule, schedule_path), log)
     hosts = [h for h in load_hosts(inventory) if job.covers(h.groups, h.device_type)]
     if job.kind == "catch-up":
         return catch_up(paths, store, inventory, schedule, hosts, log)
     return with_retries(schedule, hosts,
-                        lambda batch: _run_kind(paths, store, inventory, schedule, job, schedule_path, batch), log)
+                        lambda batch: _run_kind(paths, store, inventory, schedule, job, schedule_path, batch, log), log)
 
 
 def _run_kind(paths: Paths, store: Store, inventory: Path, schedule: Schedule, job: Job, schedule_path: Path,
-              hosts: list[Host]) -> dict[str, bool]:
-    """Run a scan or an assessment on `hosts`; host -> answered."""
+              hosts: list[Host], log: Log) -> dict[str, bool]:
+    """Run a scan or an assessment on `hosts`; host -> answered. An assessment goes through the
+    baseline's service with the organisation's profile and exceptions (alerts, tickets, workbook)."""
     from patchwave.progress import quiet
 
     if job.kind == "scan":
@@ -86,12 +98,22 @@ def _run_kind(paths: Paths, store: Store, inventory: Path, schedule: Schedule, j
 
         links = thin_link_vars(schedule.thin_links, hosts)
         return {r["host"]: not r["unreachable"] for r in scan_only(paths, store, inventory, quiet(), hosts, links)}
-    from patchwave.baseline.assessment import run_assessment
+    from patchwave.baseline import service
+
+    finished = service.assess(paths, store, inventory, organisation_baseline(schedule, schedule_path, job), hosts,
+                              quiet(), log)
+    return {h["host"]: not h["unreachable"] for h in finished.report["hosts"]}
+
+
+def organisation_baseline(schedule: Schedule, schedule_path: Path, job: Job | None = None) -> Baseline:
+    """The baseline a schedule's assessments use: the job's own profile, else the schedule's
+    (the organisation's), else the shipped one; with the schedule's exceptions register. Paths
+    are relative to the schedule file."""
     from patchwave.baseline.profile import DEFAULT_PROFILE, Baseline
 
-    baseline = Baseline(schedule_path.parent / job.baseline if job.baseline else DEFAULT_PROFILE, None)
-    report = run_assessment(paths, store, inventory, baseline, hosts, quiet())
-    return {h["host"]: not h["unreachable"] for h in report["hosts"]}
+    profile = (job.baseline if job is not None and job.baseline else None) or schedule.baseline
+    register = schedule_path.parent / schedule.exceptions if schedule.exceptions else None
+    return Baseline(schedule_path.parent / profile if profile else DEFAULT_PROFILE, register)
 
 
 def with_retries(schedule: Schedule, hosts: list[Host], run: Callable[[list[Host]], dict[str, bool]],
@@ -116,8 +138,14 @@ def with_retries(schedule: Schedule, hosts: list[Host], run: Callable[[list[Host
             "tries": tries}
 
 
-def act_on_new(paths: Paths, store: Store, inventory: Path, log: Log) -> list[dict[str, Any]]:
-    """Carry out the recorded decision for each new host not handled yet."""
+def act_on_new(paths: Paths, store: Store, inventory: Path, log: Log, schedule: Schedule | None = None,
+               schedule_path: Path | None = None) -> list[dict[str, Any]]:
+    """Carry out the recorded decision for each new host not handled yet, through the same
+    services as every other run (alerts, tickets, workbooks), with the schedule's baseline and
+    exceptions (the shipped profile without a schedule)."""
+    from patchwave.baseline import service as baseline_service
+    from patchwave.baseline.profile import DEFAULT_PROFILE, Baseline
+    from patchwave.patching.scan import scan_only
     from patchwave.progress import quiet
 
     done = []
@@ -129,26 +157,21 @@ def act_on_new(paths: Paths, store: Store, inventory: Path, log: Log) -> list[di
             continue
         decision = event["decision"]
         log(f"new host {host.name}: {decision}")
+        baseline = (organisation_baseline(schedule, schedule_path) if schedule is not None and schedule_path is not None
+                    else Baseline(DEFAULT_PROFILE, None))
         if decision == "next-cycle":
             outcome = "nothing now: the next patch cycle includes it"
         elif decision == "observe":
-            from patchwave.baseline.assessment import run_assessment
-            from patchwave.baseline.profile import DEFAULT_PROFILE, Baseline
-            from patchwave.patching.scan import scan_only
-
             scanned = scan_only(paths, store, inventory, quiet(), [host])[0]
-            report = run_assessment(paths, store, inventory, Baseline(DEFAULT_PROFILE, None), [host], quiet())
+            report = baseline_service.assess(paths, store, inventory, baseline, [host], quiet(), log).report
             outcome = (f"scanned ({len(scanned['updates'])} pending update(s)) and assessed "
                        f"(score {report['hosts'][0].get('score')}%)")
         elif decision == "remediate-now":
-            from patchwave.baseline.profile import DEFAULT_PROFILE, Baseline
-            from patchwave.baseline.remediation import run_remediation
-
-            report = run_remediation(paths, store, inventory, Baseline(DEFAULT_PROFILE, None), [host], False, quiet())
+            report = baseline_service.remediate(paths, store, inventory, baseline, [host], False, quiet(), log).report
             entry = report["hosts"][0]
             outcome = f"remediated: score {entry['score_before']}% -> {entry['score_after']}%"
         else:  # patch-now
-            outcome = patch_now(paths, store, inventory, host)
+            outcome = patch_now(paths, store, inventory, host, log)
         store.finish_asset_event(event["id"], outcome)
         done.append({"host": host.name, "decision": decision, "outcome": outcome})
     return done
@@ -162,16 +185,25 @@ def _one_host(row: dict[str, Any] | None, host: Host, wave: str, **changes: Any)
     return policy.model_copy(update={"targets": Targets(hosts=[host.name]), "waves": [Wave(name=wave)], **changes})
 
 
-def patch_now(paths: Paths, store: Store, inventory: Path, host: Host) -> str:
+def _sources(row: dict[str, Any] | None) -> tuple[Path | None, Path | None]:
+    """A cycle's advisory sources as it was started with them: the file or directory given
+    directly, and the policy's folder (its relative advisory paths are relative to it)."""
+    options = (row or {}).get("options") or {}
+    return (Path(options["advisories"]) if options.get("advisories") else None,
+            Path(options["policy_dir"]) if options.get("policy_dir") else None)
+
+
+def patch_now(paths: Paths, store: Store, inventory: Path, host: Host, log: Log = lambda _msg: None) -> str:
     """An out-of-cycle mini cycle for one host under the latest cycle's policy (its approval
-    rules), in one wave."""
-    from patchwave.patching.cycle import Cycle
+    rules and its advisory sources, found where that cycle found them), in one wave."""
+    from patchwave.patching import service
 
     latest = store.latest_cycle_id()
-    mini = _one_host(store.cycle(latest) if latest else None, host, "new-device", windows=[])
-    extra = paths.lab / "advisories"  # the lab's advisories; a production policy names its own sources
-    cycle_id = Cycle(paths, store, inventory).run(mini, extra if extra.exists() else None)
-    return f"patched out of cycle in {cycle_id} ({(store.cycle(cycle_id) or {}).get('status')})"
+    row = store.cycle(latest) if latest else None
+    advisories, policy_dir = _sources(row)
+    finished = service.run_cycle(paths, store, inventory, _one_host(row, host, "new-device", windows=[]),
+                                 advisories=advisories, policy_dir=policy_dir, log=log)
+    return f"patched out of cycle in {finished.report['cycle_id']} ({finished.report['status']})"
 
 
 def catch_up(paths: Paths, store: Store, inventory: Path, schedule: Schedule, hosts: list[Host],
@@ -185,7 +217,7 @@ def catch_up(paths: Paths, store: Store, inventory: Path, schedule: Schedule, ho
     stays unreachable (a scan finds that out; no cycle is started) and is tried again, with the
     schedule's retries and at the next due run."""
     from patchwave.errors import GateHalt
-    from patchwave.patching.cycle import Cycle
+    from patchwave.patching import service
     from patchwave.patching.scan import scan_only
     from patchwave.progress import quiet
 
@@ -214,15 +246,13 @@ def catch_up(paths: Paths, store: Store, inventory: Path, schedule: Schedule, ho
                 answered[host.name] = False
                 done.append(entry)
                 continue
-            options = origin.get("options") or {}
+            advisories, policy_dir = _sources(origin)
             log(f"catch-up: {host.name} missed cycle {source}; carrying over what it approved for hosts of the same "
                 f"release ({len(approved)} approval(s) in all)")
             try:
-                cycle_id = Cycle(paths, store, inventory).run(
-                    _one_host(origin, host, "catch-up"),
-                    Path(options["advisories"]) if options.get("advisories") else None,
-                    Path(options["policy_dir"]) if options.get("policy_dir") else None,
-                    carry_over=(str(source), approved))
+                cycle_id = service.run_cycle(paths, store, inventory, _one_host(origin, host, "catch-up"),
+                                             advisories=advisories, policy_dir=policy_dir,
+                                             carry_over=(str(source), approved), log=log).report["cycle_id"]
             except GateHalt as exc:  # its maintenance window is closed: the next due run tries again
                 entry.update(state="waiting", detail=str(exc))
                 answered[host.name] = True

@@ -37,10 +37,11 @@ def notifier(store: Store, inventory: Path | None, path: Path | None = None,
 
 
 def after(kind: str, store: Store, ident: str, inventory: Path | None,
-          log: Callable[[str], None]) -> dict[str, Any] | None:
+          log: Callable[[str], None], sender: Notifier | None = None) -> dict[str, Any] | None:
     """Queue what a finished command has to say (kind: cycle, assessment, remediation) and send
-    what is due. Delivery problems never fail the command: they stay in the outbox."""
-    sender = notifier(store, inventory, log=log)
+    what is due, through `sender` (the policy in use, PATCHWAVE_NOTIFY's, when None). Delivery
+    problems never fail the command: they stay in the outbox."""
+    sender = sender or notifier(store, inventory, log=log)
     if sender is None:
         return None
     if kind == "cycle":

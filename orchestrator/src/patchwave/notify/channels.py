@@ -21,7 +21,7 @@ import urllib.request
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import quote, urljoin, urlsplit
 
 from patchwave.notify.config import Jira, NotifyError, ServiceNow, Smtp, Webhook, shown
@@ -79,10 +79,30 @@ def _request(method: str, url: str, data: bytes | None, headers: dict[str, str],
         if 300 <= exc.code < 400:
             raise DeliveryError(_redirected(method, url, exc.code, exc.headers.get("Location")), retry=False) from None
         # 408, 425, 429 and 5xx may pass; any other 4xx will not (a bad request, credentials, a missing project)
-        raise DeliveryError(f"{method} {shown(url)}: HTTP {exc.code} {exc.reason}",
+        said = _service_said(exc)
+        raise DeliveryError(f"{method} {shown(url)}: HTTP {exc.code} {exc.reason}" + (f": {said}" if said else ""),
                             retry=exc.code in (408, 425, 429) or exc.code >= 500) from None
     except (urllib.error.URLError, OSError) as exc:
         raise DeliveryError(f"{method} {shown(url)}: {getattr(exc, 'reason', exc)}") from None
+
+
+def _service_said(error: urllib.error.HTTPError, longest: int = 300) -> str:
+    """What the service says went wrong, from its error body: Jira's `errorMessages` and
+    `errors`, ServiceNow's `error.message` and `error.detail`; one printable line, cut short."""
+    try:
+        body = json.loads(error.read(16384) or b"{}")
+    except (OSError, ValueError):
+        return ""
+    said: list[str] = []
+    if isinstance(body, dict):
+        said += [str(m) for m in body.get("errorMessages") or [] if m]
+        said += [f"{k}: {v}" for k, v in (body.get("errors") or {}).items()] if isinstance(body.get("errors"), dict) else []
+        nested = body.get("error")
+        if isinstance(nested, dict):
+            said += [str(nested[k]) for k in ("message", "detail") if nested.get(k)]
+    text = " ".join(" ".join(said).split())
+    text = "".join(c for c in text if c.isprintable())
+    return text if len(text) <= longest else text[:longest - 1] + "…"
 
 
 def _redirected(method: str, url: str, code: int, location: str | None) -> str:
@@ -207,7 +227,14 @@ def marker(ticket_key: str) -> str:
 
 
 class JiraTickets(TicketSystem):
-    """Jira REST API v2 (Cloud and Data Center accept it): issues, comments, transitions, search."""
+    """Jira's REST API: issues, comments and transitions through v2 (Cloud and Data Center both
+    serve it, with a plain-text description); the search through what each offers today: Cloud
+    removed `/rest/api/2/search` (it answers 410) for `/rest/api/3/search/jql`, Data Center has
+    only the former. The channel's `deployment` says which; `auto` asks the server once."""
+
+    # url -> ("cloud" | "data-center", when the server said so): asked again after DEPLOYMENT_TTL
+    _deployments: ClassVar[dict[str, tuple[str, float]]] = {}
+    DEPLOYMENT_TTL = 900.0
 
     def __init__(self, channel: Jira, base: Path) -> None:
         self.channel = channel
@@ -217,9 +244,22 @@ class JiraTickets(TicketSystem):
     def _call(self, method: str, path: str, body: Any = None) -> Any:
         return _http(method, f"{self.channel.url}{path}", body, self.auth, self.channel.timeout_seconds, self.tls)
 
+    def deployment(self) -> str:
+        if self.channel.deployment != "auto":
+            return self.channel.deployment
+        known = self._deployments.get(self.channel.url)
+        if known is None or time.monotonic() - known[1] > self.DEPLOYMENT_TTL:
+            # serverInfo's deploymentType: "Cloud" on Jira Cloud, "Server" or "DataCenter" otherwise
+            info = self._call("GET", "/rest/api/2/serverInfo")
+            known = ("cloud" if str(info.get("deploymentType", "")).lower() == "cloud" else "data-center",
+                     time.monotonic())
+            self._deployments[self.channel.url] = known
+        return known[0]
+
     def find(self, marker: str) -> dict[str, Any] | None:
         jql = quote(f'project = {self.channel.project} AND labels = "{marker}"')
-        found = self._call("GET", f"/rest/api/2/search?jql={jql}&fields=status&maxResults=1")
+        search = "/rest/api/3/search/jql" if self.deployment() == "cloud" else "/rest/api/2/search"
+        found = self._call("GET", f"{search}?jql={jql}&fields=status&maxResults=1")
         issues = found.get("issues") or []
         return {"external_id": issues[0]["key"], "number": issues[0]["key"]} if issues else None
 
@@ -242,13 +282,20 @@ class JiraTickets(TicketSystem):
             raise DeliveryError(f"Jira issue {external_id} offers no transition {name!r} (it offers "
                                 f"{', '.join(t.get('name', '?') for t in offered) or 'none'}): set the channel's "
                                 "close_transition / reopen_transition", retry=False)
-        self.comment(external_id, text)
-        self._call("POST", f"/rest/api/2/issue/{quote(external_id)}/transitions", {"transition": {"id": chosen["id"]}})
+        # the comment rides on the transition: a retried transition never posts it twice
+        self._call("POST", f"/rest/api/2/issue/{quote(external_id)}/transitions",
+                   {"transition": {"id": chosen["id"]}, "update": {"comment": [{"add": {"body": text}}]}})
 
     def close(self, external_id: str, text: str) -> None:
+        if self.is_closed(external_id):  # ops closed it by hand: there is no transition left to take
+            self.comment(external_id, text)
+            return
         self._transition(external_id, self.channel.close_transition, text)
 
     def reopen(self, external_id: str, text: str) -> None:
+        if not self.is_closed(external_id):  # re-opened by hand already
+            self.comment(external_id, text)
+            return
         self._transition(external_id, self.channel.reopen_transition, text)
 
     def is_closed(self, external_id: str) -> bool:
@@ -294,15 +341,23 @@ class ServiceNowTickets(TicketSystem):
         self._call("PATCH", f"/api/now/table/incident/{quote(external_id)}", {"work_notes": text})
 
     def close(self, external_id: str, text: str) -> None:
+        if self.is_closed(external_id):  # resolved or closed by hand already: only say why it stays so
+            self.comment(external_id, text)
+            return
         self._call("PATCH", f"/api/now/table/incident/{quote(external_id)}",
-                   {"state": "6", "close_code": "Solved (Permanently)", "close_notes": text})
+                   {"state": self.channel.close_state, "close_code": self.channel.close_code, "close_notes": text})
 
     def reopen(self, external_id: str, text: str) -> None:
-        self._call("PATCH", f"/api/now/table/incident/{quote(external_id)}", {"state": "2", "work_notes": text})
+        if not self.is_closed(external_id):  # open (or on hold) already: only add the evidence
+            self.comment(external_id, text)
+            return
+        self._call("PATCH", f"/api/now/table/incident/{quote(external_id)}",
+                   {"state": self.channel.reopen_state, "work_notes": text})
 
     def is_closed(self, external_id: str) -> bool:
         found = self._call("GET", f"/api/now/table/incident/{quote(external_id)}?sysparm_fields=state")
-        return str((found.get("result") or {}).get("state", "")) in _SNOW_DONE
+        state = str((found.get("result") or {}).get("state", ""))
+        return state in _SNOW_DONE or state == self.channel.close_state
 
 
 def ticket_system(channel: Jira | ServiceNow, base: Path) -> TicketSystem:

@@ -188,6 +188,9 @@ class Jira(_HttpChannel):
     token: Secret
     close_transition: str = "Done"
     reopen_transition: str = "Reopen"
+    # cloud: the search of Jira Cloud (/rest/api/3/search/jql); data-center: Jira Data Center's
+    # (/rest/api/2/search); auto: whichever the server's serverInfo names
+    deployment: Literal["auto", "cloud", "data-center"] = "auto"
 
 
 class ServiceNow(_HttpChannel):
@@ -196,6 +199,11 @@ class ServiceNow(_HttpChannel):
     user: Secret
     password: Secret
     assignment_group: str | None = None
+    # how a fixed incident is resolved and a failing one re-opened: the instance's own choices
+    # (the defaults are the incident table's out-of-the-box ones: 6 Resolved, 2 In Progress)
+    close_code: Annotated[str, Field(min_length=1, max_length=40)] = "Solution provided"
+    close_state: Annotated[str, Field(pattern=r"^[0-9]{1,3}$")] = "6"
+    reopen_state: Annotated[str, Field(pattern=r"^[0-9]{1,3}$")] = "2"
 
 
 Channel = Annotated[Webhook | Smtp | Jira | ServiceNow, Field(discriminator="type")]
@@ -261,12 +269,21 @@ class Delivery(_Model):
     max_backoff_seconds: float = Field(default=3600, gt=0)
 
 
+class Tickets(_Model):
+    """The ops side of the ticket loop: a ticket ops marks done is confirmed by a rescan or a
+    reassessment of its host within this many minutes (`patchwave notify sync`, or a schedule's
+    `ticket-sync` job at least that often)."""
+
+    confirm_within_minutes: float = Field(default=60, gt=0, le=7 * 24 * 60)
+
+
 class NotifyPolicy(_Model):
     version: Literal[1] = 1
     channels: dict[str, Channel]
     routes: list[Route] = Field(min_length=1)
     delivery: Delivery = Delivery()
     sla_warning_days: int = Field(default=3, ge=0, le=365)
+    tickets: Tickets = Tickets()
 
     def route(self, name: str) -> Route | None:
         return next((r for r in self.routes if r.name == name), None)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 
+from patchwave.notify.config import TICKET_TYPES
 from patchwave.notify.outbox import Event, Notifier
 from patchwave.states import FAILED_STATES, HOST_FAILED_STATES, PATCHED_STATES, CycleStatus, HostState, WaveStatus
 
@@ -29,8 +30,7 @@ def after_cycle(notifier: Notifier, cycle_id: str) -> int:
     added = 0
     states = store.end_states(cycle_id)
     # hosts whose own deploy or health check failed: a rolled-back one among them failed too
-    own_failures = {h: r["message"] for stage in ("deploy", "health")
-                    for h, r in store.latest_results(cycle_id, stage).items() if not r["ok"]}
+    own_failures = store.deploy_failures(cycle_id)
     for host, state in sorted(states.items()):
         packages = state["packages"] or []
         end = HostState(state["state"])
@@ -121,7 +121,7 @@ def after_assessment(notifier: Notifier, batch: str, kind: str | None = None) ->
                 if newly is None or rule in newly:
                     added += notifier.emit(event)
                 else:  # still failing: no new message, but the ticket must be there and open
-                    added += _tickets_only(notifier, event)
+                    added += tickets_only(notifier, event)
             else:
                 why = {"pass": "passes", "excepted": f"is excepted ({result['exception_id']})",
                        "not_applicable": "no longer applies"}.get(result["status"], result["status"])
@@ -132,12 +132,12 @@ def after_assessment(notifier: Notifier, batch: str, kind: str | None = None) ->
     return added
 
 
-def _tickets_only(notifier: Notifier, event: Event) -> int:
+def tickets_only(notifier: Notifier, event: Event) -> int:
     added = 0
     for route in notifier.policy.routes:
-        if any(notifier.policy.channels[c].type in ("jira", "servicenow") for c in route.channels):
+        if any(notifier.policy.channels[c].type in TICKET_TYPES for c in route.channels):
             ticket_route = route.model_copy(update={"channels": [
-                c for c in route.channels if notifier.policy.channels[c].type in ("jira", "servicenow")]})
+                c for c in route.channels if notifier.policy.channels[c].type in TICKET_TYPES]})
             added += notifier.emit(event, only=ticket_route)
     return added
 
@@ -216,5 +216,3 @@ def _sla(notifier: Notifier, day: date) -> int:
                     f"Latest cycle: {cycle_id} ({state['state']}).", (host,),
                     {"package": package["name"], "due": str(due), "cycle": cycle_id}))
     return added
-
-

@@ -17,9 +17,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from patchwave.clock import aware
 from patchwave.models import Host
 from patchwave.notify import channels
 from patchwave.notify.config import TICKET_TYPES, NotifyPolicy, Route, Smtp, Webhook, describe
+from patchwave.states import CLOSABLE_TICKETS, TicketState
 from patchwave.store import Store
 
 Log = Callable[[str], None]
@@ -104,11 +106,11 @@ class Notifier:
         key = ticket_key(channel, kind, host, subject)
         known = self.store.ticket(key)
         if known is None:
-            self.store.save_ticket(key, channel=channel, kind=kind, host=host, subject=subject, state="opening")
+            self.store.save_ticket(key, channel=channel, kind=kind, host=host, subject=subject, state=TicketState.OPENING)
             return [self._row(f"open|{key}", channel, route.name, event, "open", key)]
-        if known["state"] in ("closing", "closed"):
+        if known["state"] in (TicketState.CLOSING, TicketState.CLOSED):
             # failing again after it was fixed: the same ticket comes back, with the new evidence
-            self.store.save_ticket(key, state="opening")
+            self.store.save_ticket(key, state=TicketState.OPENING)
             return [self._row(f"reopen|{key}|{event.key}", channel, route.name, event, "reopen", key)]
         # still failing: the ticket must still be open in the ticket system (someone may have closed it)
         return [self._row(f"check|{key}|{event.key}", channel, route.name, event, "check", key)]
@@ -117,13 +119,13 @@ class Notifier:
         """Comment on (or, when `resolved`, close) every open ticket about this host and subject."""
         rows: list[dict[str, Any]] = []
         for ticket in self.store.tickets(kind=kind, host=host, subject=subject):
-            if ticket["state"] not in ("opening", "open"):
+            if ticket["state"] not in CLOSABLE_TICKETS:
                 continue
             op = "close" if resolved else "update"
             event = Event("ticket", key, "low", f"{host}: {subject}", text, (host,))
             rows.append(self._row(f"{op}|{ticket['key']}|{key}", ticket["channel"], "-", event, op, ticket["key"]))
             if resolved:
-                self.store.save_ticket(ticket["key"], state="closing")
+                self.store.save_ticket(ticket["key"], state=TicketState.CLOSING)
         return self.store.enqueue(rows)
 
     # --- sending ----------------------------------------------------------------------------
@@ -139,7 +141,7 @@ class Notifier:
             if not pending or time.monotonic() >= deadline:
                 counts["pending"] = len(pending)
                 return counts
-            soonest = min(_aware(r["next_at"]) for r in pending)
+            soonest = min(aware(r["next_at"]) for r in pending)
             pause = (soonest - clock()).total_seconds()
             time.sleep(min(max(pause, 0.05), max(deadline - time.monotonic(), 0.05)))
 
@@ -149,7 +151,7 @@ class Notifier:
         for row in list(self.store.rows("outbox", status=["pending", "sending"])):
             if row["ticket"] and row["ticket"] in blocked:
                 continue
-            if row["status"] == "sending" or _aware(row["next_at"]) > at:
+            if row["status"] == "sending" or aware(row["next_at"]) > at:
                 if row["ticket"]:
                     blocked.add(row["ticket"])
                 continue
@@ -193,6 +195,10 @@ class Notifier:
                                      **({"result": {"insecure": True}} if insecure else {}))
             self.log(f"notify: {row['channel']} {row['op']} {row['subject']!r}: {exc}"
                      + (" (giving up)" if give_up else f" (retry in {delay:g} s)"))
+            if give_up and row["op"] == "close" and row["ticket"]:
+                # never left `closing`: the ticket is still open in the ticket system, and the next
+                # passing check (or notify sync) tries to close it again
+                self.store.save_ticket(row["ticket"], state=TicketState.OPEN, note=f"closing failed: {exc}"[:500])
             return "failed" if give_up else "retry"
         except BaseException:
             self.store.finish_outbox(row["id"], self.claimant, status="pending")  # not sent: release the claim
@@ -214,7 +220,7 @@ class Notifier:
             window = timedelta(minutes=route.rate_limit.per_minutes)
             sent = self.store.sent_since(route.name, row["channel"], at - window)
             if len(sent) >= route.rate_limit.messages:
-                free = _aware(sent[len(sent) - route.rate_limit.messages]) + window
+                free = aware(sent[len(sent) - route.rate_limit.messages]) + window
                 return free, (f"held: route {route.name} sent {len(sent)} message(s) in the last "
                               f"{route.rate_limit.per_minutes:g} minute(s) (limit {route.rate_limit.messages})")
         return None
@@ -225,7 +231,7 @@ class Notifier:
             return channels.send_webhook(channel, self.base, row["key"], {
                 "id": row["key"], "event": row["event"], "severity": row["severity"], "subject": row["subject"],
                 "text": body.get("text", ""), "hosts": body.get("hosts", []), "data": body.get("data", {}),
-                "created_at": _aware(row["created_at"]).isoformat()})
+                "created_at": aware(row["created_at"]).isoformat()})
         if isinstance(channel, Smtp):
             return channels.send_mail(channel, self.base, row["key"], f"[patchwave] {row['subject']}",
                                       body.get("text", ""))
@@ -236,11 +242,12 @@ class Notifier:
         ticket = self.store.ticket(key) or {}
         text = (row["body"] or {}).get("text", "")
         external = ticket.get("external_id")
-        if row["op"] == "open" or (row["op"] == "reopen" and not external):
+        # a ticket whose opening was given up has no id: the next reopen or check opens it
+        if row["op"] == "open" or (row["op"] in ("reopen", "check") and not external):
             mark = channels.marker(key)
             found = system.find(mark)  # opened before, and the answer lost? then it is that one
             made = found or system.open(mark, row["subject"], text, row["severity"])
-            self.store.save_ticket(key, state="open", external_id=made["external_id"], number=made["number"],
+            self.store.save_ticket(key, state=TicketState.OPEN, external_id=made["external_id"], number=made["number"],
                                    closed_at=None)
             return {**made, "found": found is not None}
         if not external:
@@ -249,21 +256,22 @@ class Notifier:
             system.comment(external, text)
         elif row["op"] == "close":
             system.close(external, text)
-            self.store.save_ticket(key, state="closed", closed_at=datetime.now(UTC), note=text[:500])
+            self.store.save_ticket(key, state=TicketState.CLOSED, closed_at=datetime.now(UTC), note=text[:500])
         elif row["op"] == "reopen":
             system.reopen(external, text)
-            self.store.save_ticket(key, state="open", closed_at=None)
+            self.store.save_ticket(key, state=TicketState.OPEN, closed_at=None)
         elif row["op"] == "check" and system.is_closed(external):
             system.reopen(external, "Closed in the ticket system, but the latest check still fails:\n\n" + text)
-            self.store.save_ticket(key, state="open", closed_at=None, reopened=int(ticket.get("reopened") or 0) + 1,
+            self.store.save_ticket(key, state=TicketState.OPEN, closed_at=None,
+                                   reopened=int(ticket.get("reopened") or 0) + 1,
                                    note="closed in the ticket system while still failing; re-opened")
             return {"external_id": external, "reopened": True}
+        elif row["op"] == "check" and ticket.get("state") == TicketState.CONFIRMING:
+            # marked done, then re-opened by hand before the confirming check: open, and still failing
+            system.comment(external, "The confirming check still fails:\n\n" + text)
+            self.store.save_ticket(key, state=TicketState.OPEN, note="re-opened in the ticket system; still failing")
         return {"external_id": external}
 
 
 def _stderr(message: str) -> None:
     sys.stderr.write(message + "\n")
-
-
-def _aware(stamp: datetime) -> datetime:
-    return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)

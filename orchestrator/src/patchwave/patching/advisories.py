@@ -405,5 +405,3 @@ def load_advisories(policy: Policy, policy_dir: Path | None, extra: Path | None)
     if extra is not None:
         sources.append(extra)
     return [a for source in sources for a in load(source)]
-
-

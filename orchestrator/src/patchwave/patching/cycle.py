@@ -54,12 +54,6 @@ class _Rollout:
             self.halted, self.reason = True, reason
 
 
-
-
-
-
-
-
 class Cycle:
     """The cycle's state machine: each step reads where the store says the cycle is, acts, and
     stores the result before the next step. `runners` makes the runner for a cycle's work
@@ -125,13 +119,13 @@ class Cycle:
         """Take the cycle from wherever the store says it is to its end. Every step is recorded
         before the next acts, and every step is idempotent on the hosts, so driving a cycle that
         was interrupted (`cycle resume`) neither patches a host twice nor forgets one."""
-        row = self.store.cycle(cycle_id)
-        if row is None:
+        if self.store.cycle(cycle_id) is None:
             raise InputError(f"no cycle {cycle_id!r} in the store")
-        if CycleStatus(row["status"]).final:
-            raise InputError(f"cycle {cycle_id} already ended ({row['status']}); nothing to resume")
         self.store.lock(cycle_id)
         try:
+            row = self.store.cycle(cycle_id) or {}  # read under the lock: as the cycle stands now
+            if CycleStatus(row["status"]).final:
+                raise InputError(f"cycle {cycle_id} already ended ({row['status']}); nothing to resume")
             for stray in stop_strays(cycle_id):
                 self.store.log(cycle_id, "resume", f"stopped {stray}, left running by an orchestrator that died")
                 self.say(f"[{cycle_id}] stopped {stray}, left running by an orchestrator that died")
@@ -216,8 +210,7 @@ class Cycle:
         self.store.set_cycle_status(cycle_id, CycleStatus.CONFIRMING)
         waves_done = self.store.waves(cycle_id)
         reached = {h for w in waves_done if w["status"] in DEPLOYED_WAVES for h in w["hosts"]}
-        deploy_failed = {h: r["message"] for stage in ("deploy", "health")
-                         for h, r in self.store.latest_results(cycle_id, stage).items() if not r["ok"]}
+        deploy_failed = self.store.deploy_failures(cycle_id)
         confirmed: dict[str, dict[str, Any]] = {}
         if reached:
             confirm = runner.run("confirm.yml", self.inventory, ident="04-confirm", limit=sorted(reached),
@@ -464,22 +457,6 @@ class Cycle:
             if state in FAILED_STATES:
                 worst = CycleStatus.FAILED
         return worst
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 def approve(store: Store, cycle_id: str, wave_name: str | None, by: str, comment: str = "",

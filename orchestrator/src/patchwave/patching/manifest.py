@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from fnmatch import fnmatchcase
 from typing import Any
 
+from patchwave.clock import aware
 from patchwave.models import Advisory, Decision, Manifest, PendingUpdate
 from patchwave.patching.advisories import ByPackage, matching, rank
 from patchwave.patching.policy import Approval
@@ -46,7 +47,7 @@ def published_at(text: str | None) -> datetime | None:
         stamp = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         return None
-    return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+    return aware(stamp)
 
 
 def decide(update: PendingUpdate, advisories: list[Advisory], approval: Approval = DEFAULT_APPROVAL,

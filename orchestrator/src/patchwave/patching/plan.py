@@ -61,5 +61,3 @@ def plan(paths: Paths, inventory: Path, policy: Policy, advisories: list[Advisor
                        "advisories": list(d.advisories), "sla_due": d.sla_due} for d in manifest.decisions],
         "waves": planned,
     }
-
-

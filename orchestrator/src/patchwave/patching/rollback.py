@@ -13,12 +13,12 @@ from patchwave.ansible.procs import stop_strays
 from patchwave.errors import InputError
 from patchwave.models import Manifest
 from patchwave.patching.policy import Policy
-from patchwave.patching.runs import playbook_runner, record_results
+from patchwave.patching.runs import RunnerFactory, playbook_runner, record_results
 from patchwave.patching.scan import SCAN
 from patchwave.patching.status import package_rows
 from patchwave.paths import Paths
 from patchwave.progress import Display, quiet
-from patchwave.states import DEPLOYED_WAVES, CycleStatus, HostState, WaveStatus
+from patchwave.states import TOUCHED_WAVES, CycleStatus, HostState, WaveStatus
 from patchwave.store import Store
 
 
@@ -28,27 +28,38 @@ def rollback_vars(cycle_id: str, policy: Policy) -> dict[str, Any]:
             "rollback_restart_policy": policy.restart}
 
 
-def rollback(paths: Paths, store: Store, cycle_id: str, display: Display | None = None) -> CycleStatus:
-    """Roll back every host a cycle reached, then confirm: each ends rolled-back or failed."""
-    row = store.cycle(cycle_id)
-    if row is None:
+def rollback(paths: Paths, store: Store, cycle_id: str, display: Display | None = None,
+             runners: RunnerFactory | None = None) -> CycleStatus:
+    """Roll back every host a cycle reached, then confirm: each ends rolled-back or failed. A wave
+    still open ends with it (deploying or soaking: failed; not started: skipped)."""
+    if store.cycle(cycle_id) is None:
         raise InputError(f"no cycle {cycle_id!r} in the store")
-    inventory = Path(row["inventory"])
-    reached = sorted({h for w in store.waves(cycle_id) if w["status"] in (*DEPLOYED_WAVES, WaveStatus.RUNNING)
-                      for h in w["hosts"]})
-    if not reached:
-        raise InputError(f"cycle {cycle_id} reached no host: nothing to roll back")
     store.lock(cycle_id)
     try:
+        row = store.cycle(cycle_id) or {}  # read under the lock: as the cycle stands now
+        waves = store.waves(cycle_id)
+        reached = sorted({h for w in waves if w["status"] in TOUCHED_WAVES for h in w["hosts"]})
+        if not reached:
+            raise InputError(f"cycle {cycle_id} reached no host: nothing to roll back")
+        inventory = Path(row["inventory"])
         for stray in stop_strays(cycle_id):
             store.log(cycle_id, "rollback", f"stopped {stray}, left running by an orchestrator that died")
         work = paths.state / "cycles" / cycle_id
         policy = Policy.model_validate_json(json.dumps(row["policy"]))
-        runner = playbook_runner(paths, store, display or quiet(), work / "runs", cycle_id, policy)
+        make = runners or (lambda work_dir, ident, rules: playbook_runner(paths, store, display or quiet(), work_dir,
+                                                                          ident, rules))
+        runner = make(work / "runs", cycle_id, policy)
         hosts = [h for h in load_hosts(inventory) if h.name in reached]
         back = runner.run("rollback.yml", inventory, ident="07-rollback", limit=reached,
                           extravars=rollback_vars(cycle_id, policy))
         failed = record_results(store, cycle_id, "rollback", "patchwave.endpoint.rollback_updates", back, hosts)
+        for wave in waves:
+            status = WaveStatus(wave["status"])
+            if status in (WaveStatus.RUNNING, WaveStatus.SOAKING):
+                store.finish_wave(wave["id"], WaveStatus.FAILED,
+                                  {**(wave["gate"] or {}), "reason": f"rolled back on demand while {status}"})
+            elif status in (WaveStatus.PENDING, WaveStatus.AWAITING_APPROVAL):
+                store.finish_wave(wave["id"], WaveStatus.SKIPPED, {"reason": "not started: the cycle was rolled back"})
         manifest = Manifest(cycle_id, str(row["created_at"]), tuple(store.decisions(cycle_id)))
         confirm = runner.run("confirm.yml", inventory, ident="08-confirm-rollback", limit=reached,
                              extravars={"patchwave_manifest_file": str(work / "manifest.json")})
@@ -60,11 +71,9 @@ def rollback(paths: Paths, store: Store, cycle_id: str, display: Display | None 
             after = res.get("installed", {})
             packages = package_rows([d for d in manifest.decisions if d.host == host.name and d.approved], after)
             store.add_end_state(cycle_id, host.name, state, packages, detail)
-        status = CycleStatus.ROLLED_BACK if not failed else CycleStatus.FAILED
-        store.set_cycle_status(cycle_id, status, finished=True)
+        ended = CycleStatus.ROLLED_BACK if not failed else CycleStatus.FAILED
+        store.set_cycle_status(cycle_id, ended, finished=True)
         store.log(cycle_id, "rollback", f"rolled back {len(reached) - len(failed)} of {len(reached)} host(s)")
-        return status
+        return ended
     finally:
         store.unlock(cycle_id)
-
-

@@ -79,5 +79,3 @@ def scan_only(paths: Paths, store: Store, inventory: Path, display: Display | No
             "reboot_required": bool(entry["ok"] and res.get("reboot_required", {}).get("required")),
         })
     return report
-
-

@@ -7,6 +7,7 @@ from typing import Any
 
 from patchwave.errors import InputError
 from patchwave.models import Changelog, Decision
+from patchwave.states import CycleStatus
 from patchwave.store import Store
 
 
@@ -23,7 +24,7 @@ def status_report(store: Store, cycle_id: str) -> dict[str, Any]:
     if cycle is None:
         raise InputError(f"no cycle {cycle_id!r} in the store")
     states = store.end_states(cycle_id)
-    finish = store.events(cycle_id, "approval" if cycle["status"] == "awaiting-approval" else "finish")
+    finish = store.events(cycle_id, "approval" if cycle["status"] == CycleStatus.AWAITING_APPROVAL else "finish")
     logs = store.changelogs(cycle_id)
     return {
         "cycle_id": cycle_id,
@@ -50,5 +51,3 @@ def with_changelog(package: dict[str, Any], log: Changelog | None) -> dict[str, 
     had no changelog, or was never staged)."""
     return {**package, "changelog_urgency": log.urgency if log else None,
             "changelog_cves": list(log.cves) if log else []}
-
-

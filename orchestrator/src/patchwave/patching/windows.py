@@ -61,5 +61,3 @@ def describe(windows: Sequence[Window], at: datetime | None) -> str:
         return "no opening in the next four weeks"
     zones = sorted({w.timezone for w in windows}) or ["UTC"]
     return ", ".join(f"{at.astimezone(ZoneInfo(z)):%Y-%m-%d %H:%M} {z}" for z in zones)
-
-

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
+from patchwave.clock import aware
 from patchwave.models import Changelog, Host
 from patchwave.patching.manifest import published_at
 from patchwave.states import FAILED_STATES, PATCHED_STATES
@@ -124,7 +125,7 @@ def _pct(value: float | None) -> float | None:
 
 def _asset_changes(ctx: Context) -> Iterator[Row]:
     for event in ctx.store.asset_events():
-        if (ctx.since is None or _aware(event["at"]) >= _aware(ctx.since)) and ctx.wanted(event["host"]):
+        if (ctx.since is None or aware(event["at"]) >= aware(ctx.since)) and ctx.wanted(event["host"]):
             yield {"at": event["at"], "host": event["host"], "change": event["kind"],
                    "detail": json.dumps(event["detail"], sort_keys=True) if event["detail"] else "",
                    "decision": event["decision"], "done_at": event["done_at"], "outcome": event["outcome"]}
@@ -421,9 +422,6 @@ def _package_updates(ctx: Context) -> Iterator[Row]:
 
 # --- trends ---------------------------------------------------------------------------------
 
-def _aware(stamp: datetime) -> datetime:
-    return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
-
 
 def _trend_patch(ctx: Context) -> Iterator[Row]:
     """Per cycle: coverage, mean time to patch per severity (advisory publication → install, in
@@ -439,7 +437,7 @@ def _trend_patch(ctx: Context) -> Iterator[Row]:
         ttp: dict[str, list[float]] = {}
         ages: list[float] = []
         approved = installed = breaches = 0
-        end = _aware(cycle["finished_at"] or cycle["created_at"])
+        end = aware(cycle["finished_at"] or cycle["created_at"])
         only = Context(ctx.store, ctx.hosts, ctx.since, ctx.group, _cache={"cycles": [cycle], "by_name": ctx.by_name})
         for _cycle, host, _state, package, done, at, due in _outcomes(only):
             approved += 1
@@ -449,7 +447,7 @@ def _trend_patch(ctx: Context) -> Iterator[Row]:
             if stamp is None:
                 continue
             if done and at is not None:
-                days = (_aware(at) - stamp).total_seconds() / 86400
+                days = (aware(at) - stamp).total_seconds() / 86400
                 ttp.setdefault(package.get("severity") or "unknown", []).append(days)
                 ttp.setdefault("all", []).append(days)
             elif not done:
@@ -494,7 +492,7 @@ def _config_fix_times(ctx: Context) -> Iterator[Row]:
             since, first_title = open_since.pop(key)
             yield {**_host_fields(ctx.host(host)), "rule_id": rule_id, "title": first_title, "failing_since": since,
                    "fixed_at": at, "fixed": True,
-                   "days_to_fix": round((_aware(at) - _aware(since)).total_seconds() / 86400, 2)}
+                   "days_to_fix": round((aware(at) - aware(since)).total_seconds() / 86400, 2)}
     for (host, rule), (since, title) in sorted(open_since.items()):
         yield {**_host_fields(ctx.host(host)), "rule_id": rule, "title": title, "failing_since": since,
                "fixed_at": None, "fixed": False, "days_to_fix": None}

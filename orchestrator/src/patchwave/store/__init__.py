@@ -9,7 +9,7 @@ except a cycle's or wave's status; history is what trends and mean-time-to-patch
 from __future__ import annotations
 
 from patchwave.store.assessments import AssessmentRecords
-from patchwave.store.base import display_url, now
+from patchwave.store.base import display_url
 from patchwave.store.cycles import CycleRecords
 from patchwave.store.fleet import FleetRecords
 from patchwave.store.history import HistoryQueries
@@ -17,7 +17,7 @@ from patchwave.store.outbox import OutboxRecords
 from patchwave.store.runs import RunRecords
 from patchwave.store.schema import SCHEMA_VERSION
 
-__all__ = ["SCHEMA_VERSION", "Store", "display_url", "now"]
+__all__ = ["SCHEMA_VERSION", "Store", "display_url"]
 
 
 class Store(CycleRecords, RunRecords, AssessmentRecords, OutboxRecords, FleetRecords, HistoryQueries):

@@ -10,7 +10,8 @@ from sqlalchemy import (
     select,
 )
 
-from patchwave.store.base import StoreBase, now, primary_key
+from patchwave.clock import now
+from patchwave.store.base import StoreBase, primary_key
 from patchwave.store.schema import assessments, remediations, rule_results
 
 

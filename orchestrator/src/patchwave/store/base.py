@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,15 +29,6 @@ from patchwave.store.migrations import MIGRATIONS
 from patchwave.store.schema import SCHEMA_VERSION, metadata, schema_info
 
 LOCK_LEASE = timedelta(minutes=5)
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
-def aware(stamp: datetime | None) -> datetime | None:
-    """SQLite gives naive datetimes back; they were stored as UTC."""
-    return stamp if stamp is None or stamp.tzinfo else stamp.replace(tzinfo=UTC)
 
 
 def display_url(url: str) -> str:

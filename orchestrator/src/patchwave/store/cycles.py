@@ -13,10 +13,11 @@ from sqlalchemy import ColumnElement, Table, insert, select, update
 from sqlalchemy.engine import Connection
 
 from patchwave.ansible.procs import alive
+from patchwave.clock import aware, now
 from patchwave.errors import PatchwaveError
 from patchwave.models import Changelog, Decision, Manifest, PendingUpdate
 from patchwave.states import CycleStatus, HostState, WaveStatus, cycle_sources, wave_sources
-from patchwave.store.base import LOCK_LEASE, StoreBase, aware, now, primary_key
+from patchwave.store.base import LOCK_LEASE, StoreBase, primary_key
 from patchwave.store.schema import (
     approvals,
     changelogs,
@@ -293,6 +294,11 @@ class CycleRecords(StoreBase):
                                                            & (host_results.c.stage == stage))
                                 .order_by(host_results.c.id)).mappings().all()
         return {r["host"]: dict(r) for r in rows}
+
+    def deploy_failures(self, cycle_id: str) -> dict[str, str]:
+        """{host: why} for the hosts whose own deploy or health check failed last in the cycle."""
+        return {h: r["message"] for stage in ("deploy", "health")
+                for h, r in self.latest_results(cycle_id, stage).items() if not r["ok"]}
 
     def host_results(self, cycle_id: str) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:

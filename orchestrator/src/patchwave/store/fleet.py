@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -11,7 +11,9 @@ from sqlalchemy import (
     update,
 )
 
-from patchwave.store.base import StoreBase, now, primary_key, runner_alive
+from patchwave.clock import aware, now
+from patchwave.states import PATCHED_STATES
+from patchwave.store.base import StoreBase, primary_key, runner_alive
 from patchwave.store.schema import agent_tokens, assessments, asset_events, assets, end_states, host_results, scans, schedule_runs
 
 
@@ -70,13 +72,13 @@ class FleetRecords(StoreBase):
             "assessed": select(assessments.c.host, func.max(assessments.c.at)).where(assessments.c.ok)
             .group_by(assessments.c.host),
             "patched": select(end_states.c.host, func.max(end_states.c.at))
-            .where(end_states.c.state.in_(("patched", "patched-pending-reboot"))).group_by(end_states.c.host),
+            .where(end_states.c.state.in_(sorted(PATCHED_STATES))).group_by(end_states.c.host),
         }
         with self.engine.connect() as conn:
             for what, query in queries.items():
                 for host, stamp in conn.execute(query):
                     if stamp is not None:
-                        out.setdefault(host, {})[what] = stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+                        out.setdefault(host, {})[what] = aware(stamp)
         return out
 
     def last_slots(self) -> dict[str, datetime]:
@@ -86,7 +88,7 @@ class FleetRecords(StoreBase):
         with self.engine.connect() as conn:
             rows = conn.execute(select(schedule_runs.c.job, func.max(schedule_runs.c.slot))
                                 .group_by(schedule_runs.c.job)).all()
-        return {job: slot if slot.tzinfo else slot.replace(tzinfo=UTC) for job, slot in rows}
+        return {job: aware(slot) for job, slot in rows}
 
     def claim_slot(self, job: str, slot: datetime, runner: str) -> int | None:
         """Record that this process runs the job's slot, unless another run of the job is still

@@ -11,7 +11,8 @@ from sqlalchemy import (
     update,
 )
 
-from patchwave.store.base import StoreBase, aware, now, runner_alive
+from patchwave.clock import aware, now
+from patchwave.store.base import StoreBase, runner_alive
 from patchwave.store.schema import outbox, tickets
 
 

@@ -10,7 +10,8 @@ from sqlalchemy import (
     update,
 )
 
-from patchwave.store.base import StoreBase, now, primary_key
+from patchwave.clock import now
+from patchwave.store.base import StoreBase, primary_key
 from patchwave.store.schema import runs, task_events
 
 
