@@ -464,6 +464,53 @@ def test_a_confirmation_that_cannot_happen_is_reported_overdue(store: Store, tmp
     assert any("still not confirmed" in line for line in lines)
 
 
+def test_no_ticket_is_left_half_way(store: Store, tmp_path: Path, tls: tuple[Path, Path]) -> None:
+    """A close the ticket system refuses for good puts the ticket back to open (the next passing
+    check closes it); an opening given up is opened by the next check; a ticket marked done and
+    then re-opened by hand before its confirming check is open again when the check still fails."""
+    from patchwave.notify import sync
+
+    with serving(JiraHandler, JiraState("patchwave", "mail-password-42"), tls=tls) as (url, jira):
+        # the close transition the channel names does not exist: Jira offers only "Done"
+        sender = notifier(store, tmp_path, jira_policy(url, "rule_failed", ", close_transition: Resolve"))
+        events.after_assessment(sender, _assess(store, 90, "web2", "r7", "fail"))
+        sender.flush()
+        (key,) = jira.issues
+        events.after_assessment(sender, _assess(store, 91, "web2", "r7", "pass"))
+        assert sender.flush()["failed"] == 1
+        ticket = next(t for t in store.tickets() if t["subject"] == "r7")
+        assert ticket["state"] == "open" and "offers no transition 'Resolve'" in ticket["note"]
+        sender = notifier(store, tmp_path, jira_policy(url, "rule_failed"))  # the channel fixed
+        events.after_assessment(sender, _assess(store, 92, "web2", "r7", "pass"))
+        sender.flush()
+        assert store.ticket(ticket["key"])["state"] == "closed" and jira.issues[key]["status"] == "Done"
+
+        # marked done, re-opened by hand, still failing: open again, with the evidence
+        events.after_assessment(sender, _assess(store, 93, "web2", "r8", "fail"))
+        sender.flush()
+        r8 = next(t for t in store.tickets() if t["subject"] == "r8")
+        jira.close_by_hand(r8["number"])
+        sync.poll(sender, lambda _m: None)
+        jira.issues[r8["number"]]["status"] = "To Do"  # ops changes their mind
+        events.after_assessment(sender, _assess(store, 94, "web2", "r8", "fail"))
+        sender.flush()
+        assert store.ticket(r8["key"])["state"] == "open"
+        assert "The confirming check still fails" in jira.issues[r8["number"]]["comments"][-1]
+
+    # an opening given up (the ticket system was down): the next check of the failing rule opens it
+    down = notifier(store, tmp_path, jira_policy("https://127.0.0.1:9", "rule_failed", extra=(
+        "delivery: {max_attempts: 1, backoff_seconds: 0.05, max_backoff_seconds: 0.1}\n")))
+    events.after_assessment(down, _assess(store, 95, "web2", "r9x", "fail"))
+    down.flush()
+    r9 = next(t for t in store.tickets() if t["subject"] == "r9x")
+    assert (r9["state"], r9["external_id"]) == ("opening", None)
+    with serving(JiraHandler, JiraState("patchwave", "mail-password-42"), tls=tls) as (url, jira):
+        sender = notifier(store, tmp_path, jira_policy(url, "rule_failed"))
+        events.after_assessment(sender, _assess(store, 96, "web2", "r9x", "fail"))
+        sender.flush()
+    assert store.ticket(r9["key"])["state"] == "open" and len(jira.issues) == 1
+
+
 def test_digests_sla_and_cycle_events_go_to_the_routes_whose_hosts_they_are_about(store: Store,
                                                                                     tmp_path: Path) -> None:
     from datetime import date

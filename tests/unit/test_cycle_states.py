@@ -301,3 +301,38 @@ def test_the_store_refuses_every_move_the_tables_do_not_allow(tmp_path: Path) ->
             with pytest.raises(PatchwaveError):
                 move(*args)
             assert store.waves("w")[rows.index(row)]["status"] == old
+
+
+def test_a_cycle_s_options_survive_the_store_as_they_were_given(setting: tuple[Paths, Path], tmp_path: Path) -> None:
+    from patchwave.models import CycleOptions
+
+    store = RecordingStore(f"sqlite:///{tmp_path / 'pw.db'}")
+    (tmp_path / "osv").mkdir()
+    cycle_id = cycle_for(setting, store, Script()).run(
+        policy(), advisories_path=tmp_path / "osv", policy_dir=tmp_path, force_window=True, skip_soak=True,
+        carry_over=("missed", [("Debian:12", "pw-libssl", "1.0-2"), ("Debian:11", "pw-libssl", "0.9.8-5+deb11u1")]))
+    options = CycleOptions.from_stored(store.cycle(cycle_id)["options"])  # type: ignore[index]
+    assert options == CycleOptions(hosts=("db1", "web1", "web2"), policy_dir=tmp_path, advisories=tmp_path / "osv",
+                                   force_window=True, skip_soak=True, carry_over=(
+                                       "missed", (("Debian:11", "pw-libssl", "0.9.8-5+deb11u1"),
+                                                  ("Debian:12", "pw-libssl", "1.0-2"))))
+    assert CycleOptions.from_stored(options.stored()) == options
+    assert CycleOptions.from_stored(None) == CycleOptions()  # a store from before schema 3
+
+
+def test_the_moves_that_matter_are_the_ones_the_table_allows() -> None:
+    """Named, not derived from the table: what a resume, an approval and a rollback need, and
+    the moves that would hide a defect (a finished cycle started again, a wave passed without
+    running, a history that skips the manifest)."""
+    c, w = CycleStatus, WaveStatus
+    needed = [(c.STARTED, c.APPROVED), (c.APPROVED, c.DEPLOYING), (c.DEPLOYING, c.DEPLOYING),
+              (c.DEPLOYING, c.AWAITING_APPROVAL), (c.AWAITING_APPROVAL, c.DEPLOYING), (c.CONFIRMING, c.DEPLOYING),
+              (c.CONFIRMING, c.HALTED), (c.HALTED, c.ROLLED_BACK), (c.AWAITING_APPROVAL, c.ROLLED_BACK)]
+    refused = [(c.STARTED, c.COMPLETED), (c.COMPLETED, c.DEPLOYING), (c.ROLLED_BACK, c.COMPLETED),
+               (c.STARTED, c.DEPLOYING), (c.HALTED, c.CONFIRMING)]
+    assert all(new in CYCLE_MOVES[old] for old, new in needed)
+    assert not any(new in CYCLE_MOVES[old] for old, new in refused)
+    assert all(new in WAVE_MOVES[old] for old, new in [(w.PENDING, w.RUNNING), (w.RUNNING, w.RUNNING),
+                                                        (w.SOAKING, w.FAILED), (w.AWAITING_APPROVAL, w.SKIPPED)])
+    assert not any(new in WAVE_MOVES[old] for old, new in [(w.PENDING, w.PASSED), (w.PASSED, w.RUNNING),
+                                                            (w.SKIPPED, w.RUNNING), (w.FAILED, w.PASSED)])

@@ -147,6 +147,44 @@ class HostResult:
     data: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class CycleOptions:
+    """How a cycle was started, kept with it so that a resume, a rollback or a catch-up of it
+    goes on the same way: its hosts, the policy's folder (its relative advisory paths), an
+    advisory source given directly, forced windows, skipped soaks, an emergency's advisories, and
+    a catch-up's carried approvals (the missed cycle; (ecosystem, name, version) each)."""
+
+    hosts: tuple[str, ...] = ()
+    policy_dir: Path | None = None
+    advisories: Path | None = None
+    force_window: bool = False
+    skip_soak: bool = False
+    emergency: tuple[str, ...] = ()
+    carry_over: tuple[str, tuple[tuple[str, str, str], ...]] | None = None
+
+    def stored(self) -> dict[str, Any]:
+        """The JSON the store keeps (the shape schema 3 introduced)."""
+        data: dict[str, Any] = {"hosts": list(self.hosts), "policy_dir": str(self.policy_dir) if self.policy_dir else None,
+                                "advisories": str(self.advisories) if self.advisories else None,
+                                "force_window": self.force_window, "skip_soak": self.skip_soak,
+                                "emergency": sorted(self.emergency)}
+        if self.carry_over is not None:
+            data["carry_over"] = {"cycle": self.carry_over[0], "approved": sorted(map(list, self.carry_over[1]))}
+        return data
+
+    @classmethod
+    def from_stored(cls, data: dict[str, Any] | None) -> CycleOptions:
+        data = data or {}
+        carry = data.get("carry_over")
+        return cls(hosts=tuple(data.get("hosts") or ()),
+                   policy_dir=Path(data["policy_dir"]) if data.get("policy_dir") else None,
+                   advisories=Path(data["advisories"]) if data.get("advisories") else None,
+                   force_window=bool(data.get("force_window")), skip_soak=bool(data.get("skip_soak")),
+                   emergency=tuple(data.get("emergency") or ()),
+                   carry_over=(str(carry["cycle"]), tuple((str(e), str(n), str(v)) for e, n, v in carry["approved"]))
+                   if carry else None)
+
+
 # the exit codes of a run; 2 is bad input, refused before anything runs (errors.py)
 EXIT_OK, EXIT_HOSTS_FAILED, EXIT_STOPPED = 0, 1, 3
 

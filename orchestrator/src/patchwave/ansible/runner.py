@@ -227,7 +227,7 @@ class PlaybookRunner:
         self.timeouts = timeouts or Timeouts()
         self.retention = retention
 
-    def run(self, playbook: str, inventory: Path, *, ident: str, limit: list[str] | None = None,
+    def run(self, playbook: str, inventory: Path, *, ident: str, limit: list[str] | None = None,  # noqa: PLR0915 - one ansible-runner invocation: the event handler, timeouts and result share the run's state
             extravars: dict[str, Any] | None = None, check: bool = False, diff: bool = False) -> RunResult:
         results: dict[str, dict[str, dict[str, Any]]] = {}
         failures: dict[str, tuple[bool, str]] = {}

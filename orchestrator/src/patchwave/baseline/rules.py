@@ -583,7 +583,7 @@ def _mode_problem(pattern: str, check: FileModeCheck) -> str:
     return ""
 
 
-def _protected_path(path: str, kind: str, line: str | None = None) -> str:
+def _protected_path(path: str, kind: str, line: str | None = None) -> str:  # noqa: PLR0911, PLR0912 - one refusal per kind of protected path, in the order the host checks them
     """Why remediation `kind` (line, config_value, file_absent, file_mode) may not touch
     `path` (a path or a glob), or ''; `line` is what a line remediation writes. Text only: the
     host judges again with symlinks resolved, and asks dpkg -S who owns a file it removes."""
@@ -661,7 +661,7 @@ def _sshd_option_problem(key: str, value: str) -> tuple[str, str]:
     return ("value", reason) if reason else ("", "")
 
 
-def _sshd_value_problem(key: str, text: str) -> str:
+def _sshd_value_problem(key: str, text: str) -> str:  # noqa: PLR0911 - one answer per sshd keyword
     lowered = text.lower()
     if key == "permitrootlogin":
         if lowered == "yes":
@@ -684,7 +684,7 @@ def _sshd_value_problem(key: str, text: str) -> str:
     return ""
 
 
-def _remediation_problems(rule: Rule) -> list[tuple[tuple[str | int, ...], str]]:
+def _remediation_problems(rule: Rule) -> list[tuple[tuple[str | int, ...], str]]:  # noqa: PLR0912 - one check per remediation type
     """(where in the rule, what is wrong) for every remediation the host would refuse."""
     fix = rule.remediation
     if fix is None:

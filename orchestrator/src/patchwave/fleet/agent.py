@@ -72,7 +72,7 @@ def _texts(value: Any) -> bool:
     return isinstance(value, list) and all(isinstance(item, str) for item in value)
 
 
-def _malformed(kind: str, result: dict[str, Any]) -> str | None:
+def _malformed(kind: str, result: dict[str, Any]) -> str | None:  # noqa: PLR0911 - one refusal per field of a delivered result, in the order they are read
     """What in a delivered result the store could not take, or None. Only what is read from a
     result is checked (a failed result is stored as a failure, nothing else in it is read)."""
     if result.get("failed"):
@@ -201,7 +201,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(text)
 
-    def do_POST(self) -> None:
+    def do_POST(self) -> None:  # noqa: PLR0911 - one HTTP answer per refusal, in the order the request is read
         server, receiver, limits = self.server, self.server.receiver, self.server.limits
         server.headers_in(self.client_address)
         if self.path != PATH:

@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING, Any
 from patchwave.ansible.inventory import load_hosts
 from patchwave.fleet import discover
 from patchwave.fleet.schedule import Job, Schedule, due
-from patchwave.models import Host
+from patchwave.models import CycleOptions, Host
 from patchwave.patching.policy import Policy, thin_link_vars
 from patchwave.paths import Paths
+from patchwave.states import HostState
 from patchwave.store import Store
 
 if TYPE_CHECKING:
@@ -58,7 +59,7 @@ def run_due(paths: Paths, store: Store, schedule: Schedule, schedule_path: Path,
     return outcomes
 
 
-def execute(paths: Paths, store: Store, schedule: Schedule, schedule_path: Path, job: Job, log: Log) -> dict[str, Any]:
+def execute(paths: Paths, store: Store, schedule: Schedule, schedule_path: Path, job: Job, log: Log) -> dict[str, Any]:  # noqa: PLR0911 - one dispatch per job kind
     inventory = inventory_of(schedule, schedule_path, paths)
     if job.kind == "discover":
         found = discover.discover(store, inventory, schedule)
@@ -185,14 +186,6 @@ def _one_host(row: dict[str, Any] | None, host: Host, wave: str, **changes: Any)
     return policy.model_copy(update={"targets": Targets(hosts=[host.name]), "waves": [Wave(name=wave)], **changes})
 
 
-def _sources(row: dict[str, Any] | None) -> tuple[Path | None, Path | None]:
-    """A cycle's advisory sources as it was started with them: the file or directory given
-    directly, and the policy's folder (its relative advisory paths are relative to it)."""
-    options = (row or {}).get("options") or {}
-    return (Path(options["advisories"]) if options.get("advisories") else None,
-            Path(options["policy_dir"]) if options.get("policy_dir") else None)
-
-
 def patch_now(paths: Paths, store: Store, inventory: Path, host: Host, log: Log = lambda _msg: None) -> str:
     """An out-of-cycle mini cycle for one host under the latest cycle's policy (its approval
     rules and its advisory sources, found where that cycle found them), in one wave."""
@@ -200,9 +193,9 @@ def patch_now(paths: Paths, store: Store, inventory: Path, host: Host, log: Log 
 
     latest = store.latest_cycle_id()
     row = store.cycle(latest) if latest else None
-    advisories, policy_dir = _sources(row)
+    options = CycleOptions.from_stored((row or {}).get("options"))
     finished = service.run_cycle(paths, store, inventory, _one_host(row, host, "new-device", windows=[]),
-                                 advisories=advisories, policy_dir=policy_dir, log=log)
+                                 advisories=options.advisories, policy_dir=options.policy_dir, log=log)
     return f"patched out of cycle in {finished.report['cycle_id']} ({finished.report['status']})"
 
 
@@ -222,7 +215,7 @@ def catch_up(paths: Paths, store: Store, inventory: Path, schedule: Schedule, ho
     from patchwave.progress import quiet
 
     latest = {r["host"]: r for r in store.rows("end_states", latest_per="host", host=[h.name for h in hosts])}
-    missed = [h for h in hosts if (latest.get(h.name) or {}).get("state") == "unreachable"]
+    missed = [h for h in hosts if (latest.get(h.name) or {}).get("state") == HostState.UNREACHABLE]
     done: list[dict[str, Any]] = []
 
     def run(batch: list[Host]) -> dict[str, bool]:
@@ -230,7 +223,8 @@ def catch_up(paths: Paths, store: Store, inventory: Path, schedule: Schedule, ho
         for host in batch:
             row = store.cycle(latest[host.name]["cycle_id"]) or {}
             # a catch-up that could not reach the host either hands on the cycle it was catching up on
-            source = ((row.get("options") or {}).get("carry_over") or {}).get("cycle") or row.get("id")
+            handed_on = CycleOptions.from_stored(row.get("options")).carry_over
+            source = handed_on[0] if handed_on else row.get("id")
             origin = store.cycle(str(source)) or row
             approved = sorted({(d.ecosystem, d.name, d.version) for d in store.decisions(str(source)) if d.approved})
             entry: dict[str, Any] = {"host": host.name, "missed": source, "approvals": len(approved)}
@@ -246,12 +240,12 @@ def catch_up(paths: Paths, store: Store, inventory: Path, schedule: Schedule, ho
                 answered[host.name] = False
                 done.append(entry)
                 continue
-            advisories, policy_dir = _sources(origin)
+            options = CycleOptions.from_stored(origin.get("options"))
             log(f"catch-up: {host.name} missed cycle {source}; carrying over what it approved for hosts of the same "
                 f"release ({len(approved)} approval(s) in all)")
             try:
                 cycle_id = service.run_cycle(paths, store, inventory, _one_host(origin, host, "catch-up"),
-                                             advisories=advisories, policy_dir=policy_dir,
+                                             advisories=options.advisories, policy_dir=options.policy_dir,
                                              carry_over=(str(source), approved), log=log).report["cycle_id"]
             except GateHalt as exc:  # its maintenance window is closed: the next due run tries again
                 entry.update(state="waiting", detail=str(exc))
@@ -261,7 +255,7 @@ def catch_up(paths: Paths, store: Store, inventory: Path, schedule: Schedule, ho
             state = store.end_states(cycle_id).get(host.name, {})
             carried = sum(1 for d in store.decisions(cycle_id) if d.host == host.name and d.approved)
             entry.update(cycle=cycle_id, state=state.get("state"), detail=state.get("detail"), carried=carried)
-            answered[host.name] = state.get("state") != "unreachable"
+            answered[host.name] = state.get("state") != HostState.UNREACHABLE
             done.append(entry)
         return answered
 

@@ -139,7 +139,7 @@ def _with_line(message: str, where: str, body: str, record: Any) -> str:
     return f"{where}:{line}{message.removeprefix(where)}" if message.startswith(where) else message
 
 
-def parse(source: str | Path, record: Any, index: int | None = None) -> Advisory:
+def parse(source: str | Path, record: Any, index: int | None = None) -> Advisory:  # noqa: PLR0912 - each optional field of an OSV record is checked where it is read
     """One OSV record. Every `affected[]` entry of a dpkg ecosystem (Debian or Ubuntu, with or
     without a release, or none named) is kept with its ecosystem, package and affected spans;
     entries of other ecosystems (PyPI, Alpine ...) can never match a Debian-family host and are

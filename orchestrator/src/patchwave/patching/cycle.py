@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ from patchwave.ansible.procs import stop_strays
 from patchwave.ansible.runner import Runner
 from patchwave.errors import GateHalt, InputError, PatchwaveError
 from patchwave.ids import new_cycle_id
-from patchwave.models import Host, Manifest, Wave
+from patchwave.models import CycleOptions, Host, Manifest, Wave
 from patchwave.patching import changelogs as changelogs_mod
 from patchwave.patching import manifest as manifest_mod
 from patchwave.patching import waves as waves_mod
@@ -52,6 +52,27 @@ class _Rollout:
     def stop(self, reason: str) -> None:
         if not self.halted:
             self.halted, self.reason = True, reason
+
+
+@dataclass
+class _Run:
+    """What one drive of a cycle works with: read from the store when it starts (the cycle, its
+    options and hosts), filled in as its steps go (the manifest, staging, the rollout)."""
+
+    cycle_id: str
+    policy: Policy
+    options: CycleOptions
+    hosts: list[Host]
+    runner: Runner
+    work: Path
+    manifest: Manifest | None = None
+    targets: list[Host] = field(default_factory=list)  # the hosts with approved updates
+    deployable: list[Host] = field(default_factory=list)  # ... whose staging did not fail
+    extravars: dict[str, Any] = field(default_factory=dict)
+    scan_failed: dict[str, str] = field(default_factory=dict)
+    stage_failed: dict[str, str] = field(default_factory=dict)
+    unreachable: set[str] = field(default_factory=set)
+    rollout: _Rollout = field(default_factory=_Rollout)
 
 
 class Cycle:
@@ -93,12 +114,11 @@ class Cycle:
             raise InputError(f"--advisory {', '.join(unknown)}: not in the advisory sources "
                              f"({len(known)} advisories loaded)")
         cycle_id = new_cycle_id()
-        options: dict[str, Any] = {"hosts": [h.name for h in hosts], "policy_dir": str(policy_dir) if policy_dir else None,
-                   "advisories": str(advisories_path) if advisories_path else None, "force_window": force_window,
-                   "skip_soak": skip_soak, "emergency": sorted(emergency or [])}
-        if carry_over is not None:
-            options["carry_over"] = {"cycle": carry_over[0], "approved": sorted(map(list, carry_over[1]))}
-        self.store.create_cycle(cycle_id, str(self.inventory), policy.model_dump(mode="json"), options)
+        options = CycleOptions(
+            hosts=tuple(h.name for h in hosts), policy_dir=policy_dir, advisories=advisories_path,
+            force_window=force_window, skip_soak=skip_soak, emergency=tuple(sorted(emergency or [])),
+            carry_over=(carry_over[0], tuple(sorted((e, n, v) for e, n, v in carry_over[1]))) if carry_over else None)
+        self.store.create_cycle(cycle_id, str(self.inventory), policy.model_dump(mode="json"), options.stored())
         self.store.log(cycle_id, "start", f"cycle started on {len(hosts)} host(s) under policy {policy.name!r}")
         if closed:
             self.store.log(cycle_id, "forced", f"started outside the maintenance window: {closed}")
@@ -134,195 +154,219 @@ class Cycle:
             self.store.unlock(cycle_id)
 
     def _drive(self, cycle_id: str, row: dict[str, Any]) -> CycleStatus:
-        options = row.get("options") or {}
+        run = self._open(cycle_id, row)
+        self._approve(run, row)  # 2 scan and 3 approve: one frozen manifest for the whole cycle
+        self._stage(run)  # 4 stage
+        self.store.set_cycle_status(cycle_id, CycleStatus.DEPLOYING)
+        if self._deploy(run) is WaveStatus.AWAITING_APPROVAL:  # 5 deploy, wave by wave
+            return CycleStatus.AWAITING_APPROVAL
+        return self._confirm(run)  # 6 confirm by rescan, one end state per host
+
+    def _open(self, cycle_id: str, row: dict[str, Any]) -> _Run:
+        """What this drive works with, from the stored cycle: its policy, options and hosts."""
+        options = CycleOptions.from_stored(row.get("options"))
         policy = Policy.model_validate_json(json.dumps(row["policy"]))
-        policy_dir = Path(options["policy_dir"]) if options.get("policy_dir") else None
-        names = set(options.get("hosts") or [])
+        names = set(options.hosts)
         hosts = [h for h in load_hosts(self.inventory) if h.name in names]
         missing = sorted(names - {h.name for h in hosts})
         if missing:
             raise InputError(f"{self.inventory}: host(s) of cycle {cycle_id} no longer in the inventory: {', '.join(missing)}")
         work = self.paths.state / "cycles" / cycle_id
         work.mkdir(parents=True, exist_ok=True)
-        runner = self.runners(work / "runs", cycle_id, policy)
+        return _Run(cycle_id, policy, options, hosts, self.runners(work / "runs", cycle_id, policy), work)
 
-        # 2 scan and 3 approve: one frozen manifest for the whole cycle
+    def _approve(self, run: _Run, row: dict[str, Any]) -> None:
+        """Scan and decide, once: the manifest is frozen in the store; a resume reads it back."""
         if row["manifest"] is None:
-            advisories = load_advisories(policy, policy_dir, Path(options["advisories"]) if options.get("advisories") else None)
-            self._scan(cycle_id, runner, hosts, self._thin_links(cycle_id, policy, hosts, "scan"))
-            updates = [u for scan in self.store.scans(cycle_id, "scan") if scan["ok"]
+            advisories = load_advisories(run.policy, run.options.policy_dir, run.options.advisories)
+            self.say(f"[{run.cycle_id}] scanning {len(run.hosts)} host(s)")
+            scan_hosts(self.store, run.runner, self.inventory, run.hosts, run.cycle_id,
+                       self._thin_links(run, run.hosts, "scan"))
+            updates = [u for scan in self.store.scans(run.cycle_id, "scan") if scan["ok"]
                        for u in updates_from_scan(scan["host"], scan["result"])]
-            only = set(options.get("emergency") or []) or None
-            carry = options.get("carry_over")
             self.store.save_manifest(manifest_mod.build(
-                cycle_id, updates, advisories, policy.approval, only=only, sla_days=policy.sla_days,
-                carry=(carry["cycle"], carry["approved"]) if carry else None))
-        manifest = Manifest(cycle_id, str(row["created_at"]), tuple(self.store.decisions(cycle_id)))
-        scan_failed, unreachable = {}, set()
-        for scan in self.store.scans(cycle_id, "scan"):
+                run.cycle_id, updates, advisories, run.policy.approval, only=set(run.options.emergency) or None,
+                sla_days=run.policy.sla_days, carry=run.options.carry_over))
+        run.manifest = Manifest(run.cycle_id, str(row["created_at"]), tuple(self.store.decisions(run.cycle_id)))
+        for scan in self.store.scans(run.cycle_id, "scan"):
             if not scan["ok"]:
-                scan_failed[scan["host"]] = str(scan["result"].get("msg", "scan failed"))
+                run.scan_failed[scan["host"]] = str(scan["result"].get("msg", "scan failed"))
                 if scan["result"].get("unreachable"):
-                    unreachable.add(scan["host"])
-        manifest_file = work / "manifest.json"
+                    run.unreachable.add(scan["host"])
+        manifest_file = run.work / "manifest.json"
         if not manifest_file.exists():
-            manifest_file.write_text(json.dumps(manifest.as_playbook_vars(), indent=2, sort_keys=True) + "\n")
+            manifest_file.write_text(json.dumps(run.manifest.as_playbook_vars(), indent=2, sort_keys=True) + "\n")
             manifest_file.chmod(0o444)
-        targets = [h for h in hosts if h.name in manifest.hosts_with_packages()]
-        self.say(f"[{cycle_id}] manifest: {sum(d.approved for d in manifest.decisions)} approved update(s) "
-                 f"on {len(targets)} host(s)")
-        extravars = {"patchwave_manifest_file": str(manifest_file), "deploy_reboot_policy": policy.reboot,
-                     "deploy_restart_policy": policy.restart,
-                     **policy.user_notice.extravars()}
+        run.targets = [h for h in run.hosts if h.name in run.manifest.hosts_with_packages()]
+        self.say(f"[{run.cycle_id}] manifest: {sum(d.approved for d in run.manifest.decisions)} approved update(s) "
+                 f"on {len(run.targets)} host(s)")
+        run.extravars = {"patchwave_manifest_file": str(manifest_file), "deploy_reboot_policy": run.policy.reboot,
+                         "deploy_restart_policy": run.policy.restart, **run.policy.user_notice.extravars()}
 
-        # 4 stage (hosts without a stage result yet; staging is idempotent)
-        staged = self.store.latest_results(cycle_id, "stage")
-        todo = [h for h in targets if h.name not in staged]
+    def _stage(self, run: _Run) -> None:
+        """Stage the hosts without a stage result yet (staging is idempotent)."""
+        staged = self.store.latest_results(run.cycle_id, "stage")
+        todo = [h for h in run.targets if h.name not in staged]
         if todo:
-            result = runner.run("stage.yml", self.inventory, ident="02-stage", limit=[h.name for h in todo],
-                                extravars={**extravars, "patchwave_thin_links": self._thin_links(cycle_id, policy,
-                                                                                                 todo, "stage")})
-            record_results(self.store, cycle_id, "stage", STAGE, result, todo)
+            result = run.runner.run("stage.yml", self.inventory, ident="02-stage", limit=[h.name for h in todo],
+                                    extravars={**run.extravars,
+                                               "patchwave_thin_links": self._thin_links(run, todo, "stage")})
+            record_results(self.store, run.cycle_id, "stage", STAGE, result, todo)
             for host in todo:  # what each staged package's changelog says (urgency, CVEs), for the reports
-                self.store.add_changelogs(cycle_id, changelogs_mod.from_stage_result(
+                self.store.add_changelogs(run.cycle_id, changelogs_mod.from_stage_result(
                     host.name, result.result(STAGE, host.name) or {}))
-            staged = self.store.latest_results(cycle_id, "stage")
-        stage_failed = {h: r["message"] for h, r in staged.items() if not r["ok"]}
-        self.store.set_cycle_status(cycle_id, CycleStatus.DEPLOYING)
+            staged = self.store.latest_results(run.cycle_id, "stage")
+        run.stage_failed = {h: r["message"] for h, r in staged.items() if not r["ok"]}
+        run.deployable = [h for h in run.targets if h.name not in run.stage_failed]
 
-        # 5 deploy, wave by wave, from the plan recorded before the first wave
-        deployable = [h for h in targets if h.name not in stage_failed]
-        if not self.store.waves(cycle_id):
-            self.store.plan_waves(cycle_id, [(w.index, w.name, list(w.hosts))
-                                             for w in waves_mod.plan(deployable, policy.waves)])
-        target_names = {t.name for t in targets}
-        rollout = _Rollout(failed_so_far=len(stage_failed) + len([h for h in scan_failed if h in target_names]))
-        for wave_row in self.store.waves(cycle_id):
-            if not self.store.holds_lock(cycle_id):
-                raise PatchwaveError(f"cycle {cycle_id}: this orchestrator lost the cycle's lock (its lease ran out "
-                                     "and another one took it over); stopping before the next wave")
-            wave_status = self._wave(cycle_id, wave_row, policy, options, hosts, deployable, runner, extravars,
-                                 policy_dir or Path.cwd(), rollout)
-            if wave_status is WaveStatus.AWAITING_APPROVAL:
-                return CycleStatus.AWAITING_APPROVAL
+    def _deploy(self, run: _Run) -> WaveStatus | None:
+        """Every wave in turn, from the plan recorded before the first one; the status of the
+        wave the rollout waits at, if it waits at one."""
+        if not self.store.waves(run.cycle_id):
+            self.store.plan_waves(run.cycle_id, [(w.index, w.name, list(w.hosts))
+                                                 for w in waves_mod.plan(run.deployable, run.policy.waves)])
+        target_names = {t.name for t in run.targets}
+        run.rollout = _Rollout(failed_so_far=len(run.stage_failed) + len([h for h in run.scan_failed
+                                                                           if h in target_names]))
+        for wave_row in self.store.waves(run.cycle_id):
+            if not self.store.holds_lock(run.cycle_id):
+                raise PatchwaveError(f"cycle {run.cycle_id}: this orchestrator lost the cycle's lock (its lease ran "
+                                     "out and another one took it over); stopping before the next wave")
+            if self._wave(run, wave_row) is WaveStatus.AWAITING_APPROVAL:
+                return WaveStatus.AWAITING_APPROVAL
+        return None
 
-        # 6 confirm by rescan
-        self.store.set_cycle_status(cycle_id, CycleStatus.CONFIRMING)
-        waves_done = self.store.waves(cycle_id)
-        reached = {h for w in waves_done if w["status"] in DEPLOYED_WAVES for h in w["hosts"]}
-        deploy_failed = self.store.deploy_failures(cycle_id)
+    def _confirm(self, run: _Run) -> CycleStatus:
+        self.store.set_cycle_status(run.cycle_id, CycleStatus.CONFIRMING)
+        reached = {h for w in self.store.waves(run.cycle_id) if w["status"] in DEPLOYED_WAVES for h in w["hosts"]}
         confirmed: dict[str, dict[str, Any]] = {}
         if reached:
-            confirm = runner.run("confirm.yml", self.inventory, ident="04-confirm", limit=sorted(reached),
-                                 extravars=extravars)
+            confirm = run.runner.run("confirm.yml", self.inventory, ident="04-confirm", limit=sorted(reached),
+                                     extravars=run.extravars)
             for name in sorted(reached):
                 res = confirm.result(SCAN, name)
                 ok = res is not None and not res.get("failed")
                 outcome = confirm.hosts.get(name)
                 if outcome is not None and outcome.unreachable:
-                    unreachable.add(name)
-                self.store.add_scan(cycle_id, name, "confirm", ok, res or {},
+                    run.unreachable.add(name)
+                self.store.add_scan(run.cycle_id, name, "confirm", ok, res or {},
                                     updates_from_scan(name, res) if ok and res else [])
                 if ok and res:
                     confirmed[name] = res
-        status = self._end_states(cycle_id, hosts, manifest, scan_failed, stage_failed, deploy_failed, confirmed,
-                                  unreachable)
-        if rollout.halted:
+        status = self._end_states(run, confirmed)
+        if run.rollout.halted:
             status = CycleStatus.HALTED
-        self.store.set_cycle_status(cycle_id, status, finished=True)
-        self.store.log(cycle_id, "finish", f"cycle {status}{': ' + rollout.reason if rollout.reason else ''}")
+        self.store.set_cycle_status(run.cycle_id, status, finished=True)
+        reason = run.rollout.reason
+        self.store.log(run.cycle_id, "finish", f"cycle {status}{': ' + reason if reason else ''}")
         return status
 
-    def _wave(self, cycle_id: str, wave_row: dict[str, Any], policy: Policy, options: dict[str, Any],
-              hosts: list[Host], deployable: list[Host], runner: Runner, extravars: dict[str, Any],
-              policy_dir: Path, rollout: _Rollout) -> WaveStatus:
+    def _wave(self, run: _Run, wave_row: dict[str, Any]) -> WaveStatus:
         """Take one wave from its stored status to its end: approval gate → window → deploy →
         health gate → soak → health gate again. Returns the wave's status; each step is stored
         before the next acts, so a resume picks up at the step that was interrupted."""
         wave = Wave(wave_row["idx"], wave_row["name"], tuple(wave_row["hosts"]))
-        spec = next(s for s in policy.waves if s.name == wave.name)
         status, gate_info = WaveStatus(wave_row["status"]), dict(wave_row["gate"] or {})
         if status.final:
-            rollout.failed_so_far = int(gate_info.get("total_failed", rollout.failed_so_far))
-            if status is WaveStatus.FAILED:
-                rollout.stop(f"wave {wave.name} failed its gate: {gate_info.get('reason', '')}")
-                rolled = {h for h, r in self.store.latest_results(cycle_id, "rollback").items() if h in wave.hosts}
-                if policy.gates.rollback_on_failure and not rolled:
-                    # the orchestrator died between the failed gate and the rollback
-                    self.store.log(cycle_id, "resume", f"wave {wave.name} failed its gate but was not rolled back yet")
-                    self._roll_back_wave(cycle_id, wave, [h for h in deployable if h.name in wave.hosts], runner,
-                                         policy)
-            elif status is WaveStatus.SKIPPED:
-                rollout.stop(str(gate_info.get("reason", "an earlier wave stopped the rollout")))
-            return status
-        if rollout.halted:
-            self.store.finish_wave(wave_row["id"], WaveStatus.SKIPPED, {"reason": f"not started: {rollout.reason}"})
+            return self._ended(run, wave, status, gate_info)
+        if run.rollout.halted:
+            self.store.finish_wave(wave_row["id"], WaveStatus.SKIPPED, {"reason": f"not started: {run.rollout.reason}"})
             return WaveStatus.SKIPPED
+        spec = next(s for s in run.policy.waves if s.name == wave.name)
         if status in (WaveStatus.PENDING, WaveStatus.AWAITING_APPROVAL):
-            refused = self._approval_gate(cycle_id, wave, spec, wave_row["id"], rollout)
-            if refused is not None:
-                return refused
-            closed = self._window_closed(policy, hosts, wave)
-            if closed and not options.get("force_window"):
-                self.say(f"[{cycle_id}] {closed}: stopping the rollout")
-                self.store.finish_wave(wave_row["id"], WaveStatus.SKIPPED, {"reason": closed})
-                rollout.stop(closed)
-                return WaveStatus.SKIPPED
-            if closed:
-                self.store.log(cycle_id, "forced", f"wave {wave.name} started outside its window: {closed}")
+            stopped = self._may_start(run, wave, spec, int(wave_row["id"]))
+            if stopped is not None:
+                return stopped
         if status is WaveStatus.RUNNING:
-            self.store.log(cycle_id, "resume", f"wave {wave.name} was interrupted: deploying it again "
-                                               "(hosts already at the manifest version are left alone)")
-        wave_hosts = [h for h in deployable if h.name in wave.hosts]
+            self.store.log(run.cycle_id, "resume", f"wave {wave.name} was interrupted: deploying it again "
+                                                   "(hosts already at the manifest version are left alone)")
+        wave_hosts = [h for h in run.deployable if h.name in wave.hosts]
         wave_id = int(wave_row["id"])
         if status is not WaveStatus.SOAKING:
-            self.say(f"[{cycle_id}] wave {wave.index} ({wave.name}): {', '.join(wave.hosts)}")
-            wave_id = self.store.start_wave(cycle_id, wave.index, wave.name, list(wave.hosts))
-            result = runner.run("deploy.yml", self.inventory, ident=f"03-deploy-wave{wave.index}",
-                                limit=list(wave.hosts), extravars={**extravars, "patchwave_serial": spec.concurrency})
-            failed = record_results(self.store, cycle_id, "deploy", APPLY, result, wave_hosts, wave=wave.index)
-            unhealthy = self._health(cycle_id, runner, policy, [h for h in wave.hosts if h not in failed], wave.index,
-                                     policy_dir, extravars)
-            gate_info = self._gate(wave, spec, policy, {**failed, **unhealthy}, rollout.failed_so_far, len(hosts))
-            if gate_info["passed"] and spec.soak_minutes:
-                if options.get("skip_soak"):
-                    self.store.log(cycle_id, "forced", f"wave {wave.name}: soak of {spec.soak_minutes:g} min "
-                                                       "skipped (--skip-soak)")
-                else:
-                    until = datetime.now(UTC) + timedelta(minutes=spec.soak_minutes)
-                    gate_info["soak_until"] = until.isoformat()
-                    self.store.set_wave_status(wave_id, WaveStatus.SOAKING, gate_info)
-                    self.store.log(cycle_id, "soak", f"wave {wave.name} soaks until {until:%Y-%m-%d %H:%M:%S} UTC")
-                    status = WaveStatus.SOAKING
+            wave_id, status, gate_info = self._deploy_wave(run, wave, spec, wave_hosts)
         if status is WaveStatus.SOAKING:
-            gate_info = self._soak(cycle_id, wave, spec, policy, gate_info, runner, policy_dir, extravars, len(hosts))
-        rollout.failed_so_far = int(gate_info["total_failed"])
+            gate_info = self._soak(run, wave, spec, gate_info)
+        run.rollout.failed_so_far = int(gate_info["total_failed"])
         passed = bool(gate_info["passed"])
         self.store.finish_wave(wave_id, WaveStatus.PASSED if passed else WaveStatus.FAILED, gate_info)
-        self.store.log(cycle_id, "gate", f"wave {wave.name}: {'passed' if passed else 'FAILED'}: {gate_info['reason']}")
+        self.store.log(run.cycle_id, "gate", f"wave {wave.name}: {'passed' if passed else 'FAILED'}: "
+                                             f"{gate_info['reason']}")
         if not passed:
-            self.say(f"[{cycle_id}] wave {wave.name} failed its gate ({gate_info['reason']}): stopping the rollout")
-            rollout.stop(f"wave {wave.name} failed its gate: {gate_info['reason']}")
-            if policy.gates.rollback_on_failure:
-                self._roll_back_wave(cycle_id, wave, wave_hosts, runner, policy)
+            self.say(f"[{run.cycle_id}] wave {wave.name} failed its gate ({gate_info['reason']}): stopping the rollout")
+            run.rollout.stop(f"wave {wave.name} failed its gate: {gate_info['reason']}")
+            if run.policy.gates.rollback_on_failure:
+                self._roll_back_wave(run, wave, wave_hosts)
         return WaveStatus.PASSED if passed else WaveStatus.FAILED
 
-    def _roll_back_wave(self, cycle_id: str, wave: Wave, wave_hosts: list[Host], runner: Runner, policy: Policy) -> None:
+    def _ended(self, run: _Run, wave: Wave, status: WaveStatus, gate_info: dict[str, Any]) -> WaveStatus:
+        """A wave that ended before this drive: the rollout goes on from what it says (and a
+        failed wave whose rollback never ran, because the orchestrator died, is rolled back now)."""
+        run.rollout.failed_so_far = int(gate_info.get("total_failed", run.rollout.failed_so_far))
+        if status is WaveStatus.FAILED:
+            run.rollout.stop(f"wave {wave.name} failed its gate: {gate_info.get('reason', '')}")
+            rolled = {h for h in self.store.latest_results(run.cycle_id, "rollback") if h in wave.hosts}
+            if run.policy.gates.rollback_on_failure and not rolled:
+                self.store.log(run.cycle_id, "resume", f"wave {wave.name} failed its gate but was not rolled back yet")
+                self._roll_back_wave(run, wave, [h for h in run.deployable if h.name in wave.hosts])
+        elif status is WaveStatus.SKIPPED:
+            run.rollout.stop(str(gate_info.get("reason", "an earlier wave stopped the rollout")))
+        return status
+
+    def _may_start(self, run: _Run, wave: Wave, spec: WaveSpec, wave_id: int) -> WaveStatus | None:
+        """None when the wave may start now: approved (when it needs an approval) and inside its
+        window (or the window forced); otherwise the status it stops with."""
+        refused = self._approval_gate(run, wave, spec, wave_id)
+        if refused is not None:
+            return refused
+        closed = self._window_closed(run.policy, run.hosts, wave)
+        if closed and not run.options.force_window:
+            self.say(f"[{run.cycle_id}] {closed}: stopping the rollout")
+            self.store.finish_wave(wave_id, WaveStatus.SKIPPED, {"reason": closed})
+            run.rollout.stop(closed)
+            return WaveStatus.SKIPPED
+        if closed:
+            self.store.log(run.cycle_id, "forced", f"wave {wave.name} started outside its window: {closed}")
+        return None
+
+    def _deploy_wave(self, run: _Run, wave: Wave, spec: WaveSpec,
+                     wave_hosts: list[Host]) -> tuple[int, WaveStatus, dict[str, Any]]:
+        """Deploy the wave, health-check it, and decide its gate; a passing wave with a soak starts
+        soaking (stored with when it ends). Returns (wave id, status, gate)."""
+        self.say(f"[{run.cycle_id}] wave {wave.index} ({wave.name}): {', '.join(wave.hosts)}")
+        wave_id = self.store.start_wave(run.cycle_id, wave.index, wave.name, list(wave.hosts))
+        result = run.runner.run("deploy.yml", self.inventory, ident=f"03-deploy-wave{wave.index}",
+                                limit=list(wave.hosts), extravars={**run.extravars, "patchwave_serial": spec.concurrency})
+        failed = record_results(self.store, run.cycle_id, "deploy", APPLY, result, wave_hosts, wave=wave.index)
+        unhealthy = self._health(run, [h for h in wave.hosts if h not in failed], wave.index)
+        gate_info = self._gate(run, wave, spec, {**failed, **unhealthy}, run.rollout.failed_so_far)
+        if not (gate_info["passed"] and spec.soak_minutes):
+            return wave_id, WaveStatus.RUNNING, gate_info
+        if run.options.skip_soak:
+            self.store.log(run.cycle_id, "forced", f"wave {wave.name}: soak of {spec.soak_minutes:g} min "
+                                                   "skipped (--skip-soak)")
+            return wave_id, WaveStatus.RUNNING, gate_info
+        until = datetime.now(UTC) + timedelta(minutes=spec.soak_minutes)
+        gate_info["soak_until"] = until.isoformat()
+        self.store.set_wave_status(wave_id, WaveStatus.SOAKING, gate_info)
+        self.store.log(run.cycle_id, "soak", f"wave {wave.name} soaks until {until:%Y-%m-%d %H:%M:%S} UTC")
+        return wave_id, WaveStatus.SOAKING, gate_info
+
+    def _roll_back_wave(self, run: _Run, wave: Wave, wave_hosts: list[Host]) -> None:
         """The automatic rollback of a wave whose gate failed; recorded per host and in the log."""
-        self.say(f"[{cycle_id}] rolling back wave {wave.name}: {', '.join(wave.hosts)}")
-        back = runner.run("rollback.yml", self.inventory, ident=f"06-rollback-wave{wave.index}",
-                          limit=list(wave.hosts), extravars=rollback_vars(cycle_id, policy))
-        undone = record_results(self.store, cycle_id, "rollback", "patchwave.endpoint.rollback_updates", back,
+        self.say(f"[{run.cycle_id}] rolling back wave {wave.name}: {', '.join(wave.hosts)}")
+        back = run.runner.run("rollback.yml", self.inventory, ident=f"06-rollback-wave{wave.index}",
+                              limit=list(wave.hosts), extravars=rollback_vars(run.cycle_id, run.policy))
+        undone = record_results(self.store, run.cycle_id, "rollback", "patchwave.endpoint.rollback_updates", back,
                                 wave_hosts, wave=wave.index)
-        self.store.log(cycle_id, "rollback", f"wave {wave.name} rolled back after its gate failed: "
-                                             f"{len(wave_hosts) - len(undone)} of {len(wave_hosts)} host(s)"
+        self.store.log(run.cycle_id, "rollback", f"wave {wave.name} rolled back after its gate failed: "
+                                                 f"{len(wave_hosts) - len(undone)} of {len(wave_hosts)} host(s)"
                        + (f"; failed on {', '.join(sorted(undone))}" if undone else ""))
 
-    def _approval_gate(self, cycle_id: str, wave: Wave, spec: WaveSpec, wave_id: int,
-                       rollout: _Rollout) -> WaveStatus | None:
+    def _approval_gate(self, run: _Run, wave: Wave, spec: WaveSpec, wave_id: int) -> WaveStatus | None:
         """None when the wave may go on; otherwise the status it stops with (waiting or rejected)."""
         if not spec.approval:
             return None
+        cycle_id = run.cycle_id
         decision = next((a for a in reversed(self.store.approvals(cycle_id)) if a["wave"] == wave.index), None)
         if decision is None:
             command = f"patchwave cycle approve {cycle_id} --wave {wave.name}"
@@ -335,52 +379,46 @@ class Cycle:
             reason = f"wave {wave.name} rejected by {decision['by']}" + (
                 f": {decision['comment']}" if decision["comment"] else "")
             self.store.finish_wave(wave_id, WaveStatus.SKIPPED, {"reason": reason})
-            rollout.stop(reason)
+            run.rollout.stop(reason)
             return WaveStatus.SKIPPED
         self.store.set_cycle_status(cycle_id, CycleStatus.DEPLOYING)
         return None
 
     @staticmethod
-    def _gate(wave: Wave, spec: WaveSpec, policy: Policy, failed: dict[str, str], failed_before: int,
-              total: int) -> dict[str, Any]:
+    def _gate(run: _Run, wave: Wave, spec: WaveSpec, failed: dict[str, str], failed_before: int) -> dict[str, Any]:
         verdict = waves_mod.gate({h: h not in failed for h in wave.hosts}, spec.failure_budget, failed_before,
-                                 policy.gates.failure_budget, total)
+                                 run.policy.gates.failure_budget, len(run.hosts))
         return {"passed": verdict.passed, "failed": sorted(failed), "reasons": failed, "reason": verdict.reason,
                 "wave_budget": verdict.wave_budget, "global_budget": verdict.global_budget,
                 "wave_failed": verdict.wave_failed, "total_failed": verdict.total_failed}
 
-    def _soak(self, cycle_id: str, wave: Wave, spec: WaveSpec, policy: Policy, gate_info: dict[str, Any],
-              runner: Runner, policy_dir: Path, extravars: dict[str, Any], total: int) -> dict[str, Any]:
+    def _soak(self, run: _Run, wave: Wave, spec: WaveSpec, gate_info: dict[str, Any]) -> dict[str, Any]:
         """Wait out the soak (what is left of it after a resume), then check the wave's healthy
         hosts again — reachable, and passing the health checks; the gate is decided anew."""
         until = datetime.fromisoformat(str(gate_info["soak_until"]))
         left = (until - datetime.now(UTC)).total_seconds()
         if left > 0:
-            self.say(f"[{cycle_id}] wave {wave.name} soaking for {left / 60:.1f} more min (until {until:%H:%M:%S} UTC)")
+            self.say(f"[{run.cycle_id}] wave {wave.name} soaking for {left / 60:.1f} more min "
+                     f"(until {until:%H:%M:%S} UTC)")
             time.sleep(left)
         failed: dict[str, str] = dict(gate_info.get("reasons") or {})
         still = [h for h in wave.hosts if h not in failed]
-        unhealthy = self._health(cycle_id, runner, policy, still, wave.index, policy_dir, extravars, after_soak=True)
+        unhealthy = self._health(run, still, wave.index, after_soak=True)
         before = int(gate_info["total_failed"]) - int(gate_info["wave_failed"])
-        verdict = self._gate(wave, spec, policy, {**failed, **unhealthy}, before, total)
+        verdict = self._gate(run, wave, spec, {**failed, **unhealthy}, before)
         verdict["soaked_until"] = gate_info["soak_until"]
         if unhealthy:
             verdict["reason"] = f"after the soak: {verdict['reason']}"
         return verdict
 
-    def _scan(self, cycle_id: str, runner: Runner, hosts: list[Host],
-              links: dict[str, dict[str, Any]] | None = None) -> None:
-        self.say(f"[{cycle_id}] scanning {len(hosts)} host(s)")
-        scan_hosts(self.store, runner, self.inventory, hosts, cycle_id, links)
-
-    def _thin_links(self, cycle_id: str, policy: Policy, hosts: list[Host], step: str) -> dict[str, dict[str, Any]]:
+    def _thin_links(self, run: _Run, hosts: list[Host], step: str) -> dict[str, dict[str, Any]]:
         """The policy's thin link of each host that has one, as playbook variables; says which."""
-        for link in policy.thin_links:
-            count = sum(1 for h in hosts if policy.thin_link(h.groups) is link)
+        for link in run.policy.thin_links:
+            count = sum(1 for h in hosts if run.policy.thin_link(h.groups) is link)
             if count:
-                self.say(f"[{cycle_id}] {count} host(s) in {', '.join(link.groups)} {step} over a thin link: "
+                self.say(f"[{run.cycle_id}] {count} host(s) in {', '.join(link.groups)} {step} over a thin link: "
                          f"{link.describe()}")
-        return thin_link_vars(policy.thin_links, hosts)
+        return thin_link_vars(run.policy.thin_links, hosts)
 
     @staticmethod
     def _window_closed(policy: Policy, hosts: list[Host], wave: Wave) -> str:
@@ -394,69 +432,77 @@ class Cycle:
         when = windows_mod.describe(governing, windows_mod.next_start(governing, now, minutes))
         return f"maintenance window closed for wave {wave.name} ({minutes} min needed); next opening: {when}"
 
-    def _health(self, cycle_id: str, runner: Runner, policy: Policy, hosts: list[str], wave: int,
-                policy_dir: Path, extravars: dict[str, Any], after_soak: bool = False) -> dict[str, str]:
+    def _health(self, run: _Run, hosts: list[str], wave: int, after_soak: bool = False) -> dict[str, str]:
         """Run the policy's health checks on the wave's patched hosts; {host: why} for the unhealthy.
         After a soak the built-in run happens even without probes: the host must still answer."""
         unhealthy: dict[str, str] = {}
-        if not hosts or not (policy.gates.health_checks or after_soak):
+        checks = run.policy.gates.health_checks
+        if not hosts or not (checks or after_soak):
             return unhealthy
-        probes = [c.model_dump(exclude_none=True) for c in policy.gates.health_checks if c.playbook is None]
+        probes = [c.model_dump(exclude_none=True) for c in checks if c.playbook is None]
         runs: list[tuple[str, str, dict[str, Any]]] = []
         if probes or after_soak:
             runs.append(("health.yml", "built-in probes", {"health_checks": probes}))
-        runs += [(str((policy_dir / str(c.playbook)).resolve()), f"playbook {c.playbook}", extravars)
-                 for c in policy.gates.health_checks if c.playbook is not None]
+        policy_dir = run.options.policy_dir or Path.cwd()
+        runs += [(str((policy_dir / str(c.playbook)).resolve()), f"playbook {c.playbook}", run.extravars)
+                 for c in checks if c.playbook is not None]
+        when = "after the soak" if after_soak else "after deploy"
         for index, (playbook, label, variables) in enumerate(runs):
-            when = "after the soak" if after_soak else "after deploy"
-            result = runner.run(playbook, self.inventory, ident=f"05-health-wave{wave}-{index}{'-soak' if after_soak else ''}",
-                                limit=hosts, extravars=variables)
+            result = run.runner.run(playbook, self.inventory,
+                                    ident=f"05-health-wave{wave}-{index}{'-soak' if after_soak else ''}",
+                                    limit=hosts, extravars=variables)
             for host in hosts:
                 outcome = result.hosts.get(host)
                 ok = outcome is not None and outcome.ok
                 message = (f"healthy {when}" if ok else
                            f"health check failed {when} ({label}): {outcome.message if outcome else 'no result'}")
-                self.store.add_host_result(cycle_id, host, "health", ok, bool(outcome and outcome.unreachable), message,
-                                           {"check": label}, wave=wave)
+                self.store.add_host_result(run.cycle_id, host, "health", ok, bool(outcome and outcome.unreachable),
+                                           message, {"check": label}, wave=wave)
                 if not ok and host not in unhealthy:
                     unhealthy[host] = message
         return unhealthy
 
-    def _end_states(self, cycle_id: str, hosts: list[Host], manifest: Manifest, scan_failed: dict[str, str],
-                    stage_failed: dict[str, str], deploy_failed: dict[str, str],
-                    confirmed: dict[str, dict[str, Any]], unreachable: set[str]) -> CycleStatus:
+    def _end_states(self, run: _Run, confirmed: dict[str, dict[str, Any]]) -> CycleStatus:
         """One end state per host. Versions come from the confirm rescan, never from what a
         command claimed; the orchestrator adds only what a host cannot say about itself."""
-        skipped = {h for w in self.store.waves(cycle_id) if w["status"] == WaveStatus.SKIPPED for h in w["hosts"]}
+        skipped = {h for w in self.store.waves(run.cycle_id) if w["status"] == WaveStatus.SKIPPED for h in w["hosts"]}
+        deploy_failed = self.store.deploy_failures(run.cycle_id)
+        decisions = run.manifest.decisions if run.manifest else ()
         worst = CycleStatus.COMPLETED
-        for host in hosts:
-            approved = [d for d in manifest.decisions if d.host == host.name and d.approved]
+        for host in run.hosts:
+            approved = [d for d in decisions if d.host == host.name and d.approved]
             rescan = confirmed.get(host.name) or {}
-            after = rescan.get("installed", {})
-            packages = package_rows(approved, after)
-            confirmation = rescan.get("confirmation", {})
-            if host.name in unreachable:
-                state, detail = HostState.UNREACHABLE, scan_failed.get(host.name) or "host could not be reached"
-            elif host.name in scan_failed:
-                state, detail = HostState.FAILED, f"scan failed: {scan_failed[host.name]}"
-            elif not approved:
-                state, detail = HostState.EXCLUDED, "no approved updates"
-            elif host.name in stage_failed:
-                state, detail = HostState.FAILED, f"staging failed (nothing installed): {stage_failed[host.name]}"
-            elif host.name in skipped:
-                state, detail = HostState.NOT_REACHED, "the rollout stopped before this host's wave"
-            elif not confirmation:
-                state, detail = HostState.FAILED, "no confirm rescan result"
-            else:
-                state, detail = HostState(confirmation["state"]), str(confirmation["detail"])
-                if host.name in deploy_failed and state in PATCHED_STATES:
-                    state, detail = HostState.FAILED, f"deploy failed: {deploy_failed[host.name]}"
-                elif host.name in deploy_failed:
-                    detail = f"{detail}; deploy failed: {deploy_failed[host.name]}"
-            self.store.add_end_state(cycle_id, host.name, state, packages, detail)
+            packages = package_rows(approved, rescan.get("installed", {}))
+            state, detail = self._end_state(run, host.name, bool(approved), host.name in skipped,
+                                            rescan.get("confirmation", {}), deploy_failed.get(host.name))
+            self.store.add_end_state(run.cycle_id, host.name, state, packages, detail)
             if state in FAILED_STATES:
                 worst = CycleStatus.FAILED
         return worst
+
+    @staticmethod
+    def _end_state(run: _Run, host: str, approved: bool, skipped: bool, confirmation: dict[str, Any],  # noqa: PLR0911 - one early return per end-state rule, in their order of precedence
+                   deploy_failed: str | None) -> tuple[HostState, str]:
+        """A host's end state and why: what the orchestrator knows first (unreachable, a failed
+        scan or staging, nothing approved, a wave never started), else what the rescan proves."""
+        if host in run.unreachable:
+            return HostState.UNREACHABLE, run.scan_failed.get(host) or "host could not be reached"
+        if host in run.scan_failed:
+            return HostState.FAILED, f"scan failed: {run.scan_failed[host]}"
+        if not approved:
+            return HostState.EXCLUDED, "no approved updates"
+        if host in run.stage_failed:
+            return HostState.FAILED, f"staging failed (nothing installed): {run.stage_failed[host]}"
+        if skipped:
+            return HostState.NOT_REACHED, "the rollout stopped before this host's wave"
+        if not confirmation:
+            return HostState.FAILED, "no confirm rescan result"
+        state, detail = HostState(confirmation["state"]), str(confirmation["detail"])
+        if deploy_failed is not None and state in PATCHED_STATES:
+            return HostState.FAILED, f"deploy failed: {deploy_failed}"
+        if deploy_failed is not None:
+            return state, f"{detail}; deploy failed: {deploy_failed}"
+        return state, detail
 
 
 def approve(store: Store, cycle_id: str, wave_name: str | None, by: str, comment: str = "",

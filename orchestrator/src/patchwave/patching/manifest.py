@@ -50,7 +50,7 @@ def published_at(text: str | None) -> datetime | None:
     return aware(stamp)
 
 
-def decide(update: PendingUpdate, advisories: list[Advisory], approval: Approval = DEFAULT_APPROVAL,
+def decide(update: PendingUpdate, advisories: list[Advisory], approval: Approval = DEFAULT_APPROVAL,  # noqa: PLR0911 - approval rules read best as one early return per rule, in the policy's order
            now: datetime | None = None) -> Decision:
     fixes = matching(update, advisories)
     severity = min((a.severity for a in fixes), key=rank, default="")

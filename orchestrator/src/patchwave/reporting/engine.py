@@ -80,7 +80,7 @@ def xlsx_cell(ws: Any, value: Any, font: Font | None = None, fill: PatternFill |
     return cell
 
 
-def _matches(row: Row, sheet: Sheet) -> bool:
+def _matches(row: Row, sheet: Sheet) -> bool:  # noqa: PLR0911 - one comparison per filter operator
     for f in sheet.filters:
         value = row.get(f.field)
         target = f.value
