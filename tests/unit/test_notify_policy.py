@@ -63,6 +63,14 @@ BAD = [
      r"notify.yml:10: channels.jira.jira.url: 'file:///etc/passwd' is not an http\(s\) URL"),
     ("bad e-mail address", GOOD.replace("to: [ops@example.org]", "to: ['ops; rm -rf /']"),
      r"notify.yml:7: channels.mail.smtp.to: .*is not an e-mail address"),
+    ("unknown Jira deployment", GOOD.replace("token: {env: J_TOKEN}}", "token: {env: J_TOKEN}, deployment: server}"),
+     r"notify.yml:10: channels.jira.jira.deployment"),
+    ("no time to confirm", GOOD + "tickets: {confirm_within_minutes: 0}\n", r"tickets.confirm_within_minutes"),
+    ("confirm time as text", GOOD + "tickets: {confirm_within_minutes: soon}\n", r"tickets.confirm_within_minutes"),
+    ("a ServiceNow state that is not one", GOOD.replace(
+        "  jira: {type: jira",
+        "  snow: {type: servicenow, url: 'https://x.service-now.com', user: {env: S_U}, password: {env: S_P}, "
+        "close_state: '6; state=1'}\n  jira: {type: jira"), r"channels.snow.servicenow.close_state"),
     ("bad time zone", GOOD.replace("Europe/Berlin", "Mars/Olympus"),
      r"notify.yml:16: routes\[0\].quiet_hours.timezone: unknown time zone 'Mars/Olympus'"),
     ("bad clock", GOOD.replace("'22:00'", "'25:00'"), r"notify.yml:16: routes\[0\].quiet_hours.start"),
