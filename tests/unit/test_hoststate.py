@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from ansible_collections.patchwave.endpoint.plugins.module_utils import hoststate
-from ansible_collections.patchwave.endpoint.plugins.module_utils.pkgmgr.base import end_state
+from ansible_collections.patchwave.endpoint.plugins.module_utils.endstate import end_state
 
 LOCKS = """\
 1: POSIX  ADVISORY  WRITE 4242 fd:01:1835049 0 EOF

@@ -29,9 +29,9 @@ from ansible_collections.patchwave.endpoint.plugins.module_utils.baseline.fixes 
     PathGuard,
     Planner,
     Refused,
-    dependency_closure,
     sshd_check,
 )
+from ansible_collections.patchwave.endpoint.plugins.module_utils.pkgmgr.apt import dependency_closure
 
 from patchwave.baseline.profile import Baseline
 from patchwave.errors import InputError

@@ -20,7 +20,7 @@ import pytest
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.testing import patch_module_args
 from ansible_collections.patchwave.endpoint.plugins.module_utils import restarts
-from ansible_collections.patchwave.endpoint.plugins.module_utils.pkgmgr.base import END_STATES, end_state
+from ansible_collections.patchwave.endpoint.plugins.module_utils.endstate import END_STATES, end_state
 from ansible_collections.patchwave.endpoint.plugins.modules import restart_services
 
 from patchwave import states

@@ -96,14 +96,14 @@ def _text(inventory: Path, host: str, var: str, value: Any) -> str:
         raise InputError(f"{_line(inventory, (host, var), (var,))}: host {host}: {var} must be text, not {type(value).__name__} "
                          "(quote it)")
     text = str(value)
-    where = _line(inventory, (var, text[:40]), (host, var), (var,))
     marker = yamlsrc.template_marker(text)
     if marker is not None:
-        raise InputError(f"{where}: host {host}: {var} holds {marker!r}, Jinja template syntax: Patchwave reads "
-                         f"{var} as plain text (put the value itself in the inventory)")
+        raise InputError(f"{_line(inventory, (var, text[:40]), (host, var), (var,))}: host {host}: {var} holds "
+                         f"{marker!r}, Jinja template syntax: Patchwave reads {var} as plain text (put the value "
+                         "itself in the inventory)")
     if _CONTROL.search(text):
-        raise InputError(f"{where}: host {host}: {var} has a control character (a line break, an escape "
-                         "sequence): one line of printable text")
+        raise InputError(f"{_line(inventory, (var, text[:40]), (host, var), (var,))}: host {host}: {var} has a "
+                         "control character (a line break, an escape sequence): one line of printable text")
     return text
 
 

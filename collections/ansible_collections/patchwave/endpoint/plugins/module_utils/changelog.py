@@ -4,8 +4,8 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """What an update fixes, in the words of its own Debian changelog.
 
-Contract (the stage module calls from_deb for each staged package and puts the result under the
-key ``changelog`` of that package's ``staged[]`` entry)::
+Contract (the apt backend's ``changelog()`` calls from_deb for each package stage_updates stages,
+which puts the result under the key ``changelog`` of that package's ``staged[]`` entry)::
 
     from_deb(module, deb_path, package, installed_version, compare=None) -> dict or None
     parse(text, installed_version, compare=None) -> dict

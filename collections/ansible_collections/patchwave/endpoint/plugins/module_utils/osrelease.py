@@ -81,10 +81,10 @@ def describe(fields):
     )
 
 
-def read(paths=PATHS):
-    """describe() of the first os-release file of `paths` that exists; every field empty (and
-    the ecosystem unknown) when there is none or it cannot be read."""
-    for path in paths:
+def read(paths=None):
+    """describe() of the first os-release file of `paths` (PATHS by default) that exists; every
+    field empty (and the ecosystem unknown) when there is none or it cannot be read."""
+    for path in PATHS if paths is None else paths:
         try:
             with io.open(path, encoding="utf-8", errors="replace") as handle:
                 text = handle.read()

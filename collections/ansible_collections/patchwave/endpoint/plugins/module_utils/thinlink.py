@@ -4,7 +4,8 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Hosts behind a thin link: a download limit and a caching apt relay (an http proxy such as
 apt-cacher-ng) for the commands that download. The relay is checked before anything is fetched,
-so a host whose relay is down fails clearly instead of falling back to the slow link."""
+so a host whose relay is down fails clearly instead of falling back to the slow link. The
+backend turns the limit and the relay into its own options (PackageManager.use_link)."""
 
 from __future__ import annotations
 
@@ -31,16 +32,6 @@ def link_problem(limit_kbps, relay, timeout=10):
     except (OSError, ValueError) as exc:
         return "relay %s does not accept connections from this host (%s); nothing was downloaded" % (relay, exc)
     return None
-
-
-def apt_options(limit_kbps, relay):
-    """apt-get `-o` arguments for the link: a rate limit (KB/s) and the relay as http proxy."""
-    options = []
-    if limit_kbps:
-        options += ["-o", "Acquire::http::Dl-Limit=%d" % limit_kbps, "-o", "Acquire::https::Dl-Limit=%d" % limit_kbps]
-    if relay:
-        options += ["-o", "Acquire::http::Proxy=%s" % relay]
-    return options
 
 
 MODULE_OPTIONS = dict(

@@ -101,13 +101,9 @@ stdout:
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.patchwave.endpoint.plugins.module_utils.pkgmgr.apt import AptManager
-from ansible_collections.patchwave.endpoint.plugins.module_utils.pkgmgr.base import (
-    CommandError,
-    PackageSpecError,
-    parse_specs,
-    version_lines,
-)
+from ansible_collections.patchwave.endpoint.plugins.module_utils import pkgmgr
+from ansible_collections.patchwave.endpoint.plugins.module_utils.pkgmgr.base import PackageSpecError, parse_specs
+from ansible_collections.patchwave.endpoint.plugins.module_utils.result import Result
 
 
 def main():
@@ -127,35 +123,38 @@ def main():
         wanted = parse_specs(params["packages"])
     except PackageSpecError as exc:
         module.fail_json(msg="packages: %s" % exc)
-    manager = AptManager(module)
-    result = dict(changed=False)
-    try:
+    manager = pkgmgr.for_host(module)
+    result = Result(module, changed=False)
+    with result.command_errors():
+        # read and plan
         before = manager.installed_versions(list(wanted))
         changing = dict((n, v) for n, v in wanted.items() if before.get(n) != v)
         held = sorted(set(manager.held_packages()) & set(changing))
         if held and not params["allow_held"]:
             module.fail_json(msg="held packages would change: %s; release the hold or set allow_held" % ", ".join(held),
                              packages=entries(wanted, before, before))
-        result["diff"] = dict(before=version_lines(before), after=version_lines(dict(before, **wanted)))
+        result.diff_versions(before, dict(before, **wanted))
         if not changing:
-            module.exit_json(packages=entries(wanted, before, before),
-                             reboot_required=manager.reboot_required(), **result)
+            result.success(packages=entries(wanted, before, before), reboot_required=manager.reboot_required())
+        # check mode: report the plan
         if module.check_mode:
-            module.exit_json(changed=True, packages=entries(wanted, before, dict(before, **changing)),
-                             reboot_required=manager.reboot_required(), diff=result["diff"])
+            result.success(changed=True, packages=entries(wanted, before, dict(before, **changing)),
+                           reboot_required=manager.reboot_required())
+        # apply
         result["lock_waited"] = manager.wait_for_lock(params["lock_timeout"])
         repaired = manager.repair_interrupted()
         if repaired:
             result["repaired"] = repaired
             if repaired["rc"] != 0:
-                module.fail_json(msg="dpkg was interrupted and `dpkg --configure -a` could not repair it; "
-                                 "nothing was installed", dpkg=manager.health(), **result)
+                result.fail("%s was interrupted and `%s` could not repair it; nothing was installed"
+                            % (manager.installer, manager.repair_command), dpkg=manager.health())
         result["notified"] = notify(module, params["notify_message"])
         if params["notify_delay"] > 0:
             time.sleep(params["notify_delay"])  # the message said when; keep to it
             result["notify_delay"] = params["notify_delay"]
         rc, out, err = manager.install(changing, allow_held=params["allow_held"], lock_timeout=params["lock_timeout"],
                                        conffile_policy=params["conffile_policy"])
+        # re-read
         after = manager.installed_versions(list(wanted))
         result.update(stdout=out, stderr=err, rc=rc)
         result["changed"] = after != before
@@ -163,11 +162,9 @@ def main():
         result["reboot_required"] = manager.reboot_required()
         wrong = sorted(n for n, v in wanted.items() if after.get(n) != v)
         if rc != 0 or wrong:
-            module.fail_json(msg="install failed (rc=%s); not at the requested version: %s"
-                             % (rc, ", ".join(wrong) or "none"), dpkg=manager.health(), **result)
-    except CommandError as exc:
-        module.fail_json(**dict(exc.as_result(), **result))
-    module.exit_json(**result)
+            result.fail("install failed (rc=%s); not at the requested version: %s" % (rc, ", ".join(wrong) or "none"),
+                        dpkg=manager.health())
+    result.success()
 
 
 def notify(module, message):

@@ -119,8 +119,12 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.patchwave.endpoint.plugins.module_utils import pkgmgr
 from ansible_collections.patchwave.endpoint.plugins.module_utils.baseline.checks import Host, control_problem
 from ansible_collections.patchwave.endpoint.plugins.module_utils.baseline.rules import assess, parse_day
+from ansible_collections.patchwave.endpoint.plugins.module_utils.result import Result
+
+HOST_ROOT = "/"  # every file a check reads is read below it (tests point it at a directory tree)
 
 
 def main():
@@ -135,6 +139,7 @@ def main():
         supports_check_mode=True,
     )
     params = module.params
+    result = Result(module)
     problems = []
     seen = set()
     for index, rule in enumerate(params["rules"]):
@@ -170,15 +175,16 @@ def main():
         except ValueError as exc:
             problems.append("today: %s" % exc)
     if problems:
-        module.fail_json(msg="; ".join(problems))
+        result.fail("; ".join(problems))
+    # read-only: the same in check mode
     started = time.monotonic()
-    host = Host()
+    host = Host(HOST_ROOT, package_manager=pkgmgr.for_host(module, required=False))
     results, summary = assess(params["rules"], params["device_type"], params["rule_timeout"], params["today"], host)
-    output = dict(changed=False, results=results, summary=summary)
+    result.update(changed=False, results=results, summary=summary)
     if params["snapshot"]:
-        output["snapshot"] = host.snapshot()
+        result["snapshot"] = host.snapshot()
     summary["duration"] = round(time.monotonic() - started, 3)
-    module.exit_json(**output)
+    result.success()
 
 
 if __name__ == "__main__":

@@ -188,39 +188,24 @@ os:
   sample: {id: debian, version_id: "12", version_codename: bookworm, name: Debian GNU/Linux, ecosystem: "Debian:12"}
 """
 
-import json
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.patchwave.endpoint.plugins.module_utils import osrelease, thinlink
-from ansible_collections.patchwave.endpoint.plugins.module_utils import restarts
-from ansible_collections.patchwave.endpoint.plugins.module_utils.pkgmgr.apt import ARCHIVES, AptManager
+from ansible_collections.patchwave.endpoint.plugins.module_utils import journal, osrelease, pkgmgr, restarts, thinlink
+from ansible_collections.patchwave.endpoint.plugins.module_utils.endstate import end_state
 from ansible_collections.patchwave.endpoint.plugins.module_utils.pkgmgr.base import (
     NAME_RE,
     CommandError,
     PackageSpecError,
     cycle_id_problem,
-    end_state,
     parse_specs,
 )
+from ansible_collections.patchwave.endpoint.plugins.module_utils.result import Result
 
 
 def free_space_mb(path):
     stat = os.statvfs(path)
     return int(stat.f_bavail * stat.f_frsize // (1024 * 1024))
-
-
-def read_rollback(state_dir, cycle_id):
-    """The journal's before-versions when this cycle was rolled back on the host, else None."""
-    path = os.path.join(state_dir, "cycles", cycle_id, "journal.json")
-    if not os.path.exists(path):
-        return None
-    with open(path) as handle:
-        journal = json.load(handle)
-    if not journal.get("rolled_back"):
-        return None
-    before = dict((n, e["before"]) for n, e in journal.get("packages", {}).items())
-    return {"before": before, "new": journal.get("new", [])}
 
 
 def main():
@@ -235,26 +220,28 @@ def main():
         ),
         supports_check_mode=True,
     )
+    result = Result(module)
     names = module.params["query"]
     bad = [n for n in names if not NAME_RE.match(n)]
     if bad:
-        module.fail_json(msg="query: invalid package name(s): %s" % ", ".join(repr(n) for n in bad))
+        result.fail("query: invalid package name(s): %s" % ", ".join(repr(n) for n in bad))
     expected = None
     if module.params["expect"] is not None:
         try:
             expected = parse_specs(module.params["expect"])
         except PackageSpecError as exc:
-            module.fail_json(msg="expect: %s" % exc)
+            result.fail("expect: %s" % exc)
         names = sorted(set(names) | set(expected))
     cycle_id = module.params["cycle_id"]
     if cycle_id is not None and cycle_id_problem(cycle_id):
-        module.fail_json(msg=cycle_id_problem(cycle_id))
-    manager = AptManager(module)
-    try:
+        result.fail(cycle_id_problem(cycle_id))
+    manager = pkgmgr.for_host(module)
+    # read-only: the same in check mode (refreshing the lists changes no installed package)
+    with result.command_errors():
         if module.params["update_cache"]:
             problem = thinlink.link_problem(module.params["download_limit_kbps"], module.params["relay"])
             if problem:
-                module.fail_json(msg=problem)
+                result.fail(problem)
             manager.use_link(module.params["download_limit_kbps"], module.params["relay"])
             manager.refresh()
         apt_error = None
@@ -263,42 +250,46 @@ def main():
         except CommandError as exc:
             if expected is None:
                 raise
-            # a confirm rescan still records what is installed when apt cannot plan (broken dependencies)
+            # a confirm rescan still records what is installed when the package manager cannot plan
+            # (broken dependencies)
             updates, removals, apt_error = [], [], exc.as_result()
         dpkg = manager.health()
         dpkg["lock_holders"] = manager.lock_holders()
         reboot = manager.reboot_required()
         installed = manager.installed_versions(names) if names else {}
-        result = dict(
+        scan = dict(
             changed=False,
             updates=updates,
             removals=removals,
             reboot_required=reboot,
             dpkg=dpkg,
-            free_space_mb=free_space_mb(ARCHIVES),
+            free_space_mb=free_space_mb(manager.cache_dir),
             installed=installed,
             package_manager=manager.name,
             os=osrelease.read(),
         )
         if expected is not None:
-            rolled_back = read_rollback(module.params["state_dir"], cycle_id) if cycle_id else None
-            # processes still running replaced code: patched on disk is not yet patched in memory
-            stale = restarts.stale_processes()
-            plan = restarts.restart_plan(stale, reboot.get("details", {}).get("needrestart", {}).get("services"),
-                                         restarts.pid1_services())
-            result["restart_required"] = dict(processes=stale, services=restarts.needing_restart(plan))
-            state, detail, packages = end_state(expected, installed, reboot["required"], rolled_back,
-                                                restarts.stale_names(plan))
-            if not dpkg["clean"]:
-                broken = dpkg["output"] or dpkg["apt_check"]["output"]
-                state, detail = "failed", "%s, but the host's packages are broken (%s): %s" % (
-                    detail, "dpkg --audit" if dpkg["output"] else "apt-get check", (broken.strip().splitlines() or ["(no output)"])[-1])
-            result["confirmation"] = dict(state=state, detail=detail, packages=packages)
+            scan.update(confirm(manager, expected, installed, reboot, dpkg, module.params["state_dir"], cycle_id))
             if apt_error:
-                result["apt_error"] = apt_error
-    except CommandError as exc:
-        module.fail_json(**exc.as_result())
-    module.exit_json(**result)
+                scan["apt_error"] = apt_error
+    result.success(**scan)
+
+
+def confirm(manager, expected, installed, reboot, health, state_dir, cycle_id):
+    """The confirm rescan's keys: the host's end state against `expected`, and what still runs
+    the code the update replaced (patched on disk is not yet patched in memory)."""
+    rolled_back = journal.rollback_record(state_dir, cycle_id) if cycle_id else None
+    stale = restarts.stale_processes()
+    plan = restarts.restart_plan(stale, reboot.get("details", {}).get("needrestart", {}).get("services"),
+                                 restarts.pid1_services())
+    state, detail, packages = end_state(expected, installed, reboot["required"], rolled_back,
+                                        restarts.stale_names(plan))
+    if not health["clean"]:
+        check, broken = manager.health_problem(health)
+        state, detail = "failed", "%s, but the host's packages are broken (%s): %s" % (
+            detail, check, (broken.strip().splitlines() or ["(no output)"])[-1])
+    return dict(restart_required=dict(processes=stale, services=restarts.needing_restart(plan)),
+                confirmation=dict(state=state, detail=detail, packages=packages))
 
 
 if __name__ == "__main__":

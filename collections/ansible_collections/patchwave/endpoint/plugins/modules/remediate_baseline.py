@@ -117,9 +117,24 @@ import subprocess
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.patchwave.endpoint.plugins.module_utils import pkgmgr
 from ansible_collections.patchwave.endpoint.plugins.module_utils.baseline.checks import control_problem
 from ansible_collections.patchwave.endpoint.plugins.module_utils.baseline.fixes import (
     SSHD_DROP_IN, SYSCTL_DROP_IN, USER_NAME, Applier, Planner, Refused, remediation_problem)
+from ansible_collections.patchwave.endpoint.plugins.module_utils.result import Result
+
+HOST_ROOT = "/"  # every file is planned and changed below it (tests point it at a directory tree)
+
+
+def command_runner(extra_env):
+    """run(argv, timeout) -> (rc, out, err) for the planner and the applier: an argv list, never a
+    shell, with LC_ALL=C (and `extra_env`) and a timeout of its own for every command."""
+    def run(argv, timeout):
+        env = dict(os.environ, LC_ALL="C", **extra_env)
+        proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, timeout=timeout,
+                              check=False)
+        return proc.returncode, proc.stdout.decode("utf-8", "replace"), proc.stderr.decode("utf-8", "replace")
+    return run
 
 
 def main():
@@ -133,13 +148,14 @@ def main():
         supports_check_mode=True,
     )
     params = module.params
+    result = Result(module)
     if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z", params["batch"]):
-        module.fail_json(msg="batch %r: use letters, digits, dot, dash, underscore" % params["batch"])
+        result.fail("batch %r: use letters, digits, dot, dash, underscore" % params["batch"])
     if control_problem(params["state_dir"], "state_dir"):
-        module.fail_json(msg=control_problem(params["state_dir"], "state_dir") + "; nothing was changed")
+        result.fail(control_problem(params["state_dir"], "state_dir") + "; nothing was changed")
     user = params["connection_user"] or os.environ.get("SUDO_USER") or os.environ.get("USER") or "root"
     if not USER_NAME.match(user):
-        module.fail_json(msg="connection_user %r is not a user name; nothing was changed" % user)
+        result.fail("connection_user %r is not a user name; nothing was changed" % user)
     problems = []
     seen = set()
     for index, rule in enumerate(params["rules"]):
@@ -154,15 +170,12 @@ def main():
         if problem:
             problems.append(problem)
     if problems:
-        module.fail_json(msg="; ".join(problems) + "; nothing was changed")
+        result.fail("; ".join(problems) + "; nothing was changed")
 
-    def run(argv, timeout):
-        env = dict(os.environ, LC_ALL="C", DEBIAN_FRONTEND="noninteractive")
-        proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, timeout=timeout,
-                              check=False)
-        return proc.returncode, proc.stdout.decode("utf-8", "replace"), proc.stderr.decode("utf-8", "replace")
-
-    planner = Planner(run, user)
+    # plan
+    packages = pkgmgr.for_host(module, required=False)
+    run = command_runner(packages.noninteractive_env)
+    planner = Planner(run, user, root=HOST_ROOT, packages=packages)
     for rule in params["rules"]:
         planner.plan(rule)
     changes = planner.finish()  # sshd's new configuration is validated here, before anything is written
@@ -179,13 +192,15 @@ def main():
         else:
             actions = [c.describe() for c in by_rule.get(rid, [])]
             results[rid] = dict(id=rid, status="changed" if actions else "ok", actions=actions, message="")
-    output = dict(changed=bool(changes), sshd_reloaded=False, backup_dir=backup_dir)
+    result.update(changed=bool(changes), sshd_reloaded=False, backup_dir=backup_dir)
     diffs = [d for d in (c.diff() for c in changes) if d]
     if module._diff:
-        output["diff"] = diffs
+        result["diff"] = diffs
+    # check mode: report the plan
     if module.check_mode or not changes:
-        module.exit_json(results=[results[r["id"]] for r in params["rules"]], **output)
+        result.success(results=[results[r["id"]] for r in params["rules"]])
 
+    # apply
     applier = Applier(run, user, backup_dir, planner.guard)
     sshd_change = None
     applied = False
@@ -227,10 +242,10 @@ def main():
                     results[rid].update(status="error",
                                         message="%s; the previous configuration was put back" % problem)
             else:
-                output["sshd_reloaded"] = True
+                result["sshd_reloaded"] = True
                 applied = True
-    output["changed"] = applied
-    module.exit_json(results=[results[r["id"]] for r in params["rules"]], **output)
+    result["changed"] = applied
+    result.success(results=[results[r["id"]] for r in params["rules"]])
 
 
 if __name__ == "__main__":

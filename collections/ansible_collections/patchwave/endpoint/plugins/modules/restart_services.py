@@ -127,6 +127,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.patchwave.endpoint.plugins.module_utils import hoststate, restarts
+from ansible_collections.patchwave.endpoint.plugins.module_utils.result import Result
 
 SYSTEMD_RUNNING = "/run/systemd/system"
 INIT_DIR = "/etc/init.d"
@@ -134,21 +135,6 @@ RUN_ROOT = "/run"
 PROC_ROOT = "/proc"
 UNSAFE_REASON = "unsafe to restart (ends sessions or breaks the system bus): a reboot finishes it"
 SETTLE_TRIES = 5  # rescans, a second apart, while a restarted service still shows replaced code
-
-
-class Outcome(object):
-    """The module's result; leaves only through fail() or success()."""
-
-    def __init__(self, module):
-        self.module = module
-        self.result = dict(changed=False, stale=[], services=[], restarted=[], failed_services=[], not_restarted=[],
-                           remaining=[], pending_restart=[], reboot_required=False)
-
-    def fail(self, msg, **extra):
-        self.module.fail_json(msg=msg, **dict(self.result, **extra))
-
-    def success(self):
-        self.module.exit_json(**self.result)
 
 
 def scan(module):
@@ -188,15 +174,17 @@ def main():
         ),
         supports_check_mode=True,
     )
-    outcome = Outcome(module)
+    outcome = Result(module, changed=False, stale=[], services=[], restarted=[], failed_services=[],
+                     not_restarted=[], remaining=[], pending_restart=[], reboot_required=False)
     policy = module.params["restart"]
     bad = [n for n in module.params["exclude"] if not restarts.SERVICE_RE.match(n)]
     if bad:
         outcome.fail("exclude: not a service name: %s" % ", ".join(repr(n) for n in bad))
     excluded = set(restarts.bare_name(n) for n in module.params["exclude"])
 
+    # read and plan
     stale, plan = scan(module)
-    result = outcome.result
+    result = outcome.values
     result["stale"] = stale
     result["services"] = restarts.needing_restart(plan)
     pid1 = plan["pid1"]
@@ -225,12 +213,14 @@ def main():
                 seen.add(tuple(argv))
                 todo.append((name, argv))
 
+    # check mode: report the plan
     if module.check_mode:
         result["restarted"] = sorted(name for name, _argv in todo)
         result["changed"] = bool(todo)
         result["remaining"] = stale
         result["pending_restart"] = sorted(set(result["services"]) - set(result["restarted"]))
     else:
+        # apply
         for name, argv in todo:
             rc, out, err = module.run_command(argv, check_rc=False, environ_update={"LC_ALL": "C"})
             if rc == 0:
@@ -239,6 +229,7 @@ def main():
                 result["failed_services"].append(dict(service=name, cmd=argv, rc=rc, stdout=out, stderr=err))
         result["restarted"].sort()
         result["changed"] = bool(result["restarted"])
+        # re-read
         remaining, after = stale, plan
         for attempt in range(SETTLE_TRIES if todo else 1):
             remaining, after = scan(module)

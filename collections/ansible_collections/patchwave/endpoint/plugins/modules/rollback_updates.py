@@ -83,17 +83,12 @@ stdout:
   type: str
 """
 
-import json
 import os
-import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.patchwave.endpoint.plugins.module_utils.pkgmgr.apt import AptManager, parse_simulation
-from ansible_collections.patchwave.endpoint.plugins.module_utils.pkgmgr.base import (
-    CommandError,
-    cycle_id_problem,
-    version_lines,
-)
+from ansible_collections.patchwave.endpoint.plugins.module_utils import journal, pkgmgr
+from ansible_collections.patchwave.endpoint.plugins.module_utils.pkgmgr.base import cycle_id_problem, tail
+from ansible_collections.patchwave.endpoint.plugins.module_utils.result import Result
 
 
 def main():
@@ -108,142 +103,117 @@ def main():
     params = module.params
     if cycle_id_problem(params["cycle_id"]):
         module.fail_json(msg=cycle_id_problem(params["cycle_id"]))
-    journal_path = os.path.join(params["state_dir"], "cycles", params["cycle_id"], "journal.json")
+    journal_path = journal.path(params["state_dir"], params["cycle_id"])
     if not os.path.exists(journal_path):
         module.fail_json(msg="no journal for cycle %s at %s: was the cycle staged on this host?"
                          % (params["cycle_id"], journal_path))
-    with open(journal_path) as handle:
-        journal = json.load(handle)
-    saved = journal.get("packages", {})
-    new = journal.get("new", [])
-    manager = AptManager(module)
-    result = dict(changed=False, restored=[], removed=[])
-    try:
+    record = journal.read(journal_path)
+    saved = journal.saved(record)
+    new = journal.new_packages(record)
+    manager = pkgmgr.for_host(module)
+    result = Result(module, changed=False, restored=[], removed=[])
+    with result.command_errors():
+        # read and plan
         current = manager.installed_versions(sorted(set(saved) | set(new)))
         restore = dict((n, e) for n, e in sorted(saved.items()) if current.get(n) != e["before"])
         remove = sorted(n for n in new if n in current)
         missing = [e["file"] for e in restore.values() if not os.path.exists(e["file"])]
         if missing:
             module.fail_json(msg="rollback material is missing: %s" % ", ".join(missing))
-        before_lines = dict(current)
         after_lines = dict((n, v) for n, v in current.items() if n not in remove)
         after_lines.update((n, e["before"]) for n, e in restore.items())
-        result["diff"] = dict(before=version_lines(before_lines), after=version_lines(after_lines))
+        result.diff_versions(current, after_lines)
         result["restored"] = [dict(name=n, to=e["before"], file=e["file"], **{"from": current.get(n)})
                               for n, e in restore.items()]
         result["removed"] = remove
         if not restore and not remove:
             result["dpkg"] = manager.health()
-            if not journal.get("rolled_back") and result["dpkg"]["clean"] and not module.check_mode:
-                # every package is already back (an earlier run restored them, then apt failed late)
-                mark_rolled_back(journal, journal_path)
+            if not record.get("rolled_back") and result["dpkg"]["clean"] and not module.check_mode:
+                # every package is already back (an earlier run restored them, then failed late)
+                journal.mark_rolled_back(record, journal_path)
                 result["changed"] = True
-            module.exit_json(**result)
+            result.success()
         if not module.check_mode:
-            # dpkg killed mid-run leaves a journal that apt refuses to work on; the simulation skips that check
+            # a package manager killed mid-run leaves its database half-done, which it then refuses to work
+            # on; the simulation skips that check
             manager.wait_for_lock(params["lock_timeout"])
             result["repaired"] = manager.repair_interrupted()
         problem, plan = plan_problem(manager, restore, remove, params["lock_timeout"])
         result["plan"] = plan
         if problem:
             # nothing was touched: the host stays at the cycle's versions, consistent
-            result["dpkg"] = manager.health()
-            module.fail_json(msg="an exact rollback is impossible, so nothing was changed: %s" % problem, **result)
+            result.fail("an exact rollback is impossible, so nothing was changed: %s" % problem, dpkg=manager.health())
+        # check mode: report the plan
         if module.check_mode:
-            result["changed"] = True
-            result["dpkg"] = manager.health()
-            module.exit_json(**result)
+            result.success(changed=True, dpkg=manager.health())
 
+        # apply
         manager.wait_for_lock(params["lock_timeout"])
         files = [e["file"] for e in restore.values()]
         rc, out, err = manager.restore(files, remove, lock_timeout=params["lock_timeout"])
         result["stdout"] = out + err
+        # re-read
         now = manager.installed_versions(sorted(set(saved) | set(new)))
         result["changed"] = now != current
         result["dpkg"] = manager.health()
         wrong = [n for n, e in saved.items() if now.get(n) != e["before"]] + [n for n in new if n in now]
         if rc != 0 or wrong or not result["dpkg"]["clean"]:
-            result["recovery"] = recover(manager, journal, current, params["lock_timeout"])
-            module.fail_json(msg="rollback failed (apt-get rc=%s; not restored: %s; %s); %s"
-                             % (rc, ", ".join(sorted(wrong)) or "none", health_text(result["dpkg"]),
-                                result["recovery"]["summary"]), **result)
-        mark_rolled_back(journal, journal_path)
-    except CommandError as exc:
-        module.fail_json(**dict(exc.as_result(), **result))
-    module.exit_json(**result)
-
-
-def mark_rolled_back(journal, journal_path):
-    journal["rolled_back"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    tmp = journal_path + ".tmp"
-    with open(tmp, "w") as handle:
-        json.dump(journal, handle, indent=2, sort_keys=True)
-    os.rename(tmp, journal_path)
+            result["recovery"] = recover(manager, record, current, params["lock_timeout"])
+            result.fail("rollback failed (%s rc=%s; not restored: %s; %s); %s"
+                        % (manager.front_end, rc, ", ".join(sorted(wrong)) or "none",
+                           manager.health_text(result["dpkg"]), result["recovery"]["summary"]))
+        journal.mark_rolled_back(record, journal_path)
+    result.success()
 
 
 def plan_problem(manager, restore, remove, lock_timeout):
-    """What apt would do for the rollback (a simulation, which changes nothing), and why that is
-    not an exact rollback: apt cannot do it, would leave a package at another version, or would
-    install or remove anything besides what the cycle changed. (None, plan) when it is exact."""
+    """What the package manager would do for the rollback (a simulation, which changes nothing),
+    and why that is not an exact rollback: it cannot do it, would leave a package at another
+    version, or would install or remove anything besides what the cycle changed. (None, plan)
+    when it is exact."""
     files = [e["file"] for e in restore.values()]
-    rc, out, err = manager.restore(files, remove, lock_timeout=lock_timeout, simulate=True)
-    installs, removals = parse_simulation(out)
-    plan = dict(install=["%s=%s" % (u["name"], u["candidate"]) for u in installs],
-                remove=[r["name"] for r in removals])
+    rc, out, err, installs, removals = manager.restore_plan(files, remove, lock_timeout=lock_timeout)
+    plan = dict(install=["%s=%s" % (n, v) for n, v in installs], remove=list(removals))
     if rc != 0:
-        return "apt cannot plan it (rc=%s): %s" % (rc, tail(err or out)), plan
-    planned = dict((u["name"], u["candidate"]) for u in installs)
+        return "%s cannot plan it (rc=%s): %s" % (manager.name, rc, tail(err or out)), plan
+    planned = dict(installs)
     problems = []
     for name, entry in sorted(restore.items()):
         if planned.get(name) != entry["before"]:
             problems.append("%s would be at %s, not %s" % (name, planned.get(name) or "its current version", entry["before"]))
     extra = sorted(set(planned) - set(restore))
     if extra:
-        problems.append("apt would also install %s" % ", ".join("%s=%s" % (n, planned[n]) for n in extra))
-    removed = set(r["name"] for r in removals)
+        problems.append("%s would also install %s" % (manager.name, ", ".join("%s=%s" % (n, planned[n]) for n in extra)))
+    removed = set(removals)
     if set(remove) - removed:
         problems.append("%s would stay installed" % ", ".join(sorted(set(remove) - removed)))
     if removed - set(remove):
-        problems.append("apt would also remove %s" % ", ".join(sorted(removed - set(remove))))
+        problems.append("%s would also remove %s" % (manager.name, ", ".join(sorted(removed - set(remove)))))
     return ("; ".join(problems) or None), plan
 
 
-def recover(manager, journal, versions_before, lock_timeout):
-    """After a failed rollback, never leave the host half-downgraded: finish what dpkg left
-    unconfigured, and when apt's dependencies are still broken, put the packages back at the
-    versions the cycle had installed (they are what the host ran before the rollback started)."""
+def recover(manager, record, versions_before, lock_timeout):
+    """After a failed rollback, never leave the host half-downgraded: finish what the package
+    manager left unconfigured, and when its dependencies are still broken, put the packages back
+    at the versions the cycle had installed (they are what the host ran before the rollback started)."""
     steps = []
     repaired = manager.repair_interrupted()
     if repaired:
-        steps.append("dpkg --configure -a (rc=%s)" % repaired["rc"])
+        steps.append("%s (rc=%s)" % (manager.repair_command, repaired["rc"]))
     health = manager.health()
     if health["clean"]:
-        return dict(summary="the host is consistent (dpkg --audit and apt-get check pass)", steps=steps,
+        return dict(summary="the host is consistent (%s)" % manager.health_text(health), steps=steps,
                     consistent=True)
-    forward = dict((n, v) for n, v in versions_before.items() if n in journal.get("packages", {}))
+    forward = dict((n, v) for n, v in versions_before.items() if n in journal.saved(record))
     rc, out, err = manager.install(forward, allow_held=True, lock_timeout=lock_timeout)
     steps.append("reinstalled the cycle's versions of %d package(s) (rc=%s)" % (len(forward), rc))
     health = manager.health()
     if health["clean"]:
         return dict(summary="the host was put back at the cycle's versions and is consistent", steps=steps,
                     consistent=True)
-    return dict(summary="the host is NOT consistent: %s; repair it by hand (apt-get -f install)" % health_text(health),
+    return dict(summary="the host is NOT consistent: %s; repair it by hand (%s)"
+                % (manager.health_text(health), manager.repair_hint),
                 steps=steps, consistent=False, output=tail(out + err))
-
-
-def health_text(health):
-    if health["clean"]:
-        return "dpkg --audit and apt-get check pass"
-    parts = []
-    if health["output"]:
-        parts.append("dpkg --audit: %s" % tail(health["output"]))
-    if not health.get("apt_check", {}).get("ok", True):
-        parts.append("apt-get check: %s" % tail(health["apt_check"]["output"]))
-    return "; ".join(parts)
-
-
-def tail(text, lines=6):
-    return " | ".join(line.strip() for line in text.strip().splitlines()[-lines:])
 
 
 if __name__ == "__main__":

@@ -22,6 +22,8 @@ import shlex
 import stat
 import subprocess
 
+from ansible_collections.patchwave.endpoint.plugins.module_utils import pkgmgr
+
 EVIDENCE_LIMIT = 2000
 NETWORK_FS = frozenset(["nfs", "nfs4", "cifs", "smb3", "smbfs", "sshfs", "fuse.sshfs", "ceph", "glusterfs",
                         "fuse.glusterfs", "9p", "afs", "lustre", "davfs", "fuse.s3fs", "fuse.rclone"])
@@ -85,10 +87,12 @@ def control_problem(value, where=""):
 class Host(object):
     """What checks read, cached for one assessment."""
 
-    def __init__(self, root="/", runner=None):
+    def __init__(self, root="/", runner=None, package_manager=None):
         self.root = root
         self._runner = runner or _run
         self._cache = {}
+        # the host's package manager (pkgmgr.for_host): it reads the installed packages
+        self.package_manager = package_manager or pkgmgr.default()
 
     def path(self, path):
         if self.root == "/":
@@ -147,22 +151,13 @@ class Host(object):
 
     # --- packages, accounts ---------------------------------------------------------------
     def packages(self):
-        """Installed packages from dpkg's status file: {name: version} (also held ones)."""
-        def build():
-            installed, name, version, status = {}, None, None, ""
-            for line in (self.lines("/var/lib/dpkg/status") or []) + [""]:
-                if not line.strip():
-                    if name and status.split()[-1:] == ["installed"]:
-                        installed[name] = version
-                    name, version, status = None, None, ""
-                elif line.startswith("Package:"):
-                    name = line.split(":", 1)[1].strip()
-                elif line.startswith("Version:"):
-                    version = line.split(":", 1)[1].strip()
-                elif line.startswith("Status:"):
-                    status = line.split(":", 1)[1].strip()
-            return installed
-        return self.cached("packages", build)
+        """Installed packages from the package manager's status file: {name: version} (also
+        held ones), read through Host.lines() (no command runs)."""
+        return self.cached("packages", lambda: self.package_manager.installed_from_status(self.lines))
+
+    def packages_where(self):
+        """The file packages() reads, for evidence."""
+        return self.package_manager.status_file
 
     def passwd(self):
         return self.cached("passwd", lambda: _colon_file(self.lines("/etc/passwd"), 7))
@@ -589,12 +584,12 @@ def check_package(host, args, timeout):
         missing = [p for p in _as_list(args["name"]) if not any(fnmatch.fnmatchcase(n, p) for n in found)]
         if args.get("any"):
             return verdict(bool(found), "one of %s installed" % ", ".join(_as_list(args["name"])),
-                           listed or "none installed", "/var/lib/dpkg/status")
+                           listed or "none installed", host.packages_where())
         observed = "; ".join(x for x in (listed, "missing %s" % ", ".join(missing) if missing else "") if x)
         return verdict(not missing, "%s installed" % ", ".join(_as_list(args["name"])), observed,
-                       "/var/lib/dpkg/status")
+                       host.packages_where())
     return verdict(not found, "%s not installed" % ", ".join(_as_list(args["name"])), listed or "not installed",
-                   "/var/lib/dpkg/status")
+                   host.packages_where())
 
 
 UNIT_DIRS = ["/etc/systemd/system", "/run/systemd/system", "/lib/systemd/system", "/usr/lib/systemd/system"]

@@ -10,9 +10,11 @@ never removed or disabled; no write, removal, chmod or chown reaches an SSH key,
 configuration (except through the checked drop-in), sudoers (except drop-ins checked with
 `visudo -c`) or the account databases (PathGuard, on the resolved path); nothing removes or
 rewrites what the connection runs on (sshd, sudo, python3, the shells, PAM, the name service;
-by path, and for removals by the owning package, `dpkg -S`); no chmod or chown reaches a home
-directory's owner bits, a directory above a home or ~/.ssh, the system directories, or the
-sshd, sudo and python3 binaries."""
+by path, and for removals by the owning package, which the package manager tells); no chmod or
+chown reaches a home directory's owner bits, a directory above a home or ~/.ssh, the system
+directories, or the sshd, sudo and python3 binaries. The package manager's commands (who owns a
+file, what the connection's packages depend on, what a removal would take along) are the
+backend's (pkgmgr), run through the planner's `run` under its timeouts."""
 
 from __future__ import annotations
 
@@ -28,7 +30,9 @@ import stat
 import tempfile
 import time
 
+from ansible_collections.patchwave.endpoint.plugins.module_utils import pkgmgr
 from ansible_collections.patchwave.endpoint.plugins.module_utils.baseline.checks import name_of
+from ansible_collections.patchwave.endpoint.plugins.module_utils.pkgmgr.base import CommandError
 
 SSHD_MAIN = "/etc/ssh/sshd_config"
 SSHD_DROP_IN = "/etc/ssh/sshd_config.d/00-patchwave.conf"
@@ -662,10 +666,13 @@ class Planner(object):
     """Turns the failing rules' remediations into changes, refusing what the guards forbid. A
     rule is planned whole or not at all: a refusal takes back that rule's earlier changes."""
 
-    def __init__(self, run, connection_user, root="/"):
+    def __init__(self, run, connection_user, root="/", packages=None):
         self.run = run  # run(argv, timeout) -> (rc, out, err)
         self.user = connection_user
         self.root = root
+        # the host's package manager (pkgmgr.for_host); the owners of files, what the connection
+        # needs and package removals are its to answer, through `run`
+        self.packages = packages or pkgmgr.default()
         self.guard = PathGuard(connection_user, root)
         self.changes = []
         self.refused = {}
@@ -845,59 +852,49 @@ class Planner(object):
             if not hit and owners:
                 hit = sorted(owners & self._connection_packages(path))
             if hit:
-                raise Refused("%s belongs to %s (dpkg -S), which the connection needs; removing it would lock out the "
-                              "connection user, so Patchwave does not do it" % (path, ", ".join(hit)))
+                raise Refused("%s belongs to %s (%s), which the connection needs; removing it would lock out the "
+                              "connection user, so Patchwave does not do it"
+                              % (path, ", ".join(hit), self.packages.owner_query))
             self.changes.append(Change(rid, found, _read(found), None, kind="remove"))
 
     def _owners(self, path):
         """The packages that own `path` (as written, resolved, and their merged-/usr twins, which
-        dpkg's database may list under either name)."""
+        the package database may list under either name)."""
         given = "/" + os.path.normpath(path).lstrip("/")
         paths = sorted(set(twin for p in (given, self.guard.resolve(path)) for twin in _usr_twins(p)))
+        query = self.packages.owner_query
         try:
-            rc, out, err = self.run(["dpkg", "-S"] + paths, 30)
-        except Exception as exc:  # no dpkg: who owns the file cannot be told
-            raise Refused("cannot tell which package owns %s (dpkg -S: %s); Patchwave removes only files it knows "
-                          "the connection does not need" % (path, exc)) from exc
-        if rc not in (0, 1):  # 1: some path belongs to no package
-            raise Refused("cannot tell which package owns %s: dpkg -S failed (rc %d): %s" % (
-                path, rc, (err or out).strip()[-500:]))
-        owners = set()
-        for line in out.splitlines():
-            names, sep, _rest = line.partition(": ")
-            if sep and not line.startswith("diversion by "):
-                owners.update(name.strip().split(":")[0] for name in names.split(","))
-        return owners
+            return self.packages.file_owners(self.run, paths)
+        except CommandError as exc:
+            raise Refused("cannot tell which package owns %s: %s failed (rc %d): %s" % (
+                path, query, exc.rc, (exc.stderr or exc.stdout).strip()[-500:]))
+        except Exception as exc:  # no package manager: who owns the file cannot be told
+            raise Refused("cannot tell which package owns %s (%s: %s); Patchwave removes only files it knows "
+                          "the connection does not need" % (path, query, exc)) from exc
 
     def _connection_packages(self, path):
         if self._needed is None:
-            argv = ["dpkg-query", "-W", "-f", "${db:Status-Abbrev}\t${Package}\t${Essential}\t${Provides}\t"
-                    "${Pre-Depends}\t${Depends}\n"]
             try:
-                rc, out, err = self.run(argv, 60)
-            except Exception as exc:
-                rc, out, err = -1, "", str(exc)
-            if rc != 0:
-                raise Refused("cannot tell which packages the connection needs (dpkg-query failed: %s); %s is not "
-                              "removed" % ((err or out).strip()[-500:], path))
-            self._needed = dependency_closure(out, PROTECTED_PACKAGES)
+                self._needed = self.packages.needed_packages(self.run, PROTECTED_PACKAGES)
+            except CommandError as exc:
+                raise Refused("cannot tell which packages the connection needs (%s); %s is not removed"
+                              % (exc.msg, path))
         return self._needed
 
     def _package_absent(self, rid, name):
         if name in PROTECTED_PACKAGES:
             raise Refused("%s carries the connection; Patchwave does not remove it" % name)
-        rc, out, err = self.run(["dpkg-query", "-W", "-f", "${db:Status-Abbrev}", name], 30)
-        if rc != 0 or not out.startswith("ii") and not out.startswith("hi"):
+        if not self.packages.is_installed(self.run, name):
             return
-        rc, out, err = self.run(["apt-get", "-s", "-o", "Debug::NoLocking=1", "remove", name], 120)
-        if rc != 0:
-            raise Refused("apt-get -s remove %s failed, so what it would also remove is unknown: %s"
-                          % (name, (err or out).strip()[-500:]))
-        removed = re.findall(r"^Remv (\S+)", out, re.MULTILINE)
+        try:
+            removed = self.packages.removal_plan(self.run, name)
+        except CommandError as exc:
+            raise Refused("%s, so what it would also remove is unknown: %s"
+                          % (exc.msg, (exc.stderr or exc.stdout).strip()[-500:]))
         hit = sorted(set(removed) & PROTECTED_PACKAGES)
         if hit:
             raise Refused("removing %s would also remove %s, which the connection needs" % (name, ", ".join(hit)))
-        self.changes.append(Change(rid, command=["apt-get", "-y", "-q", "remove", name],
+        self.changes.append(Change(rid, command=self.packages.remove_command(name),
                                    note="removes %s" % ", ".join(removed)))
 
     def _service_disabled(self, rid, name):
@@ -914,42 +911,6 @@ class Planner(object):
             return
         self.changes.append(Change(rid, command=["systemctl", "disable", "--now", unit]
                                    if os.path.isdir("/run/systemd/system") else ["systemctl", "disable", unit]))
-
-
-def _package_names(text):
-    """The package names of a Depends/Provides field (versions, architectures and
-    alternatives' bars dropped; every alternative counts)."""
-    names = []
-    for item in re.split(r"[,|]", text):
-        name = re.split(r"[\s(:]", item.strip(), maxsplit=1)[0]
-        if name:
-            names.append(name)
-    return names
-
-
-def dependency_closure(listing, roots):
-    """The installed packages `roots` and the Essential ones (coreutils, dash: Ansible's mkdir
-    and sh, never named as a dependency) need: their Pre-Depends and Depends, through every
-    alternative and every provider of a virtual package, recursively. `listing` is `dpkg-query
-    -W -f '${db:Status-Abbrev}\\t${Package}\\t${Essential}\\t${Provides}\\t${Pre-Depends}\\t${Depends}\\n'`."""
-    depends, providers, essential = {}, {}, []
-    for line in listing.splitlines():
-        fields = line.split("\t")
-        if len(fields) < 6 or fields[0][1:2] in ("", "n", "c"):  # not installed, or only its conffiles left
-            continue
-        depends[fields[1]] = _package_names(fields[4] + "," + fields[5])
-        for virtual in _package_names(fields[3]):
-            providers.setdefault(virtual, []).append(fields[1])
-        if fields[2] == "yes":
-            essential.append(fields[1])
-    needed, todo = set(), list(roots) + essential
-    while todo:
-        name = todo.pop()
-        for package in ([name] if name in depends else []) + providers.get(name, []):
-            if package not in needed:
-                needed.add(package)
-                todo.extend(depends[package])
-    return needed
 
 
 def _with_options(text, options):

@@ -2,16 +2,22 @@
 # Copyright: Patchwave contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""apt/dpkg backend. Works without python3-apt: it drives apt-get, apt-mark and dpkg-query."""
+"""apt/dpkg backend. Works without python3-apt: it drives apt-get, apt-mark and dpkg-query.
+
+The only module_util that knows apt and dpkg: their commands, their output, their files
+(the package cache, the locks, the status database, /var/run/reboot-required, .deb files)."""
 
 from __future__ import annotations
 
 import glob
 import os
 import re
+import shutil
+import tempfile
+from urllib.parse import unquote, urlsplit
 
-from ansible_collections.patchwave.endpoint.plugins.module_utils import hoststate, thinlink
-from ansible_collections.patchwave.endpoint.plugins.module_utils.pkgmgr.base import CommandError, PackageManager
+from ansible_collections.patchwave.endpoint.plugins.module_utils import changelog, hoststate
+from ansible_collections.patchwave.endpoint.plugins.module_utils.pkgmgr.base import CommandError, PackageManager, tail
 
 ENV = {
     "LC_ALL": "C",
@@ -27,6 +33,8 @@ LOCK_FILES = (
     "/var/cache/apt/archives/lock",
     "/var/lib/apt/lists/lock",
 )
+# dpkg's database of installed packages, which the baseline reads without running dpkg
+STATUS = "/var/lib/dpkg/status"
 
 # "Inst pw-tools [1.0-1] (2.0-1 Patchwave Lab Security:patchwave-lab-security [all])"
 _INST_RE = re.compile(r"^Inst (?P<name>\S+) (?:\[(?P<installed>[^\]]+)\] )?\((?P<candidate>\S+) (?P<origins>.*?) \[(?P<arch>[^\]]+)\]\)")
@@ -99,14 +107,107 @@ def deb_filename(name, version, arch):
     return "%s_%s_%s.deb" % (name, version.replace(":", "%3a"), arch)
 
 
+def link_options(limit_kbps, relay):
+    """apt-get `-o` arguments for a thin link: a rate limit (KB/s) and the relay as http proxy."""
+    options = []
+    if limit_kbps:
+        options += ["-o", "Acquire::http::Dl-Limit=%d" % limit_kbps, "-o", "Acquire::https::Dl-Limit=%d" % limit_kbps]
+    if relay:
+        options += ["-o", "Acquire::http::Proxy=%s" % relay]
+    return options
+
+
+def parse_status(lines):
+    """dpkg's status file (its lines) → {name: version} of installed packages (also held ones)."""
+    installed, name, version, status = {}, None, None, ""
+    for line in (lines or []) + [""]:
+        if not line.strip():
+            if name and status.split()[-1:] == ["installed"]:
+                installed[name] = version
+            name, version, status = None, None, ""
+        elif line.startswith("Package:"):
+            name = line.split(":", 1)[1].strip()
+        elif line.startswith("Version:"):
+            version = line.split(":", 1)[1].strip()
+        elif line.startswith("Status:"):
+            status = line.split(":", 1)[1].strip()
+    return installed
+
+
+def parse_owners(output):
+    """`dpkg -S` output → the names of the owning packages (architecture dropped, diversions skipped)."""
+    owners = set()
+    for line in output.splitlines():
+        names, sep, _rest = line.partition(": ")
+        if sep and not line.startswith("diversion by "):
+            owners.update(name.strip().split(":")[0] for name in names.split(","))
+    return owners
+
+
+def _package_names(text):
+    """The package names of a Depends/Provides field (versions, architectures and
+    alternatives' bars dropped; every alternative counts)."""
+    names = []
+    for item in re.split(r"[,|]", text):
+        name = re.split(r"[\s(:]", item.strip(), maxsplit=1)[0]
+        if name:
+            names.append(name)
+    return names
+
+
+# what dependency_closure reads: one line per package of the database
+DEPENDENCY_LISTING = "${db:Status-Abbrev}\t${Package}\t${Essential}\t${Provides}\t${Pre-Depends}\t${Depends}\n"
+
+
+def dependency_closure(listing, roots):
+    """The installed packages `roots` and the Essential ones (coreutils, dash: Ansible's mkdir
+    and sh, never named as a dependency) need: their Pre-Depends and Depends, through every
+    alternative and every provider of a virtual package, recursively. `listing` is `dpkg-query
+    -W -f '${db:Status-Abbrev}\\t${Package}\\t${Essential}\\t${Provides}\\t${Pre-Depends}\\t${Depends}\\n'`."""
+    depends, providers, essential = {}, {}, []
+    for line in listing.splitlines():
+        fields = line.split("\t")
+        if len(fields) < 6 or fields[0][1:2] in ("", "n", "c"):  # not installed, or only its conffiles left
+            continue
+        depends[fields[1]] = _package_names(fields[4] + "," + fields[5])
+        for virtual in _package_names(fields[3]):
+            providers.setdefault(virtual, []).append(fields[1])
+        if fields[2] == "yes":
+            essential.append(fields[1])
+    needed, todo = set(), list(roots) + essential
+    while todo:
+        name = todo.pop()
+        for package in ([name] if name in depends else []) + providers.get(name, []):
+            if package not in needed:
+                needed.add(package)
+                todo.extend(depends[package])
+    return needed
+
+
 class AptManager(PackageManager):
     name = "apt"
+    commands = ("apt-get", "dpkg")
     link_options = ()
+    installer = "dpkg"
+    front_end = "apt-get"
+    repair_command = "dpkg --configure -a"
+    repair_hint = "apt-get -f install"
+    owner_query = "dpkg -S"
+    noninteractive_env = {"DEBIAN_FRONTEND": "noninteractive"}
+    status_file = STATUS
+
+    @classmethod
+    def present(cls, module):
+        return all(module.get_bin_path(command) for command in cls.commands)
+
+    @property
+    def cache_dir(self):
+        return ARCHIVES
 
     def use_link(self, limit_kbps=0, relay=None):
         """Every later download (index refresh, staging, rollback material) goes at most
         `limit_kbps` KB/s and through `relay` when given."""
-        self.link_options = tuple(thinlink.apt_options(limit_kbps, relay))
+        self.link_options = tuple(link_options(limit_kbps, relay))
 
     def _run(self, argv, check=True, env=None):
         merged = dict(ENV)
@@ -244,6 +345,21 @@ class AptManager(PackageManager):
         apt_check = {"ok": rc == 0, "output": "" if rc == 0 else (out + err).strip()}
         return {"clean": not text and apt_check["ok"], "output": text, "apt_check": apt_check}
 
+    def health_text(self, health):
+        if health["clean"]:
+            return "dpkg --audit and apt-get check pass"
+        parts = []
+        if health["output"]:
+            parts.append("dpkg --audit: %s" % tail(health["output"]))
+        if not health.get("apt_check", {}).get("ok", True):
+            parts.append("apt-get check: %s" % tail(health["apt_check"]["output"]))
+        return "; ".join(parts)
+
+    def health_problem(self, health):
+        if health["output"]:
+            return "dpkg --audit", health["output"]
+        return "apt-get check", health["apt_check"]["output"]
+
     def arch(self):
         if not getattr(self, "_arch", None):
             _rc, out, _err = self._run([self.bin("dpkg"), "--print-architecture"])
@@ -272,16 +388,86 @@ class AptManager(PackageManager):
                            "hash": "%s:%s" % (match.group("kind").lower(), match.group("hash"))}
         return found
 
-    def cached_deb(self, name, version):
+    def cached_package(self, name, version):
         """Path of the cached .deb for name=version, if apt has it (any architecture)."""
         pattern = os.path.join(ARCHIVES, "%s_%s_*.deb" % (glob.escape(name), glob.escape(version.replace(":", "%3a"))))
         found = sorted(glob.glob(pattern))
         return found[0] if found else None
 
-    def deb_fields(self, path):
+    cached_deb = cached_package
+
+    def package_fields(self, path):
         _rc, out, _err = self._run([self.bin("dpkg-deb"), "-f", path, "Package", "Version"])
         fields = dict(line.split(": ", 1) for line in out.splitlines() if ": " in line)
         return fields.get("Package"), fields.get("Version")
+
+    deb_fields = package_fields
+
+    def changelog(self, path, name, installed_version):
+        """The .deb's own Debian changelog (changelog.from_deb, dpkg's version order)."""
+        return changelog.from_deb(self.module, path, name, installed_version)
+
+    def stage_local(self, entry, name, version):
+        """Copy a `file:` repository's package into apt's cache under the name apt gives it there
+        (epoch as %3a), so the window only installs even if the repository's mount is gone by then."""
+        source = unquote(urlsplit(entry["uri"]).path)
+        arch = entry["filename"].rsplit("_", 1)[-1][:-len(".deb")]
+        target = os.path.join(ARCHIVES, deb_filename(name, version, arch))
+        fd, tmp = tempfile.mkstemp(dir=os.path.join(ARCHIVES, "partial"), prefix=".patchwave-")
+        os.close(fd)
+        try:
+            shutil.copyfile(source, tmp)
+            os.chmod(tmp, 0o644)
+            os.rename(tmp, target)
+        except (IOError, OSError):
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        return target
+
+    def save_rollback(self, versions, directory):
+        """Keep the installed version's .deb of every package: copied from apt's cache, else fetched
+        from the repositories (one apt-get call for all), else rebuilt from the system (dpkg-repack).
+        Each file is checked to hold exactly that name=version."""
+        saved, fetch = {}, {}
+        for name, version in sorted(versions.items()):
+            cached = self.cached_package(name, version)
+            if cached:
+                target = os.path.join(directory, os.path.basename(cached))
+                shutil.copy2(cached, target)
+                saved[name] = dict(before=version, file=target, method="cache")
+            else:
+                fetch[name] = version
+        if fetch and not self.download_to(fetch, directory):
+            # one of them is gone from the repositories: fetch one by one, repack what is missing
+            for name, version in sorted(fetch.items()):
+                self.download_to({name: version}, directory)
+        for name, version in sorted(fetch.items()):
+            found = self.find_deb(directory, name, version)
+            method = "repository"
+            if not found:
+                before = set(os.listdir(directory))
+                self.repack(name, directory)
+                new = sorted(set(os.listdir(directory)) - before)
+                if not new:
+                    raise CommandError("dpkg-repack produced no package for %s=%s" % (name, version))
+                found, method = os.path.join(directory, new[0]), "dpkg-repack"
+            saved[name] = dict(before=version, file=found, method=method)
+        for name, entry in saved.items():
+            got = self.package_fields(entry["file"])
+            if got != (name, entry["before"]):
+                raise CommandError("rollback file %s holds %s=%s, not %s=%s" % (entry["file"], got[0], got[1], name,
+                                                                              entry["before"]))
+        return saved
+
+    def find_deb(self, directory, name, version):
+        """The .deb of name=version in `directory`, whatever apt named it: `apt-get download` writes
+        an epoch as %3a from an http source, but keeps the pool's name (no epoch) from a file: one."""
+        for candidate in sorted(f for f in os.listdir(directory) if f.startswith(name + "_") and f.endswith(".deb")):
+            path = os.path.join(directory, candidate)
+            if self.package_fields(path) == (name, version):
+                return path
+        return None
 
     def _install_argv(self, lock_timeout, conffile_policy, allow_held):
         argv = [self.bin("apt-get"), "-q", "-y", "--no-install-recommends",
@@ -362,6 +548,50 @@ class AptManager(PackageManager):
         argv += ["install"] + [os.path.abspath(f) for f in files] + ["%s-" % n for n in remove]
         return self._run(argv, check=False)
 
+    def restore_plan(self, files, remove, lock_timeout=300):
+        rc, out, err = self.restore(files, remove, lock_timeout=lock_timeout, simulate=True)
+        installs, removals = parse_simulation(out)
+        return rc, out, err, [(u["name"], u["candidate"]) for u in installs], [r["name"] for r in removals]
+
     def remove(self, names):
         """dpkg --remove: refuses (rather than cascades) when another package depends on one."""
         return self._run([self.bin("dpkg"), "--remove"] + list(names), check=False)
+
+    # --- the baseline: no module, every command through the caller's run(argv, timeout) -----
+    def installed_from_status(self, lines):
+        return parse_status(lines(STATUS))
+
+    def file_owners(self, run, paths):
+        """`dpkg -S` of every path at once; rc 1 only says that some path belongs to no package."""
+        argv = ["dpkg", "-S"] + list(paths)
+        rc, out, err = run(argv, 30)
+        if rc not in (0, 1):
+            raise CommandError("dpkg -S failed", cmd=argv, rc=rc, stdout=out, stderr=err)
+        return parse_owners(out)
+
+    def needed_packages(self, run, roots):
+        """dependency_closure() over one `dpkg-query` listing of the whole database."""
+        argv = ["dpkg-query", "-W", "-f", DEPENDENCY_LISTING]
+        try:
+            rc, out, err = run(argv, 60)
+        except Exception as exc:
+            rc, out, err = -1, "", str(exc)
+        if rc != 0:
+            raise CommandError("dpkg-query failed: %s" % (err or out).strip()[-500:], cmd=argv, rc=rc, stdout=out,
+                               stderr=err)
+        return dependency_closure(out, roots)
+
+    def is_installed(self, run, name):
+        """dpkg's status of `name` is installed ("ii") or held and installed ("hi")."""
+        rc, out, _err = run(["dpkg-query", "-W", "-f", "${db:Status-Abbrev}", name], 30)
+        return rc == 0 and (out.startswith("ii") or out.startswith("hi"))
+
+    def removal_plan(self, run, name):
+        argv = ["apt-get", "-s", "-o", "Debug::NoLocking=1", "remove", name]
+        rc, out, err = run(argv, 120)
+        if rc != 0:
+            raise CommandError("apt-get -s remove %s failed" % name, cmd=argv, rc=rc, stdout=out, stderr=err)
+        return re.findall(r"^Remv (\S+)", out, re.MULTILINE)
+
+    def remove_command(self, name):
+        return ["apt-get", "-y", "-q", "remove", name]
