@@ -11,7 +11,7 @@ from sqlalchemy import insert
 from patchwave.models import Host
 from patchwave.reporting.engine import CELL_LIMIT
 from patchwave.store import Store
-from patchwave.store.schema import assessments, cycles, decisions, end_states, host_results, rule_results, scans, waves
+from patchwave.store.schema import cycles, decisions, end_states, host_results, scans, waves
 
 HOSTS = [Host("web1", ("web",), "server", "team-web"), Host("web2", ("web",), "server", "team-web"),
          Host("ws1", ("workstations",), "workstation", "alice"), Host("db1", ("db",), "server", "team-data")]
@@ -29,23 +29,25 @@ def fill(store: Store) -> None:
         ("web2", 3): [("r1", "fail"), ("r2", "error"), ("r3", "pass")],
         ("ws1", 4): [("r1", "pass"), ("r2", "not_applicable")],
     }
+    # a critical rule on web1: failing in assessment 1 (Nov 1), passing in assessment 2 (Nov 2)
+    critical = {1: "fail", 2: "pass"}
+    for (host, aid), rows in results.items():
+        counts = {s: sum(1 for _r, st in rows if st == s) for s in ("pass", "fail", "error", "not_applicable",
+                                                                    "excepted")}
+        applicable = counts["pass"] + counts["fail"] + counts["error"] + counts["excepted"]
+        found = [{"id": rule, "title": f"rule {rule}", "severity": "high", "criticality": "normal", "status": status,
+                  "duration": 0.01, "exception": "EXC-1" if status == "excepted" else None,
+                  "evidence": {"expected": "x", "observed": "y" * (CELL_LIMIT + 10) if rule == "r2" and
+                               status == "error" else "y", "where": "/etc/x:1"}} for rule, status in rows]
+        if host == "web1":
+            found.append({"id": "crit", "title": "critical", "severity": "critical", "criticality": "critical",
+                          "status": critical[aid], "duration": 0.0, "evidence": {}})
+        made = store.add_assessment(f"b{aid}", host, "t", "assess", True, False, "", counts,
+                                    (100 * counts["pass"] / applicable,
+                                     100 * (counts["pass"] + counts["excepted"]) / applicable), {}, None, found,
+                                    at=at(aid))
+        assert made == aid
     with store.engine.begin() as conn:
-        for (host, aid), rows in results.items():
-            counts = {s: sum(1 for _r, st in rows if st == s) for s in ("pass", "fail", "error", "not_applicable",
-                                                                        "excepted")}
-            applicable = counts["pass"] + counts["fail"] + counts["error"] + counts["excepted"]
-            conn.execute(insert(assessments).values(
-                id=aid, batch=f"b{aid}", host=host, baseline="t", kind="assess", at=at(aid), ok=True,
-                unreachable=False, message="", summary=counts, score=100 * counts["pass"] / applicable,
-                score_with_exceptions=100 * (counts["pass"] + counts["excepted"]) / applicable, snapshot={},
-                drift=None))
-            for rule, status in rows:
-                conn.execute(insert(rule_results).values(
-                    assessment_id=aid, host=host, rule_id=rule, title=f"rule {rule}", severity="high",
-                    criticality="normal", status=status, duration=0.01,
-                    exception_id="EXC-1" if status == "excepted" else None,
-                    evidence={"expected": "x", "observed": "y" * (CELL_LIMIT + 10) if rule == "r2" and
-                              status == "error" else "y", "where": "/etc/x:1"}))
         conn.execute(insert(cycles).values(id="c1", created_at=at(10), finished_at=at(10, 12), status="completed",
                                            inventory="inv", policy={"name": "p"}, options={}))
         conn.execute(insert(waves).values(cycle_id="c1", idx=0, name="canary", hosts=["web1"], status="passed",
@@ -70,11 +72,6 @@ def fill(store: Store) -> None:
             conn.execute(insert(scans).values(cycle_id="c1", host=host, kind="scan", at=at(10), ok=True, result={
                 "updates": [{"name": name, "source": f"{name}-src", "candidate": "2",
                              "origins": [{"label": "Debian-Security", "suite": "s"}]}]}))
-        # a critical rule on web1: failing in assessment 1 (Nov 1), passing in assessment 2 (Nov 2)
-        for aid, status in ((1, "fail"), (2, "pass")):
-            conn.execute(insert(rule_results).values(assessment_id=aid, host="web1", rule_id="crit", title="critical",
-                                                     severity="critical", criticality="critical", status=status,
-                                                     duration=0.0, evidence={}))
         for host, state, packages in (
                 ("web1", "patched", [pkg("a", "2", "2026-11-10"), pkg("b", "2", "2026-11-20")]),
                 ("web2", "patched", [pkg("a", "2", "2026-11-10"), pkg("b", "2", "2026-11-20")]),

@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 from openpyxl import load_workbook
 from reportdata import HOSTS, at, fill
-from sqlalchemy import insert
 
 from patchwave.errors import InputError
 from patchwave.paths import Paths
@@ -21,7 +20,7 @@ from patchwave.reporting.definitions import STANDARD, Sheet, load_workbook_defin
 from patchwave.reporting.engine import CELL_LIMIT, Writer, _narrowing
 from patchwave.reporting.reports import write_reports
 from patchwave.store import Store
-from patchwave.store.schema import assessments, rule_results
+from patchwave.store.history import rebuild_rule_failures
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -189,26 +188,44 @@ def test_trend_owner_and_vendor_workbooks_against_hand_computed_figures(store: S
             origin["Host updates installed"]) == ("Debian-Security", 2, 5, 4)
 
 
-def test_failure_transitions_and_fix_times_from_a_rule_history(tmp_path: Path) -> None:
-    """One critical rule on one host through eight assessments: the store returns only the results
-    that start or end a failure, and the fix times pair them (written out by hand below)."""
+def test_rule_failures_and_fix_times_from_a_rule_history(tmp_path: Path) -> None:
+    """One critical rule on one host through eight assessments: the store keeps when it started
+    failing and when it passed again, and the fix times pair them (written out by hand below);
+    the same failures come back when they are made again from the rule results alone."""
     made = Store(f"sqlite:///{tmp_path / 'h.db'}")
     statuses = ["pass", "fail", "error", "not_applicable", "fail", "pass", "pass", "error"]
+    for aid, status in enumerate(statuses, start=1):
+        made.add_assessment(f"b{aid}", "web1", "t", "assess", True, False, "", {}, (0.0, 0.0), {}, None,
+                            [{"id": "crit", "title": "c", "severity": "critical", "status": status}], at=at(aid))
+    # 1 pass (nothing to end), 2 fail (starts), 3 error (still failing), 4 n/a, 5 fail (still
+    # failing), 6 pass (ends), 7 pass, 8 error (starts again)
+    expected = [(2, 6), (8, None)]
+    kept = [(f.failing_since.day, f.fixed_at.day if f.fixed_at else None) for f in made.rule_failures("critical")]
+    assert kept == expected
+    assert list(made.rule_failures("high")) == []
+    assert [f.failing_since.day for f in made.rule_failures("critical", since=at(3))] == [8]
     with made.engine.begin() as conn:
-        for aid, status in enumerate(statuses, start=1):
-            conn.execute(insert(assessments).values(
-                id=aid, batch=f"b{aid}", host="web1", baseline="t", kind="assess", at=at(aid), ok=True,
-                unreachable=False, message="", summary={}, score=0.0, score_with_exceptions=0.0, snapshot={}))
-            conn.execute(insert(rule_results).values(assessment_id=aid, host="web1", rule_id="crit", title="c",
-                                                     severity="critical", criticality="normal", status=status,
-                                                     duration=0.0, evidence={}))
-    # 1 pass (first: nothing to end), 2 fail (starts), 3 error (still failing), 4 n/a, 5 fail (starts
-    # again after n/a), 6 pass (ends), 7 pass, 8 error (starts)
-    assert [(a, s) for _h, _r, _t, a, s in made.failure_transitions("critical")] == [
-        (2, "fail"), (5, "fail"), (6, "pass"), (8, "error")]
+        assert rebuild_rule_failures(conn) == 2
+    assert [(f.failing_since.day, f.fixed_at.day if f.fixed_at else None)
+            for f in made.rule_failures("critical")] == expected
     fixes = list(DATASETS["config_fix_times"].rows(Context(made, HOSTS)))
     assert [(f["failing_since"].day, f["fixed_at"].day if f["fixed_at"] else None, f["days_to_fix"])
             for f in fixes] == [(2, 6, 4.0), (8, None, None)]
+
+
+def test_a_store_from_before_rule_failures_gets_them_from_its_history(tmp_path: Path) -> None:
+    """Schema 10 kept no rule failures: opening such a store makes them from the rule results."""
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    old = Store(url)
+    for aid, status in enumerate(["fail", "pass", "error"], start=1):
+        old.add_assessment(f"b{aid}", "web1", "t", "assess", True, False, "", {}, (0.0, 0.0), {}, None,
+                           [{"id": "crit", "title": "c", "severity": "critical", "status": status}], at=at(aid))
+    with old.engine.begin() as conn:  # as a schema-10 store was: the table empty (create_all made it)
+        conn.exec_driver_sql("DELETE FROM rule_failures")
+        conn.exec_driver_sql("UPDATE schema_info SET version = 10")
+    reopened = Store(url)
+    assert [(f.failing_since.day, f.fixed_at.day if f.fixed_at else None)
+            for f in reopened.rule_failures("critical")] == [(1, 2), (3, None)]
 
 
 def test_latest_per_host_from_the_store(store: Store) -> None:

@@ -118,7 +118,109 @@ def _criticality(inventory: Path, host: str, value: Any) -> int:
                      f"patchwave_criticality must be an integer, not {str(value)[:40]!r}")
 
 
-def load_hosts(inventory: Path) -> list[Host]:
+def load_hosts(inventory: Path, cache: Path | None = None) -> list[Host]:
+    """The inventory's hosts, checked. With `cache` (a directory), a static inventory file (no
+    plugin, no script) is read by Ansible once per content: the hosts are kept there under a
+    key made of every file Ansible reads for it, the Ansible configuration and version, and the
+    ANSIBLE_* environment, so any change to one of them reads it again."""
+    key = _cache_key(inventory) if cache is not None else None
+    if cache is not None and key is not None:
+        kept = _cached(cache, inventory, key)
+        if kept is not None:
+            return kept
+    hosts = _load_hosts(inventory)
+    if cache is not None and key is not None:
+        _keep(cache, inventory, key, hosts)
+    return hosts
+
+
+def _ansible_config() -> Path | None:
+    """The configuration file Ansible uses, found as Ansible finds it."""
+    import os
+
+    named = os.environ.get("ANSIBLE_CONFIG")
+    for candidate in ([Path(named)] if named else []) + [Path.cwd() / "ansible.cfg", Path.home() / ".ansible.cfg",
+                                                       Path("/etc/ansible/ansible.cfg")]:
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _cache_key(inventory: Path) -> str | None:
+    """The key of a static inventory file's hosts, or None when what Ansible would read cannot be
+    known from files (a plugin configuration, an executable script, a directory, vars plugins
+    other than Ansible's own group_vars/host_vars)."""
+    import hashlib
+    import os
+
+    from ansible.release import __version__ as ansible_version
+
+    if not inventory.is_file() or os.access(inventory, os.X_OK):
+        return None
+    try:
+        text = inventory.read_bytes()
+    except OSError:
+        return None
+    if inventory.suffix in _YAML and re.search(rb"^plugin\s*:", text, re.MULTILINE):
+        return None
+    config = _ansible_config()
+    config_text = config.read_bytes() if config is not None else b""
+    environment = sorted((k, v) for k, v in os.environ.items() if k.startswith("ANSIBLE_"))
+    if b"vars_plugins_enabled" in config_text or any(k == "ANSIBLE_VARS_ENABLED" for k, _v in environment):
+        return None
+    digest = hashlib.sha256()
+    for part in (f"patchwave-hosts-1 {ansible_version} {inventory.resolve()}".encode(), config_text,
+                 repr(environment).encode(), text):
+        digest.update(hashlib.sha256(part).digest())
+    try:
+        for folder in (inventory.parent / "group_vars", inventory.parent / "host_vars"):
+            if folder.is_dir():
+                for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+                    digest.update(hashlib.sha256(str(path).encode() + b"\0" + path.read_bytes()).digest())
+    except OSError:
+        return None  # Ansible will say what it cannot read
+    return digest.hexdigest()
+
+
+def _cache_file(cache: Path, inventory: Path) -> Path:
+    import hashlib
+
+    return cache / f"hosts-{hashlib.sha256(str(inventory.resolve()).encode()).hexdigest()[:16]}.json"
+
+
+def _cached(cache: Path, inventory: Path, key: str) -> list[Host] | None:
+    import json
+
+    try:
+        kept = json.loads(_cache_file(cache, inventory).read_text())
+        if kept.get("key") != key:
+            return None
+        return [Host(name=h["name"], groups=tuple(h["groups"]), device_type=h["device_type"], owner=h["owner"],
+                     criticality=h["criticality"], release=h["release"]) for h in kept["hosts"]]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None  # none kept, or unreadable: read the inventory
+
+
+def _keep(cache: Path, inventory: Path, key: str, hosts: list[Host]) -> None:
+    """Only what Patchwave took from the inventory (names, groups, its own variables), never the
+    host variables themselves; readable by the owner only."""
+    import contextlib
+    import json
+    import os
+    import tempfile
+
+    with contextlib.suppress(OSError):  # a cache that cannot be written is only slower
+        cache.mkdir(parents=True, exist_ok=True, mode=0o700)
+        data = {"key": key, "hosts": [{"name": h.name, "groups": list(h.groups), "device_type": h.device_type,
+                                       "owner": h.owner, "criticality": h.criticality, "release": h.release}
+                                      for h in hosts]}
+        handle, name = tempfile.mkstemp(dir=cache, prefix=".hosts-")
+        with os.fdopen(handle, "w") as out:
+            json.dump(data, out)
+        Path(name).replace(_cache_file(cache, inventory))
+
+
+def _load_hosts(inventory: Path) -> list[Host]:
     for source in yaml_sources(inventory):
         yamlsrc.check_file(source, MAX_BYTES, MAX_NODES, MAX_ALIAS_NODES)
     data = read_inventory(inventory)

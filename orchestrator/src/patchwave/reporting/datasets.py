@@ -479,23 +479,19 @@ def _trend_compliance(ctx: Context) -> Iterator[Row]:
 def _config_fix_times(ctx: Context) -> Iterator[Row]:
     """For every critical-severity rule that failed on a host: since when, when it was fixed
     (the first passing assessment after), and how many days that took."""
-    when = {r["id"]: r["at"] for r in ctx.store.rows("assessments", ctx.since, columns=("id", "at"), ok=True)}
-    open_since: dict[tuple[str, str], tuple[datetime, str]] = {}
-    for host, rule_id, title, assessment_id, status in ctx.store.failure_transitions("critical"):
-        at = when.get(assessment_id)
-        if at is None or not ctx.wanted(host):
+    still_open: list[Row] = []
+    for failure in ctx.store.rule_failures("critical", ctx.since):
+        if not ctx.wanted(failure.host):
             continue
-        key = (host, rule_id)
-        if status != "pass":
-            open_since.setdefault(key, (at, title))
-        elif key in open_since:
-            since, first_title = open_since.pop(key)
-            yield {**_host_fields(ctx.host(host)), "rule_id": rule_id, "title": first_title, "failing_since": since,
-                   "fixed_at": at, "fixed": True,
-                   "days_to_fix": round((aware(at) - aware(since)).total_seconds() / 86400, 2)}
-    for (host, rule), (since, title) in sorted(open_since.items()):
-        yield {**_host_fields(ctx.host(host)), "rule_id": rule, "title": title, "failing_since": since,
-               "fixed_at": None, "fixed": False, "days_to_fix": None}
+        row = {**_host_fields(ctx.host(failure.host)), "rule_id": failure.rule_id, "title": failure.title,
+               "failing_since": failure.failing_since, "fixed_at": failure.fixed_at, "fixed": failure.fixed_at is not None,
+               "days_to_fix": None if failure.fixed_at is None
+               else round((failure.fixed_at - failure.failing_since).total_seconds() / 86400, 2)}
+        if failure.fixed_at is None:
+            still_open.append(row)
+        else:
+            yield row
+    yield from still_open  # the ones still failing after the fixed ones, as before
 
 
 DATASETS: dict[str, Dataset] = {d.name: d for d in (

@@ -37,7 +37,7 @@ def write_reports(paths: Paths, store: Store, inventory: Path, kind: str, defini
             raise InputError(f"--since {since!r}: use a date YYYY-MM-DD") from exc
     if progress is not None:
         progress(f"reading the inventory {inventory}", 0)
-    hosts = load_hosts(inventory)
+    hosts = load_hosts(inventory, cache=paths.cache / "inventory")
     if progress is not None:
         progress(f"inventory: {len(hosts):,} hosts", len(hosts))
     if group is not None and group not in {g for h in hosts for g in h.groups}:

@@ -64,7 +64,15 @@ def _v9_to_v10(conn: Any) -> None:
     _add_column(conn, "decisions", "ecosystem", "VARCHAR(64)")
 
 
+def _v10_to_v11(conn: Any) -> None:
+    """Rule failures (when a host's rule started failing, when it passed again) kept as
+    assessments come in: a new table, filled once from the rule results already stored."""
+    from patchwave.store.history import rebuild_rule_failures
+
+    rebuild_rule_failures(conn)
+
+
 # Migrations: index i upgrades schema version i+1 to i+2. A new store is created at the current
 # version by create_all; an older one is brought forward step by step, in one transaction.
 MIGRATIONS: list[Any] = [_v1_to_v2, _v2_to_v3, _v3_to_v4, _v4_to_v5, _v5_to_v6, _v6_to_v7, _v7_to_v8, _v8_to_v9,
-                         _v9_to_v10]
+                         _v9_to_v10, _v10_to_v11]

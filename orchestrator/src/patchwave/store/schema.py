@@ -10,6 +10,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -18,7 +19,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 11
 
 metadata = MetaData()
 
@@ -220,6 +221,20 @@ rule_results = Table(
     Column("evidence", JSON, nullable=False),
     Column("duration", Float),
     Column("exception_id", String(64)),
+)
+
+rule_failures = Table(
+    "rule_failures", metadata,  # schema 11: each time a host's rule started failing, and when it passed again
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("host", String(255), nullable=False),
+    Column("rule_id", String(64), nullable=False),
+    Column("title", Text, nullable=False),  # as the failing result named it
+    Column("severity", String(16), nullable=False, index=True),
+    Column("opened_id", Integer, ForeignKey("assessments.id"), nullable=False),  # the first failing assessment
+    Column("opened_at", DateTime(timezone=True), nullable=False),
+    Column("closed_id", Integer, ForeignKey("assessments.id")),  # the first passing one after it
+    Column("closed_at", DateTime(timezone=True)),
+    Index("ix_rule_failures_open", "host", "closed_id"),
 )
 
 remediations = Table(
