@@ -170,7 +170,7 @@ def main(hosts: int, rules: int, cycles: int) -> None:
               + ", ".join(f"{s['sheet']} {s['rows']:,}" for s in book["sheets"]))
     print(f"reading the rows the reports need from the store alone: {baseline:.1f} s ({counted:,} rows)")
     print(f"patchwave report --type all: {wall:.1f} s, peak memory {total_peak:.0f} MB for all its processes "
-          f"together (largest single process {peak:.0f} MB); target < 60 s and < 1024 MB; "
+          f"together (largest single process {peak:.0f} MB); target < 20 s and < 500 MB; "
           f"report / read-only = {wall / baseline:.2f}x")
 
 
