@@ -152,8 +152,7 @@ def _cache_key(inventory: Path) -> str | None:
     other than Ansible's own group_vars/host_vars)."""
     import hashlib
     import os
-
-    from ansible.release import __version__ as ansible_version
+    from importlib.metadata import version
 
     if not inventory.is_file() or os.access(inventory, os.X_OK):
         return None
@@ -169,7 +168,7 @@ def _cache_key(inventory: Path) -> str | None:
     if b"vars_plugins_enabled" in config_text or any(k == "ANSIBLE_VARS_ENABLED" for k, _v in environment):
         return None
     digest = hashlib.sha256()
-    for part in (f"patchwave-hosts-1 {ansible_version} {inventory.resolve()}".encode(), config_text,
+    for part in (f"patchwave-hosts-1 {version('ansible-core')} {inventory.resolve()}".encode(), config_text,
                  repr(environment).encode(), text):
         digest.update(hashlib.sha256(part).digest())
     try:
