@@ -456,8 +456,8 @@ class AptManager(PackageManager):
         for name, entry in saved.items():
             got = self.package_fields(entry["file"])
             if got != (name, entry["before"]):
-                raise CommandError("rollback file %s holds %s=%s, not %s=%s" % (entry["file"], got[0], got[1], name,
-                                                                              entry["before"]))
+                raise CommandError("rollback file %s holds %s=%s, not %s=%s"
+                                   % (entry["file"], got[0], got[1], name, entry["before"]))
         return saved
 
     def find_deb(self, directory, name, version):
